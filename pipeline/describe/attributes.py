@@ -1,0 +1,78 @@
+"""The offline description backend: sentences from a CUB-style class x attribute matrix.
+
+For users without an API budget, and for the demo. Each class's most frequent attribute values
+(one per attribute kind, present in at least `min_percent` of its images) become phrases; each
+sample states a different random subset of them in a different sentence frame, as several LLM
+completions would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.describe import DESCRIPTION_COLUMNS
+
+FRAMES = (
+    "The {name} is a bird with {traits}.",
+    "A {name} can be recognised by {traits}.",
+    "{name}: a bird that has {traits}.",
+    "Look for {traits} to identify the {name}.",
+    "The {name} typically shows {traits}.",
+)
+
+
+def attribute_phrase(attribute: str) -> tuple[str, str]:
+    """CUB attribute name -> (kind, phrase): 'has_wing_color::blue' -> ('wing_color', 'blue wings')."""
+    stem, value = attribute.split("::", 1)
+    kind = stem.removeprefix("has_")
+    value = value.replace("_", " ")
+    part = kind.rsplit("_", 1)[0] if "_" in kind else kind
+    if kind.endswith("_color"):
+        noun = {"primary": "plumage", "wing": "wings"}.get(part, part)
+        return kind, f"{value} {noun}"
+    if kind.endswith("_shape"):
+        return kind, f"a {value}-shaped {part}"
+    if kind.endswith("_pattern"):
+        return kind, f"a {value} {part}"
+    if kind == "size":
+        return kind, f"a {value} size"
+    return kind, f"{value} {part.replace('_', ' ')}"
+
+
+def _join(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def describe_from_attributes(attributes: pd.DataFrame, classes: pd.DataFrame, *,
+                             samples_per_class: int, traits_per_sample: int, min_percent: float,
+                             seed: int) -> pd.DataFrame:
+    """Descriptions for every class.
+
+    attributes: class_id + one column per attribute (percent of images); classes: class_id,
+    class_name. Returns a table with `DESCRIPTION_COLUMNS` (source 'attributes').
+    """
+    names = dict(zip(classes["class_id"], classes["class_name"]))
+    columns = [c for c in attributes.columns if c != "class_id"]
+    phrases = [attribute_phrase(c) for c in columns]
+    rows = []
+    for _, row in attributes.iterrows():
+        class_id = int(row["class_id"])
+        best: dict[str, tuple[float, str]] = {}  # kind -> (percent, phrase) of its top value
+        for (kind, phrase), column in zip(phrases, columns):
+            percent = float(row[column])
+            if percent >= min_percent and percent > best.get(kind, (-1.0, ""))[0]:
+                best[kind] = (percent, phrase)
+        traits = [phrase for _, phrase in sorted(best.values(), reverse=True)]
+        if not traits:
+            raise ValueError(f"class {class_id} ({names[class_id]}) has no attribute present in "
+                             f"at least {min_percent}% of its images: lower min_percent")
+        rng = np.random.default_rng([seed, class_id])
+        for sample in range(samples_per_class):
+            count = min(len(traits), traits_per_sample)
+            chosen = [traits[i] for i in sorted(rng.choice(len(traits), count, replace=False))]
+            frame = FRAMES[sample % len(FRAMES)]
+            text = frame.format(name=names[class_id], traits=_join(chosen))
+            rows.append((class_id, names[class_id], text[0].upper() + text[1:], "attributes",
+                         f"attributes-frame{sample % len(FRAMES)}", sample))
+    return pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)

@@ -1,0 +1,37 @@
+"""Metrics on the test split: top-k accuracy of adapters and of zero-shot CLIP."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., N) booleans: is the true label among the k highest logits? logits (..., N, C)."""
+    k = min(k, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices  # (..., N, k)
+    return (top == labels[..., None]).any(dim=-1)
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k accuracy in percent, per leading index: logits (..., N, C) -> (...)."""
+    return 100.0 * topk_correct(logits, labels, k).float().mean(dim=-1)
+
+
+def class_text_embeddings(text_features: np.ndarray, class_index: np.ndarray,
+                          num_classes: int) -> torch.Tensor:
+    """One zero-shot classifier row per class: the mean of the class's *normalised* prompt
+    embeddings (CLIP's prompt ensembling averages embeddings, not probabilities), renormalised."""
+    feats = F.normalize(torch.as_tensor(text_features, dtype=torch.float32), dim=-1)
+    index = torch.as_tensor(class_index, dtype=torch.long)
+    sums = torch.zeros(num_classes, feats.shape[1]).index_add_(0, index, feats)
+    if (torch.bincount(index, minlength=num_classes) == 0).any():
+        raise ValueError("every class needs at least one prompt")
+    return F.normalize(sums, dim=-1)
+
+
+def zero_shot_logits(image_features: np.ndarray, class_embeddings: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each image with each class's text embedding: (N, C)."""
+    images = F.normalize(torch.as_tensor(image_features, dtype=torch.float32), dim=-1)
+    return images @ class_embeddings.T

@@ -1,0 +1,97 @@
+"""The bridge: a BLIP-2 Q-Former that turns a CLIP text feature into a pseudo CLIP image feature.
+
+Learnable query tokens self-attend and cross-attend to the CLIP text feature (one pooled token,
+or the text tower's per-token states); their outputs are pooled and projected to the CLIP image
+width. The transformer itself is `transformers`' `Blip2QFormerModel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import Blip2QFormerConfig, Blip2QFormerModel
+
+WEIGHTS_FILE = "qformer.safetensors"
+CONFIG_FILE = "qformer.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class QFormerConfig:
+    text_width: int  # width of the CLIP text feature (cross-attention input)
+    image_width: int  # width of the CLIP image feature (output)
+    num_queries: int = 8
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+    cross_attention_frequency: int = 1
+    pooling: str = "mean"  # mean | first
+    dropout: float = 0.1
+
+
+class TextToImageQFormer(nn.Module):
+    def __init__(self, config: QFormerConfig):
+        super().__init__()
+        if config.pooling not in ("mean", "first"):
+            raise ValueError(f"pooling must be 'mean' or 'first', got {config.pooling!r}")
+        self.config = config
+        self.queries = nn.Parameter(torch.randn(1, config.num_queries, config.hidden_size) * 0.02)
+        self.qformer = Blip2QFormerModel(Blip2QFormerConfig(
+            hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
+            encoder_hidden_size=config.text_width,
+            cross_attention_frequency=config.cross_attention_frequency,
+            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout))
+        self.proj = nn.Linear(config.hidden_size, config.image_width)
+
+    def forward(self, text: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """text: (B, D_t) pooled features or (B, L, D_t) token states with mask (B, L).
+        Returns (B, D_i) pseudo image features."""
+        if text.dim() == 2:
+            text = text[:, None, :]  # (B, 1, D_t): one token to attend to
+        # Unit RMS input, whatever the text tower's scale.
+        text = F.normalize(text, dim=-1) * math.sqrt(text.shape[-1])
+        queries = self.queries.expand(len(text), -1, -1)  # (B, Q, H)
+        states = self.qformer(query_embeds=queries, encoder_hidden_states=text,
+                              encoder_attention_mask=mask).last_hidden_state  # (B, Q, H)
+        pooled = states.mean(dim=1) if self.config.pooling == "mean" else states[:, 0]
+        return self.proj(pooled)  # (B, D_i)
+
+
+def save_qformer(model: TextToImageQFormer, folder: Path, extra: dict | None = None) -> None:
+    """safetensors weights + a JSON config from which `load_qformer` rebuilds the model."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_model(model, str(tmp))
+    tmp.replace(folder / WEIGHTS_FILE)
+    tmp = folder / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps({"config": dataclasses.asdict(model.config), **(extra or {})},
+                              indent=2) + "\n")
+    tmp.replace(folder / CONFIG_FILE)
+
+
+def load_qformer(folder: Path, device: str | torch.device = "cpu") -> tuple[TextToImageQFormer, dict]:
+    """Rebuild a saved Q-Former from its folder alone. Returns (model in eval mode, saved JSON)."""
+    saved = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    model = TextToImageQFormer(QFormerConfig(**saved["config"]))
+    load_model(model, str(Path(folder) / WEIGHTS_FILE), device=str(device))
+    return model.to(device).eval(), saved
+
+
+@torch.inference_mode()
+def map_texts(model: TextToImageQFormer, text: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """Pseudo image features for a whole table of pooled text features, (N, D_t) -> (N, D_i)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(text[i:i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(text), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.image_width), np.float32)

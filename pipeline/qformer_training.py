@@ -1,0 +1,85 @@
+"""Training the Q-Former on cached (caption feature, image feature) pairs.
+
+The whole feature table sits on the device; batches are index slices of it, so there is no
+per-sample Python and no DataLoader. AdamW, linear warmup then cosine decay, gradient clipping,
+bf16 autocast on a GPU; seeded.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pipeline.clip_training import cosine_schedule
+from pipeline.losses import qformer_loss
+from pipeline.qformer import TextToImageQFormer
+
+
+@torch.inference_mode()
+def validation_metrics(model: TextToImageQFormer, text: torch.Tensor, images: torch.Tensor,
+                       caption_image: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
+    """Held-out figures: mean cosine of each caption's pseudo feature with its own image, and
+    text->image retrieval R@1/R@5 among the held-out images.
+
+    text: (N_cap, D_t); images: (N_img, D_i), one row per distinct image; caption_image: (N_cap,)
+    row of `images` each caption belongs to.
+    """
+    model.eval()
+    pred = torch.cat([model(text[i:i + batch_size]).float() for i in range(0, len(text), batch_size)])
+    pred, gallery = F.normalize(pred, dim=-1), F.normalize(images.float(), dim=-1)
+    sims = pred @ gallery.T  # (N_cap, N_img)
+    own = sims.gather(1, caption_image[:, None])  # (N_cap, 1)
+    rank = (sims > own).sum(dim=1)  # images scoring above the right one
+    return {"mean_matched_cosine": own.mean().item(),
+            "recall_at_1": 100.0 * (rank < 1).float().mean().item(),
+            "recall_at_5": 100.0 * (rank < 5).float().mean().item()}
+
+
+def train_qformer(model: TextToImageQFormer, text: torch.Tensor, image: torch.Tensor, *,
+                  val_text: torch.Tensor, val_images: torch.Tensor, val_caption_image: torch.Tensor,
+                  loss: str, margin: float, weighting: str, temperature: float, epochs: int,
+                  batch_size: int,
+                  lr: float, weight_decay: float, warmup_fraction: float, grad_clip: float,
+                  seed: int, show_progress: bool = True, on_epoch=None) -> list[dict]:
+    """Train on pairs (text[k], image[k]); returns one dict of figures per epoch (epoch 0 is the
+    untrained model). `on_epoch(figures)` is called after each, e.g. to log curves."""
+    device = text.device
+    torch.manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    steps_per_epoch = max(1, len(text) // batch_size)
+    total = epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = cosine_schedule(optimizer, max(1, int(warmup_fraction * total)), total)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    history = [{"epoch": 0, "train_loss": float("nan"),
+                **validation_metrics(model, val_text, val_images, val_caption_image)}]
+    if on_epoch:
+        on_epoch(history[-1])
+    bar = tqdm(total=total, desc="train Q-Former", unit="step", disable=not show_progress)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(text), generator=generator).to(device)
+        running = 0.0
+        for step in range(steps_per_epoch):
+            index = order[step * batch_size:(step + 1) * batch_size]
+            with autocast:
+                pred = model(text[index])
+            value = qformer_loss(loss, pred.float(), image[index], margin=margin,
+                                 temperature=temperature, weighting=weighting)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            schedule.step()
+            running += value.item()
+            bar.update()
+        history.append({"epoch": epoch, "train_loss": running / steps_per_epoch,
+                        **validation_metrics(model, val_text, val_images, val_caption_image)})
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}",
+                        val_cos=f"{history[-1]['mean_matched_cosine']:.3f}")
+        if on_epoch:
+            on_epoch(history[-1])
+    bar.close()
+    model.eval()
+    return history

@@ -1,0 +1,44 @@
+"""Which training images an adapter keeps as images at a given image ratio (SPEC section 2).
+
+`class_balanced` (the paper): in each class, round(p * n_c) of that class's images are kept.
+`global` (Hirano's earlier method): round(p * N) images are kept from the whole training set,
+whatever their classes, which skews the class balance at low ratios.
+
+Both draw from one seeded permutation, so the images kept at a lower ratio are a subset of
+those kept at a higher one: the curve over ratios varies one thing at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SELECTIONS = ("class_balanced", "global")
+
+
+def _round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5 + 1e-9))
+
+
+def keep_mask(labels: np.ndarray, image_ratio: float, selection: str, seed: int) -> np.ndarray:
+    """Boolean mask over training images: True = kept as an image, False = replaced by text.
+
+    labels: (N,) class ids; image_ratio in [0, 1].
+    """
+    if not 0.0 <= image_ratio <= 1.0:
+        raise ValueError(f"image_ratio must be in [0, 1], got {image_ratio}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    priority = rng.permutation(len(labels))  # priority[i]: rank of image i in the draw
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[priority] = np.arange(len(labels))
+    mask = np.zeros(len(labels), dtype=bool)
+    if selection == "global":
+        mask[np.argsort(rank)[:_round_half_up(image_ratio * len(labels))]] = True
+    elif selection == "class_balanced":
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            keep = _round_half_up(image_ratio * len(members))
+            mask[members[np.argsort(rank[members])[:keep]]] = True
+    else:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    return mask

@@ -1,0 +1,93 @@
+"""What each adapter of Table 1 trains on: kept images plus the texts that replace the others.
+
+The training table is one stack of rows, [train images | Reed captions | LLM descriptions], each
+row a feature with its class; a run's *pool* is the rows it trains on. Text rows are Q-Former
+outputs (pseudo image features), so every row lives in the CLIP image space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from pipeline.selection import keep_mask
+
+TEXT_SOURCES = ("none", "reed", "llm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    image_ratio: int  # percent of each class's (or all) training images kept as images
+    text_source: str  # none | reed | llm
+    selection: str  # class_balanced | global
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"img{self.image_ratio:03d}-{self.text_source}-{self.selection}-s{self.seed}"
+
+    @property
+    def stream_seed(self) -> list[int]:
+        """Seed of this run's batch order: its own, whatever else trains beside it."""
+        return [self.seed, self.image_ratio, TEXT_SOURCES.index(self.text_source)]
+
+    @property
+    def text_ratio(self) -> int:
+        return 100 - self.image_ratio
+
+
+def table1_runs(selections: list[str], seeds: list[int]) -> list[Run]:
+    """The cells of the paper's Table 1: image-only at 100..10%, +Reed and +LLM at 90..0%."""
+    runs = []
+    for selection in selections:
+        for seed in seeds:
+            runs += [Run(r, "none", selection, seed) for r in range(100, 0, -10)]
+            runs += [Run(r, src, selection, seed) for src in ("reed", "llm") for r in range(90, -1, -10)]
+    return runs
+
+
+@dataclasses.dataclass
+class TrainingTable:
+    """Row layout of the stacked training features."""
+
+    images: pd.DataFrame  # image_id, class_index: rows [0, n_images)
+    reed: pd.DataFrame  # image_id, class_index: the next rows
+    llm: pd.DataFrame  # class_index: the last rows
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([self.images["class_index"], self.reed["class_index"],
+                               self.llm["class_index"]]).astype(np.int64)
+
+
+def run_pool(run: Run, table: TrainingTable, llm_per_image: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `table` that `run` trains on, and the ids of the images it keeps."""
+    labels = table.images["class_index"].to_numpy()
+    kept = keep_mask(labels, run.image_ratio / 100.0, run.selection, run.seed)
+    rows = [np.flatnonzero(kept)]
+    replaced_ids = table.images["image_id"].to_numpy()[~kept]
+    if run.text_source == "reed":
+        offset = len(table.images)
+        hit = np.isin(table.reed["image_id"].to_numpy(), replaced_ids)
+        rows.append(offset + np.flatnonzero(hit))
+    elif run.text_source == "llm":
+        rows.append(_llm_rows(labels[~kept], table, llm_per_image))
+    elif run.text_source != "none":
+        raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {run.text_source!r}")
+    return np.concatenate(rows), table.images["image_id"].to_numpy()[kept]
+
+
+def _llm_rows(replaced_labels: np.ndarray, table: TrainingTable, per_image: int) -> np.ndarray:
+    """`per_image` descriptions of its class for each replaced image, cycling through them."""
+    offset = len(table.images) + len(table.reed)
+    llm_classes = table.llm["class_index"].to_numpy()
+    rows = []
+    for c in np.unique(replaced_labels):
+        descriptions = offset + np.flatnonzero(llm_classes == c)
+        if len(descriptions) == 0:
+            raise ValueError(f"class index {c} has no LLM descriptions")
+        count = int((replaced_labels == c).sum()) * per_image
+        rows.append(descriptions[np.arange(count) % len(descriptions)])
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
