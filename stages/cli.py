@@ -1,0 +1,29 @@
+"""The `fgvc` command: one sub-command per DVC stage, same names as in dvc.yaml and params.yaml.
+
+`dvc repro` calls these; they also run by hand, e.g. `fgvc train_adapter --help`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from stages import clip, data, describe, evaluate, extract, report, train_adapter, train_qformer
+
+app = typer.Typer(
+    help="fgvc: fine-grained classifiers trained partly from text on frozen CLIP. Each command "
+         "is one stage of the DVC pipeline (run them all with `dvc repro`); each reads its "
+         "section of params.yaml.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+for name, module in [("data", data), ("clip", clip), ("describe", describe), ("extract", extract),
+                     ("train_qformer", train_qformer), ("train_adapter", train_adapter),
+                     ("evaluate", evaluate), ("report", report)]:
+    app.command(name)(module.main)
+
+
+def main() -> None:
+    # Tokenizers must not fork worker threads into our DataLoader workers.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()

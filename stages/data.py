@@ -1,0 +1,63 @@
+"""Stage `data`: materialise the datasets named in params as index tables.
+
+demo: draw the demo world under <world> and index it with the real readers.
+real: index the CUB_200_2011 / text_c10 / COCO folders named in params (images stay there).
+
+Outputs (in <out>): cub_images, cub_classes, cub_attributes, reed_captions, coco_images,
+coco_captions (.parquet). Image tables carry their dataset root in the schema metadata
+(`fgvc.root`), paths in the table are relative to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from stages.common import PARAMS_OPTION, params_or_exit, write_parquet
+
+
+def main(world: Path = typer.Option(Path("artifacts/data/world"), help="Where the demo world is drawn."),
+         out: Path = typer.Option(Path("artifacts/data/index"), help="Folder for the index tables."),
+         params: Path = PARAMS_OPTION) -> None:
+    """Materialise the datasets (demo world, or real CUB/COCO folders) as Parquet index tables."""
+    from pipeline.data.coco import read_coco_annotations, read_karpathy_coco
+    from pipeline.data.cub import (DatasetLayoutError, read_cub_attributes, read_cub_classes,
+                                   read_cub_images, read_reed_captions)
+    from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
+
+    config = params_or_exit(params).data
+    if config.source == "demo":
+        generate_demo_world(world, DemoWorldSpec(**config.demo.model_dump()))
+        cub_root, reed_root, coco_root = world / "CUB_200_2011", world / "text_c10", world / "coco"
+        karpathy = coco_root / "dataset_coco.json"
+    else:
+        missing = [k for k in ("cub_root", "reed_root", "coco_root") if getattr(config, k) is None]
+        if missing:
+            print(f"error: data.source is 'real' but data.{', data.'.join(missing)} not set",
+                  file=sys.stderr)
+            raise typer.Exit(2)
+        cub_root, reed_root, coco_root = (Path(config.cub_root), Path(config.reed_root),
+                                          Path(config.coco_root))
+        karpathy = Path(config.karpathy_json) if config.karpathy_json else None
+    try:
+        cub_images = read_cub_images(cub_root)
+        tables = {
+            "cub_images": (cub_images, cub_root),
+            "cub_classes": (read_cub_classes(cub_root), None),
+            "cub_attributes": (read_cub_attributes(cub_root), None),
+            "reed_captions": (read_reed_captions(reed_root, cub_images), None),
+        }
+        coco_images, coco_captions = (read_karpathy_coco(karpathy) if karpathy
+                                      else read_coco_annotations(coco_root))
+    except DatasetLayoutError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    tables["coco_images"] = (coco_images, coco_root)
+    tables["coco_captions"] = (coco_captions, None)
+    for name, (table, root) in tables.items():
+        write_parquet(table, out / f"{name}.parquet", {"fgvc.root": str(root)} if root else None)
+    print(f"data: {len(cub_images)} CUB images in {cub_images['class_id'].nunique()} classes "
+          f"({(cub_images['split'] == 'train').sum()} train), {len(tables['reed_captions'][0])} "
+          f"Reed captions, {len(coco_images)} COCO images, {len(coco_captions)} COCO captions")

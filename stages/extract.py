@@ -1,0 +1,70 @@
+"""Stage `extract`: encode one image or text set with the frozen CLIP into a feature set.
+
+One DVC stage per set (`extract@<set>`), so new descriptions re-encode only the descriptions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import typer
+
+from stages.common import PARAMS_OPTION, params_or_exit, read_parquet_with_metadata, resolve_device
+
+# set name -> (input table, id columns, kind)
+FEATURE_SETS = {
+    "coco_images": ("coco_images", ["image_id", "split"], "image"),
+    "cub_images": ("cub_images", ["image_id", "class_id", "split"], "image"),
+    "coco_captions": ("coco_captions", ["image_id", "caption_index"], "text"),
+    "reed_captions": ("reed_captions", ["image_id", "caption_index"], "text"),
+    "descriptions": ("descriptions", ["class_id", "sample_index", "prompt_id"], "text"),
+    "class_prompts": ("cub_classes", ["class_id", "template_index"], "text"),
+}
+
+
+def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATURE_SETS)}."),
+         index: Path = typer.Option(Path("artifacts/data/index"), help="Index tables of `data`."),
+         descriptions: Path = typer.Option(Path("artifacts/describe/descriptions.parquet"),
+                                           help="Descriptions of `describe`."),
+         clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
+         out: Path = typer.Option(..., help="Folder of the feature set to write."),
+         params: Path = PARAMS_OPTION) -> None:
+    """Encode one image or text set with the frozen CLIP into Parquet feature shards."""
+    import pandas as pd
+    import torch
+
+    from pipeline.clip import load_clip
+    from pipeline.extraction import extract_image_features, extract_text_features
+
+    if feature_set not in FEATURE_SETS:
+        print(f"error: unknown feature set {feature_set!r}; choose from {', '.join(FEATURE_SETS)}",
+              file=sys.stderr)
+        raise typer.Exit(2)
+    config = params_or_exit(params).extract
+    device = resolve_device(config.device)
+    torch.manual_seed(0)
+    clip = load_clip(clip_dir, device)
+    table_name, id_columns, kind = FEATURE_SETS[feature_set]
+    if feature_set == "descriptions":
+        table, meta = read_parquet_with_metadata(descriptions)
+    else:
+        table, meta = read_parquet_with_metadata(index / f"{table_name}.parquet")
+    if feature_set == "class_prompts":
+        table = pd.DataFrame([(c, t, template.format(name)) for c, name in
+                              zip(table["class_id"], table["class_name"])
+                              for t, template in enumerate(config.class_prompts)],
+                             columns=["class_id", "template_index", "text"])
+    shutil.rmtree(out, ignore_errors=True)
+    common = dict(name=feature_set, id_columns=id_columns, precision=config.precision,
+                  shard_rows=config.shard_rows, device=device)
+    if kind == "image":
+        manifest = extract_image_features(clip, Path(meta["fgvc.root"]), table, out,
+                                          batch_size=config.image_batch_size,
+                                          num_workers=config.num_workers, **common)
+    else:
+        manifest = extract_text_features(clip, table, out, batch_size=config.text_batch_size,
+                                         **common)
+    print(f"extract: {manifest['rows']} {feature_set} features of width {manifest['width']} "
+          f"({manifest['precision']}) in {len(manifest['shards'])} shard(s)")

@@ -1,0 +1,169 @@
+"""params.yaml, validated: one typed section per stage, checked when a stage loads it.
+
+Unknown keys, wrong types and out-of-range values are refused with one line per problem that
+names the key (`train_adapter.lr: ...`) and says what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoWorld(Section):
+    seed: int = 0
+    num_classes: int = Field(20, ge=2, le=200)
+    train_per_class: int = Field(30, ge=1)
+    test_per_class: int = Field(30, ge=1)
+    coco_images: int = Field(3000, ge=100)
+    image_size: int = Field(96, ge=32, le=1024)
+
+
+class Data(Section):
+    source: Literal["demo", "real"] = "demo"
+    demo: DemoWorld = DemoWorld()
+    cub_root: str | None = None  # real: the CUB_200_2011/ folder
+    reed_root: str | None = None  # real: the text_c10/ folder
+    coco_root: str | None = None  # real: holds train2014/, val2014/, annotations/
+    karpathy_json: str | None = None  # real: Karpathy's dataset_coco.json (else annotations/)
+
+
+class DemoClipTraining(Section):
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    seed: int = 0
+
+
+class Clip(Section):
+    model: str = "fgvc-demo-tiny"
+    pretrained: str | None = None  # an open_clip tag (e.g. openai); None: train the demo CLIP
+    demo_train: DemoClipTraining = DemoClipTraining()
+
+
+class AttributeDescriptions(Section):
+    traits_per_sample: int = Field(4, ge=1)
+    min_percent: float = Field(50.0, ge=0, le=100)
+
+
+class OpenAIDescriptions(Section):
+    model: str = "gpt-3.5-turbo"
+    base_url: str | None = None
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(256, ge=1)
+    prompt: str = "paper"
+
+
+class Describe(Section):
+    backend: Literal["attributes", "openai"] = "attributes"
+    samples_per_class: int = Field(10, ge=1)
+    seed: int = 0
+    attributes: AttributeDescriptions = AttributeDescriptions()
+    openai: OpenAIDescriptions = OpenAIDescriptions()
+
+
+class Extract(Section):
+    image_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(0, ge=0)  # image decoding processes (0: in the main process)
+    text_batch_size: int = Field(1024, ge=1)
+    precision: Literal["float16", "float32"] = "float16"
+    shard_rows: int = Field(65536, ge=1)
+    device: Device = "auto"
+    class_prompts: list[str] = ["a photo of a {}, a type of bird."]
+
+    @field_validator("class_prompts")
+    @classmethod
+    def _one_slot(cls, prompts: list[str]) -> list[str]:
+        if not prompts or any(p.count("{}") != 1 for p in prompts):
+            raise ValueError("needs at least one template, each with exactly one '{}' for the class")
+        return prompts
+
+
+class TrainQFormer(Section):
+    text_input: Literal["pooled"] = "pooled"
+    num_queries: int = Field(8, ge=1)
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    cross_attention_frequency: int = Field(1, ge=1)
+    pooling: Literal["mean", "first"] = "mean"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    loss: Literal["pairwise_cosine", "info_nce", "info_nce_dot"] = "pairwise_cosine"
+    margin: float = Field(0.0, ge=-1, le=1)
+    weighting: Literal["all_pairs", "balanced"] = "all_pairs"
+    temperature: float = Field(0.07, gt=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    device: Device = "auto"
+
+
+class TrainAdapter(Section):
+    selection: list[Literal["class_balanced", "global"]] = Field(["class_balanced"], min_length=1)
+    seeds: list[int] = Field([0], min_length=1)
+    llm_per_image: int = Field(10, ge=1)
+    steps: int = Field(500, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    normalize: bool = True
+    logit_scale: float = Field(10.0, gt=0)
+    device: Device = "auto"
+
+
+class Report(Section):
+    plot_selection: Literal["class_balanced", "global"] = "class_balanced"
+
+
+class Params(Section):
+    data: Data = Data()
+    clip: Clip = Clip()
+    describe: Describe = Describe()
+    extract: Extract = Extract()
+    train_qformer: TrainQFormer = TrainQFormer()
+    train_adapter: TrainAdapter = TrainAdapter()
+    report: Report = Report()
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message has one line per problem, each naming its key."""
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (check the spelling; see params.yaml for the known keys)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    return f"{key}: {message} (got {error.get('input')!r})"
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate a params file; raises `ParamsError` with one line per problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such params file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error})") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError("\n".join(f"{path}: {_describe(e)}" for e in error.errors())) from None
