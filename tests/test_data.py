@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.data.bird_attributes import ATTRIBUTE_KINDS, make_classes
+from pipeline.data.coco import read_coco_annotations, read_karpathy_coco
+from pipeline.data.cub import (DatasetLayoutError, class_name_from_dir, read_cub_attributes,
+                               read_cub_classes, read_cub_images, read_reed_captions)
+from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
+
+SMALL = DemoWorldSpec(seed=3, num_classes=5, train_per_class=4, test_per_class=2, coco_images=120,
+                      image_size=48)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "world"
+    generate_demo_world(root, SMALL, show_progress=False)
+    return root
+
+
+def test_demo_world_has_the_real_cub_layout(world):
+    cub = world / "CUB_200_2011"
+    images = read_cub_images(cub)
+    assert len(images) == 5 * 6 and images["class_id"].nunique() == 5
+    assert (images.groupby("class_id")["split"].apply(lambda s: (s == "train").sum()) == 4).all()
+    assert all((cub / p).is_file() for p in images["path"])
+    first = images.iloc[0]
+    assert first["path"].startswith("images/001.") and first["path"].endswith(".jpg")
+    classes = read_cub_classes(cub)
+    assert classes["class_dir"].iloc[0].startswith("001.")
+    assert classes["class_name"].iloc[0] == class_name_from_dir(classes["class_dir"].iloc[0])
+
+
+def test_demo_class_attribute_matrix_is_like_cubs(world):
+    attributes = read_cub_attributes(world / "CUB_200_2011")
+    values = attributes.drop(columns="class_id").to_numpy()
+    assert values.shape == (5, sum(len(v) for _, v in ATTRIBUTE_KINDS.values()))
+    assert values.min() >= 0 and values.max() <= 100
+    # percentages of one attribute kind add up to 100 for every class
+    assert np.allclose(attributes.filter(like="has_bill_shape::").sum(axis=1), 100.0)
+
+
+def test_reed_captions_ten_per_image_and_describe_the_image(world):
+    images = read_cub_images(world / "CUB_200_2011")
+    captions = read_reed_captions(world / "text_c10", images)
+    assert len(captions) == 10 * len(images)
+    assert captions.groupby("image_id").size().eq(10).all()
+    assert captions["text"].str.contains("bird").mean() > 0.5
+
+
+def test_coco_readers_agree(world):
+    k_images, k_captions = read_karpathy_coco(world / "coco" / "dataset_coco.json")
+    a_images, a_captions = read_coco_annotations(world / "coco")
+    assert len(k_images) == len(a_images) == 120
+    assert set(k_images["split"]) == {"train", "restval", "val", "test"}
+    assert len(k_captions) == len(a_captions) == 5 * 120
+    assert sorted(k_captions["text"]) == sorted(a_captions["text"])
+    assert all((world / "coco" / p).is_file() for p in k_images["path"])
+
+
+def test_demo_world_is_deterministic(tmp_path, world):
+    again = tmp_path / "again"
+    generate_demo_world(again, SMALL, show_progress=False)
+    for rel in ("CUB_200_2011/images.txt", "coco/dataset_coco.json",
+                "CUB_200_2011/attributes/class_attribute_labels_continuous.txt"):
+        assert (again / rel).read_bytes() == (world / rel).read_bytes()
+    first = read_cub_images(world / "CUB_200_2011")["path"].iloc[0]
+    assert (again / "CUB_200_2011" / first).read_bytes() == (world / "CUB_200_2011" / first).read_bytes()
+
+
+def test_species_are_fine_grained_siblings():
+    classes = make_classes(20, seed=0)
+    assert len({c.name for c in classes}) == 20
+    assert len({tuple(sorted(c.primary.items())) for c in classes}) == 20
+    stems = [c.name.split(" ", 1)[1] if c.name.split()[0] in ("Northern", "Southern", "Eastern")
+             else c.name for c in classes]
+    assert len(set(stems)) < 20  # some species share everything their name says
+
+
+def test_missing_file_is_a_layout_error(tmp_path):
+    with pytest.raises(DatasetLayoutError, match="images.txt"):
+        read_cub_images(tmp_path)
+
+
+def test_real_cub_metadata(shared_data):
+    cub = shared_data / "CUB_200_2011_metadata"
+    classes = read_cub_classes(cub)
+    assert len(classes) == 200
+    assert classes["class_name"].iloc[0] == "Black footed Albatross"
+    images = read_cub_images(cub)
+    assert len(images) == 11788
+    assert (images["split"] == "train").sum() == 5994 and (images["split"] == "test").sum() == 5794
+    assert images["path"].iloc[0].startswith("images/001.Black_footed_Albatross/")
+    attributes = read_cub_attributes(cub)
+    assert attributes.shape == (200, 313)
+    assert "has_bill_shape::curved_(up_or_down)" in attributes.columns

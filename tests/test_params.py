@@ -1,0 +1,65 @@
+import shutil
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stages.cli import app
+from stages.params import ParamsError, load_params
+
+from conftest import REPO
+
+
+def write(tmp_path, edit):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_shipped_params_and_preset_are_valid():
+    demo = load_params(REPO / "params.yaml")
+    assert demo.data.source == "demo" and demo.clip.pretrained is None
+    paper = load_params(REPO / "presets" / "cub-paper.yaml")
+    assert (paper.data.source, paper.clip.model, paper.clip.pretrained) == ("real", "ViT-B-32", "openai")
+    assert paper.describe.openai.model == "gpt-3.5-turbo"
+
+
+def test_preset_has_the_same_keys_as_the_demo():
+    def keys(tree, prefix=""):
+        return {prefix + k for k in tree} | {x for k, v in tree.items() if isinstance(v, dict)
+                                             for x in keys(v, prefix + k + ".")}
+    demo = yaml.safe_load((REPO / "params.yaml").read_text())
+    paper = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
+    assert keys(demo) == keys(paper)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda p: p["train_adapter"].update(lr=-1), "train_adapter.lr: Input should be greater than 0"),
+    (lambda p: p["train_adapter"].update(lerning_rate=0.1), "train_adapter.lerning_rate: unknown key"),
+    (lambda p: p["extract"].update(precision="int8"), "extract.precision: must be 'float16' or 'float32'"),
+    (lambda p: p["train_qformer"].update(epochs="ten"), "train_qformer.epochs: Input should be a valid integer"),
+    (lambda p: p["data"]["demo"].update(num_classes=1), "data.demo.num_classes: Input should be greater than or equal to 2"),
+    (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
+    (lambda p: p["extract"].update(class_prompts=["a photo of a bird"]), "extract.class_prompts: needs at least one template"),
+])
+def test_invalid_params_name_the_key(tmp_path, edit, message):
+    with pytest.raises(ParamsError) as error:
+        load_params(write(tmp_path, edit))
+    assert message in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_stage_exits_2_with_one_line_and_no_traceback(tmp_path):
+    path = write(tmp_path, lambda p: p["report"].update(plot_selection="sideways"))
+    result = CliRunner().invoke(app, ["report", "--params", str(path), "--results", "x", "--out",
+                                      str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "report.plot_selection: must be 'class_balanced' or 'global'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "nope.yaml")
