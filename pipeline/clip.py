@@ -7,6 +7,7 @@ downstream loads the model from that folder alone, and features carry the card's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -61,9 +62,8 @@ def create_clip(model_name: str, pretrained: str | None, config: dict | None = N
         open_clip.add_model_config(BUILTIN_CONFIGS)
     if model_name not in open_clip.list_models():
         raise ValueError(f"open_clip has no model {model_name!r}; known: see open_clip.list_models()")
-    if pretrained is None:  # open_clip warns about random init; for us that is the intent
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+    with _quiet_random_init(pretrained is None):
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
     card = {
         "model_name": model_name,
         "pretrained": pretrained,
@@ -72,6 +72,22 @@ def create_clip(model_name: str, pretrained: str | None, config: dict | None = N
         "embed_dim": int(open_clip.get_model_config(model_name)["embed_dim"]),
     }
     return Clip(model.eval(), preprocess, open_clip.get_tokenizer(model_name), card)
+
+
+@contextlib.contextmanager
+def _quiet_random_init(quiet: bool):
+    """open_clip warns (on the root logger) when it initialises randomly; here that is the intent."""
+    class DropRandomInitWarning(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    root, drop = logging.getLogger(), DropRandomInitWarning()
+    if quiet:
+        root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 def _jsonable(value):

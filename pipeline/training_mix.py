@@ -62,6 +62,29 @@ class TrainingTable:
                                self.llm["class_index"]]).astype(np.int64)
 
 
+def build_training_table(images: pd.DataFrame, reed: pd.DataFrame, llm: pd.DataFrame,
+                         class_ids: np.ndarray) -> tuple[TrainingTable, np.ndarray, np.ndarray]:
+    """Lay out the training table from feature-set id tables.
+
+    images: image_id, class_id, split (all CUB images); reed: image_id (all captions);
+    llm: class_id (all descriptions); class_ids: the classes, in the adapter's output order.
+    Returns the table and two boolean masks: the rows of `images` that are training images and
+    the rows of `reed` that caption them (the table's row order follows those masks).
+    """
+    index_of = {int(c): i for i, c in enumerate(class_ids)}
+    is_train = (images["split"] == "train").to_numpy()
+    train = images.loc[is_train, ["image_id"]].reset_index(drop=True)
+    train["class_index"] = images.loc[is_train, "class_id"].map(index_of).to_numpy()
+    captions_train = reed["image_id"].isin(train["image_id"]).to_numpy()
+    captions = reed.loc[captions_train, ["image_id"]].reset_index(drop=True)
+    captions["class_index"] = captions["image_id"].map(dict(zip(train["image_id"],
+                                                                train["class_index"])))
+    descriptions = pd.DataFrame({"class_index": llm["class_id"].map(index_of).to_numpy()})
+    if descriptions["class_index"].isna().any():
+        raise ValueError("descriptions name classes that have no images")
+    return TrainingTable(train, captions, descriptions), is_train, captions_train
+
+
 def run_pool(run: Run, table: TrainingTable, llm_per_image: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `table` that `run` trains on, and the ids of the images it keeps."""
     labels = table.images["class_index"].to_numpy()

@@ -1,7 +1,8 @@
 """Stage `data`: materialise the datasets named in params as index tables.
 
 demo: draw the demo world under <world> and index it with the real readers.
-real: index the CUB_200_2011 / text_c10 / COCO folders named in params (images stay there).
+real: index the CUB_200_2011 / text_c10 / COCO folders named in params (images stay there;
+      <world>/<dataset>/SOURCE.json records where).
 
 Outputs (in <out>): cub_images, cub_classes, cub_attributes, reed_captions, coco_images,
 coco_captions (.parquet). Image tables carry their dataset root in the schema metadata
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS_OPTION, params_or_exit, write_parquet
+from stages.common import PARAMS_OPTION, params_or_exit, write_json, write_parquet
 
 
 def main(world: Path = typer.Option(Path("artifacts/data/world"), help="Where the demo world is drawn."),
@@ -41,6 +42,9 @@ def main(world: Path = typer.Option(Path("artifacts/data/world"), help="Where th
         cub_root, reed_root, coco_root = (Path(config.cub_root), Path(config.reed_root),
                                           Path(config.coco_root))
         karpathy = Path(config.karpathy_json) if config.karpathy_json else None
+        # The real files stay where they are; the world folder (a DVC output) only says where.
+        for name, root in (("CUB_200_2011", cub_root), ("text_c10", reed_root), ("coco", coco_root)):
+            write_json({"source": "real", "root": str(root.resolve())}, world / name / "SOURCE.json")
     try:
         cub_images = read_cub_images(cub_root)
         tables = {

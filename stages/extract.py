@@ -33,7 +33,6 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
          params: Path = PARAMS_OPTION) -> None:
     """Encode one image or text set with the frozen CLIP into Parquet feature shards."""
     import pandas as pd
-    import torch
 
     from pipeline.clip import load_clip
     from pipeline.extraction import extract_image_features, extract_text_features
@@ -44,7 +43,6 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         raise typer.Exit(2)
     config = params_or_exit(params).extract
     device = resolve_device(config.device)
-    torch.manual_seed(0)
     clip = load_clip(clip_dir, device)
     table_name, id_columns, kind = FEATURE_SETS[feature_set]
     if feature_set == "descriptions":

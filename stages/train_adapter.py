@@ -31,7 +31,7 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     from pipeline.clip import fingerprint_of, read_card
     from pipeline.features import read_feature_set
     from pipeline.qformer import load_qformer, map_texts
-    from pipeline.training_mix import TrainingTable, run_pool, table1_runs
+    from pipeline.training_mix import build_training_table, run_pool, table1_runs
 
     config = params_or_exit(params).train_adapter
     device = torch.device(resolve_device(config.device))
@@ -41,17 +41,8 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     llm = read_feature_set(features / "descriptions", fingerprint)
     model, _ = load_qformer(qformer, device)
 
-    train = (cub.ids["split"] == "train").to_numpy()
     class_ids = np.sort(cub.ids["class_id"].unique())
-    index_of = {int(c): i for i, c in enumerate(class_ids)}
-    images = cub.ids.loc[train, ["image_id"]].reset_index(drop=True)
-    images["class_index"] = cub.ids.loc[train, "class_id"].map(index_of).to_numpy()
-    class_of_image = dict(zip(images["image_id"], images["class_index"]))
-    reed_train = reed.ids["image_id"].isin(images["image_id"]).to_numpy()
-    reed_ids = reed.ids.loc[reed_train, ["image_id"]].reset_index(drop=True)
-    reed_ids["class_index"] = reed_ids["image_id"].map(class_of_image)
-    llm_ids = pd.DataFrame({"class_index": llm.ids["class_id"].map(index_of).to_numpy()})
-    table = TrainingTable(images, reed_ids, llm_ids)
+    table, train, reed_train = build_training_table(cub.ids, reed.ids, llm.ids, class_ids)
 
     # Texts go through the Q-Former once; every head then reads the same stacked table.
     stacked = torch.cat([
@@ -83,5 +74,5 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     write_parquet(pd.DataFrame(rows), out / "runs.parquet")
     write_parquet(pd.DataFrame([(run.name, int(i)) for run, ids in zip(runs, kept) for i in ids],
                                columns=["run", "image_id"]), out / "kept_images.parquet")
-    print(f"train_adapter: {len(runs)} adapters on {len(images)} train images, "
-          f"{len(reed_ids)} Reed captions, {len(llm_ids)} descriptions")
+    print(f"train_adapter: {len(runs)} adapters on {len(table.images)} train images, "
+          f"{len(table.reed)} Reed captions, {len(table.llm)} descriptions")

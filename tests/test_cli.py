@@ -50,3 +50,36 @@ def test_unknown_feature_set_is_refused(tmp_path):
                                  "--params", str(REPO / "params.yaml")])
     assert result.exit_code == 2
     assert "unknown feature set 'faces'" in result.output
+
+
+def test_data_stage_indexes_real_folders_in_place(tmp_path):
+    from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
+
+    real = tmp_path / "downloads"
+    generate_demo_world(real, DemoWorldSpec(num_classes=3, train_per_class=2, test_per_class=1,
+                                            coco_images=100, image_size=32), show_progress=False)
+    params = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
+    params["data"].update(cub_root=str(real / "CUB_200_2011"), reed_root=str(real / "text_c10"),
+                          coco_root=str(real / "coco"), karpathy_json=None)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = runner.invoke(app, ["data", "--params", str(tmp_path / "params.yaml"),
+                                 "--world", str(tmp_path / "world"), "--out", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    assert "9 CUB images in 3 classes (6 train)" in result.output
+    coco = pd.read_parquet(tmp_path / "index" / "coco_images.parquet")
+    assert set(coco["split"]) == {"train", "val"}  # official annotations: no Karpathy split
+    import pyarrow.parquet as pq
+    meta = pq.read_schema(tmp_path / "index" / "cub_images.parquet").metadata
+    assert meta[b"fgvc.root"].decode() == str(real / "CUB_200_2011")
+    assert (tmp_path / "world" / "coco" / "SOURCE.json").is_file()
+    assert not (tmp_path / "world" / "coco" / "train2014").exists()  # nothing copied
+
+
+def test_real_source_without_paths_is_a_clear_error(tmp_path):
+    params = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
+    params["data"].update(cub_root=None, coco_root=None)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = runner.invoke(app, ["data", "--params", str(tmp_path / "params.yaml"),
+                                 "--world", str(tmp_path / "w"), "--out", str(tmp_path / "i")])
+    assert result.exit_code == 2
+    assert "data.cub_root, data.coco_root not set" in result.output

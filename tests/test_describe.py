@@ -7,6 +7,8 @@ from pipeline.describe.attributes import attribute_phrase, describe_from_attribu
 def test_attribute_phrases_read_like_english():
     assert attribute_phrase("has_wing_color::blue") == ("wing_color", "blue wings")
     assert attribute_phrase("has_primary_color::red") == ("primary_color", "red plumage")
+    assert attribute_phrase("has_head_color::grey") == ("head_color", "a grey head")
+    assert attribute_phrase("has_upperparts_color::brown") == ("upperparts_color", "brown upperparts")
     assert attribute_phrase("has_bill_shape::hooked") == ("bill_shape", "a hooked-shaped bill")
     assert attribute_phrase("has_breast_pattern::striped") == ("breast_pattern", "a striped breast")
     assert attribute_phrase("has_size::small_(5_-_9_in)") == ("size", "a small (5 - 9 in) size")

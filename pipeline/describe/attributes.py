@@ -30,7 +30,8 @@ def attribute_phrase(attribute: str) -> tuple[str, str]:
     part = kind.rsplit("_", 1)[0] if "_" in kind else kind
     if kind.endswith("_color"):
         noun = {"primary": "plumage", "wing": "wings"}.get(part, part)
-        return kind, f"{value} {noun}"
+        article = "" if noun in ("plumage", "wings") or noun.endswith("parts") else "a "
+        return kind, f"{article}{value} {noun}"
     if kind.endswith("_shape"):
         return kind, f"a {value}-shaped {part}"
     if kind.endswith("_pattern"):

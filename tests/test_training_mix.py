@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+
+from pipeline.training_mix import Run, build_training_table, run_pool, table1_runs
+
+
+def tiny_world():
+    # 2 classes x (4 train + 1 test) images, 10 captions each, 3 descriptions per class
+    images = pd.DataFrame({"image_id": np.arange(1, 11), "class_id": np.repeat([7, 9], 5),
+                           "split": ["train"] * 4 + ["test"] + ["train"] * 4 + ["test"]})
+    reed = pd.DataFrame({"image_id": np.repeat(np.arange(1, 11), 10)})
+    llm = pd.DataFrame({"class_id": np.repeat([7, 9], 3)})
+    return build_training_table(images, reed, llm, np.array([7, 9]))
+
+
+def test_training_table_layout():
+    table, train, reed_train = tiny_world()
+    assert train.sum() == 8 and reed_train.sum() == 80
+    assert table.images["class_index"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert len(table.labels) == 8 + 80 + 6
+    assert table.labels[-6:].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_pools_replace_each_dropped_image_by_its_text():
+    table, _, _ = tiny_world()
+    rows, kept = run_pool(Run(50, "none", "class_balanced", 0), table, llm_per_image=10)
+    assert len(kept) == 4 and len(rows) == 4 and (rows < 8).all()
+    rows, kept = run_pool(Run(50, "reed", "class_balanced", 0), table, llm_per_image=10)
+    reed_rows = rows[rows >= 8] - 8
+    assert len(reed_rows) == 4 * 10  # the 10 captions of each of the 4 replaced images
+    replaced = set(table.images["image_id"]) - set(kept)
+    assert set(table.reed["image_id"].to_numpy()[reed_rows]) == replaced
+    rows, kept = run_pool(Run(50, "llm", "class_balanced", 0), table, llm_per_image=10)
+    llm_rows = rows[rows >= 88]
+    assert len(llm_rows) == 4 * 10
+    # 2 replaced images per class x 10 = 20 per class, cycling through its 3 descriptions
+    assert np.bincount(table.labels[llm_rows]).tolist() == [20, 20]
+    assert np.bincount(llm_rows - 88).tolist() == [7, 7, 6, 7, 7, 6]
+    rows, kept = run_pool(Run(0, "reed", "class_balanced", 0), table, llm_per_image=10)
+    assert len(kept) == 0 and len(rows) == 80
+
+
+def test_table1_has_thirty_cells_per_selection_and_seed():
+    runs = table1_runs(["class_balanced", "global"], [0, 1])
+    assert len(runs) == 2 * 2 * 30
+    assert len({r.name for r in runs}) == len(runs)
+    cells = {(r.image_ratio, r.text_source) for r in runs}
+    assert (100, "none") in cells and (0, "llm") in cells
+    assert (0, "none") not in cells and (100, "reed") not in cells
