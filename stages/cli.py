@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
@@ -26,4 +27,6 @@ for name, module in [("data", data), ("clip", clip), ("describe", describe), ("e
 def main() -> None:
     # Tokenizers must not fork worker threads into our DataLoader workers.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():  # logs (CI, nohup) get a progress line every 10 s, not every step
+        os.environ.setdefault("TQDM_MININTERVAL", "10")
     app()
