@@ -1,8 +1,9 @@
-"""The frozen CLIP: build it from open_clip, pin its weights to safetensors, load it back, encode.
+"""The frozen CLIP: build it from open_clip, pin its weights to safetensors, load it back.
 
 A resolved CLIP is a folder with two files: `model.safetensors` (the weights) and `card.json`
 (model name, pretrained tag, architecture config, preprocessing, width, weights hash). Everything
-downstream loads the model from that folder alone, and features carry the card's fingerprint.
+downstream loads the model from that folder alone, and features carry the card's fingerprint
+(encoding itself lives in `extraction`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import open_clip
 import torch
 from safetensors.torch import load_model, save_model
@@ -136,34 +135,3 @@ def load_clip(folder: Path, device: str | torch.device = "cpu") -> Clip:
     clip.model.to(device).eval()
     clip.card = card
     return clip
-
-
-@torch.inference_mode()
-def encode_image_batches(model: torch.nn.Module, batches: Iterable[torch.Tensor],
-                         device: str | torch.device = "cpu") -> Iterable[np.ndarray]:
-    """Encode preprocessed image batches (B, 3, H, W); yields (B, D) float32 arrays."""
-    for batch in batches:
-        yield model.encode_image(batch.to(device, non_blocking=True)).float().cpu().numpy()
-
-
-@torch.inference_mode()
-def encode_texts(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_size: int,
-                 device: str | torch.device = "cpu", progress=None) -> np.ndarray:
-    """Encode texts to (N, D) float32, in original order.
-
-    Texts are tokenized once and encoded in length-sorted batches, so little of each batch is
-    padding; results are put back in input order.
-    """
-    tokens = tokenizer(list(texts))  # (N, L)
-    lengths = (tokens != 0).sum(dim=1)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        index = order[start:start + batch_size]
-        chunks.append(model.encode_text(tokens[index].to(device)).float().cpu().numpy())
-        if progress is not None:
-            progress.update(len(index))
-    in_sorted_order = np.concatenate(chunks)
-    out = np.empty_like(in_sorted_order)
-    out[order.numpy()] = in_sorted_order
-    return out

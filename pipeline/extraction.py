@@ -1,70 +1,297 @@
-"""Encode image files and texts with a frozen CLIP into a feature set (see `features`).
+"""Encode image files and texts with a frozen CLIP into a resumable feature set (see `features`).
 
-Images are decoded and preprocessed by DataLoader workers while the model encodes the previous
-batch; texts are tokenized once and encoded in length-sorted batches.
+The work is cut into the feature set's shards. Shards that a previous (killed) run finished are
+kept; the rest are computed and each is written the moment its last row is encoded, so a kill
+loses at most the shards in flight. Batches never straddle a shard, so a shard's embeddings do
+not depend on which other shards were still pending: a resumed run writes the same bytes as an
+uninterrupted one.
+
+Images are decoded and preprocessed by DataLoader workers (pinned memory, prefetch) while the
+model encodes earlier batches; on CUDA the model runs under autocast, channels-last. Bad images
+are skipped with a reason (see `image_decoding`) and listed in the manifest. Texts are tokenized
+once per shard and encoded in length-sorted batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import dataclasses
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.clip import Clip, encode_image_batches, encode_texts
-from pipeline.features import ShardWriter, hash_table
+from pipeline.clip import Clip
+from pipeline.features import ShardInfo, ShardPlan, resume, write_manifest, write_shard
+from pipeline.image_decoding import DEFAULT_MAX_PIXELS, BadImage, load_rgb
+
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "none": None}
+ERRORS_FILE = "errors.json"
+
+# A batch of encoded rows: input row numbers, their (n, D) float32 embeddings, and the rows that
+# were skipped as (row, reason).
+Batch = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]
 
 
-class ImageFiles(Dataset):
-    """Preprocessed images from paths relative to a root."""
+class TooManyBadImages(RuntimeError):
+    """More images than allowed could not be decoded; the feature set is left unfinished."""
 
-    def __init__(self, root: Path, paths: Sequence[str], preprocess):
-        self.root, self.paths, self.preprocess = Path(root), list(paths), preprocess
+
+@dataclasses.dataclass(frozen=True)
+class ExtractOptions:
+    batch_size: int = 256
+    num_workers: int = 0  # DataLoader decode processes; 0 decodes in the main process
+    device: str = "cpu"
+    amp: str = "float16"  # autocast dtype on CUDA ("none": full precision); ignored on CPU
+    precision: str = "float16"  # stored embeddings
+    shard_rows: int = 65536
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_bad_fraction: float = 0.01
+
+
+@dataclasses.dataclass
+class ExtractResult:
+    manifest: dict
+    reused_shards: int
+    computed_shards: int
+
+
+# --- the model side -----------------------------------------------------------------------------
+
+class ImageEncoder:
+    """A CLIP image tower ready for throughput: eval, inference mode, autocast and channels-last
+    on CUDA. Call it with a preprocessed (B, 3, H, W) batch; returns (B, D) float32 numpy."""
+
+    def __init__(self, model: torch.nn.Module, device: str, amp: str = "float16"):
+        self.model, self.device = model.eval().to(device), torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.amp_dtype = AMP_DTYPES[amp] if self.cuda else None
+        if self.cuda:
+            self.model.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.cuda:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device, self.amp_dtype):
+            features = self.model.encode_image(pixels)
+        return features.float().cpu().numpy()
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.inference_mode()
+def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str,
+                      amp: str = "float16", progress=None) -> np.ndarray:
+    """Encode texts to (N, D) float32 in input order: tokenized once, encoded in length-sorted
+    batches so little of each batch is padding."""
+    tokens = clip.tokenizer(list(texts))  # (N, L)
+    lengths = (tokens != 0).sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    torch_device = torch.device(device)
+    dtype = AMP_DTYPES[amp] if torch_device.type == "cuda" else None
+    out = np.empty((len(texts), clip.card["embed_dim"]), np.float32)
+    for start in range(0, len(texts), batch_size):
+        index = order[start:start + batch_size]
+        with _autocast(torch_device, dtype):
+            features = clip.model.encode_text(tokens[index].to(torch_device))
+        out[index.numpy()] = features.float().cpu().numpy()
+        if progress is not None:
+            progress.update(len(index))
+    return out
+
+
+# --- the data side ------------------------------------------------------------------------------
+
+class ImageRows(Dataset):
+    """Item `row` -> (row, preprocessed (3, H, W) tensor or None, reason it was skipped or None)."""
+
+    def __init__(self, root: Path, paths: list[str], preprocess, max_pixels: int):
+        self.root, self.paths, self.preprocess = Path(root), paths, preprocess
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        path = self.root / self.paths[i]
+    def __getitem__(self, row: int):
         try:
-            with Image.open(path) as image:
-                return self.preprocess(image.convert("RGB"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
+            return row, self.preprocess(load_rgb(self.root / self.paths[row], self.max_pixels)), None
+        except BadImage as error:
+            return row, None, error.reason
+
+
+def collate_images(items) -> tuple[np.ndarray, torch.Tensor | None, list[tuple[int, str]]]:
+    good = [(row, pixels) for row, pixels, _ in items if pixels is not None]
+    bad = [(row, reason) for row, pixels, reason in items if pixels is None]
+    rows = np.array([row for row, _ in good], dtype=np.int64)
+    pixels = torch.stack([p for _, p in good]) if good else None
+    return rows, pixels, bad
+
+
+def shard_batches(plan: ShardPlan, shards: Iterable[int], batch_size: int) -> list[list[int]]:
+    """Row batches of the given shards; no batch straddles two shards."""
+    batches = []
+    for index in shards:
+        start, stop = plan.span(index)
+        batches += [list(range(s, min(s + batch_size, stop))) for s in range(start, stop, batch_size)]
+    return batches
+
+
+def image_inputs(root: Path, index: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
+    """What an image row's embedding depends on: its ids, path, file size and modification time
+    (size -1 for a missing file), so a replaced or repaired image is encoded again on resume."""
+    sizes, mtimes = [], []
+    for path in index["path"]:
+        try:
+            stat = os.stat(Path(root) / path)
+            sizes.append(stat.st_size)
+            mtimes.append(stat.st_mtime_ns)
+        except OSError:
+            sizes.append(-1)
+            mtimes.append(-1)
+    return index[id_columns + ["path"]].reset_index(drop=True).assign(size=sizes, mtime_ns=mtimes)
+
+
+def local_image_batches(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
+                        options: ExtractOptions) -> Iterator[Batch]:
+    """The in-process engine: DataLoader workers decode, this process encodes."""
+    loader = DataLoader(
+        ImageRows(root, paths, clip.preprocess, options.max_image_pixels), batch_sampler=batches,
+        num_workers=options.num_workers, collate_fn=collate_images,
+        pin_memory=options.device.startswith("cuda"),
+        prefetch_factor=4 if options.num_workers else None)
+    encode = ImageEncoder(clip.model, options.device, options.amp)
+    for rows, pixels, bad in loader:
+        embeddings = encode(pixels) if pixels is not None else np.zeros((0, clip.card["embed_dim"]), np.float32)
+        yield rows, embeddings, bad
+
+
+# --- assembling shards --------------------------------------------------------------------------
+
+class ShardAssembler:
+    """Collects encoded rows in any order and writes each shard the moment it is complete."""
+
+    def __init__(self, folder: Path, plan: ShardPlan, ids: pd.DataFrame, pending: Iterable[int]):
+        self.folder, self.plan, self.ids = Path(folder), plan, ids.reset_index(drop=True)
+        self.missing = {index: plan.span_rows(index) for index in pending}
+        self.parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+        self.errors: dict[int, list[dict]] = defaultdict(list)
+        self.written: dict[int, ShardInfo] = {}
+
+    def add(self, rows: np.ndarray, embeddings: np.ndarray,
+            bad: Iterable[tuple[int, str]] = ()) -> None:
+        shard_of = np.asarray(rows, dtype=np.int64) // self.plan.shard_rows
+        for index in np.unique(shard_of):
+            take = shard_of == index
+            self.parts[int(index)].append((np.asarray(rows)[take], embeddings[take]))
+            self._count(int(index), int(take.sum()))
+        for row, reason in bad:
+            index = row // self.plan.shard_rows
+            self.errors[index].append({"row": int(row), "reason": reason})
+            self._count(index, 1)
+
+    def _count(self, index: int, rows: int) -> None:
+        if index not in self.missing:
+            raise ValueError(f"rows of shard {index}, which is not pending, were encoded")
+        self.missing[index] -= rows
+        if self.missing[index] < 0:
+            raise ValueError(f"shard {index} received more rows than it spans")
+        if self.missing[index] == 0:
+            self._write(index)
+
+    def _write(self, index: int) -> None:
+        parts = self.parts.pop(index, [])
+        rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
+        embeddings = (np.concatenate([e for _, e in parts]) if parts
+                      else np.zeros((0, self.plan.width), np.float32))
+        order = np.argsort(rows, kind="stable")
+        self.written[index] = write_shard(self.folder, self.plan, index,
+                                          self.ids.iloc[rows[order]], embeddings[order],
+                                          self.errors.pop(index, []))
+        del self.missing[index]
+
+    def unfinished(self) -> list[int]:
+        return sorted(self.missing)
+
+
+# --- the two kinds of feature set ---------------------------------------------------------------
+
+ImageEngine = Callable[[Clip, Path, list[str], list[list[int]], ExtractOptions], Iterable[Batch]]
 
 
 def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Path, *, name: str,
-                           id_columns: list[str], batch_size: int, num_workers: int,
-                           precision: str, shard_rows: int, device: str) -> dict:
-    """Encode every image of `index` (a `path` column relative to `root`) into feature set `out`."""
-    loader = DataLoader(ImageFiles(root, index["path"], clip.preprocess), batch_size=batch_size,
-                        num_workers=num_workers, pin_memory=device == "cuda",
-                        persistent_workers=False)
-    writer = ShardWriter(out, name=name, fingerprint=clip.fingerprint, width=clip.card["embed_dim"],
-                         shard_rows=shard_rows, precision=precision, input_hash=hash_table(index))
-    ids = index[id_columns].reset_index(drop=True)
-    done = 0
-    with tqdm(total=len(index), desc=f"encode {name}", unit="img") as bar:
-        for features in encode_image_batches(clip.model, loader, device):
-            writer.add(ids.iloc[done:done + len(features)], features)
-            done += len(features)
-            bar.update(len(features))
-    return writer.close()
+                           id_columns: list[str], options: ExtractOptions,
+                           engine: ImageEngine = local_image_batches) -> ExtractResult:
+    """Encode every image of `index` (a `path` column relative to `root`) into feature set `out`,
+    resuming whatever a previous run of the same plan finished."""
+    index = index.reset_index(drop=True)
+    plan = ShardPlan.build(image_inputs(root, index, id_columns), name=name,
+                           fingerprint=clip.fingerprint, width=clip.card["embed_dim"],
+                           precision=options.precision, shard_rows=options.shard_rows)
+    done = resume(out, plan)
+    pending = [i for i in range(plan.num_shards) if i not in done]
+    assembler = ShardAssembler(out, plan, index[id_columns], pending)
+    batches = shard_batches(plan, pending, options.batch_size)
+    with tqdm(total=plan.rows, initial=plan.rows - sum(map(len, batches)), desc=f"encode {name}",
+              unit="img") as bar:
+        for rows, embeddings, bad in engine(clip, Path(root), index["path"].tolist(), batches,
+                                            options):
+            assembler.add(rows, embeddings, bad)
+            bar.update(len(rows) + len(bad))
+    if assembler.unfinished():
+        raise RuntimeError(f"the engine left shards {assembler.unfinished()[:10]} incomplete")
+    shards = {**done, **assembler.written}
+    _check_bad_images(out, plan, shards, index[id_columns + ["path"]], options.max_bad_fraction)
+    manifest = write_manifest(out, plan, shards, error_ids=index[id_columns + ["path"]])
+    return ExtractResult(manifest, len(done), len(assembler.written))
+
+
+def _check_bad_images(out: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
+                      ids: pd.DataFrame, max_fraction: float) -> None:
+    errors = [e for shard in shards.values() for e in shard.errors]
+    if not plan.rows or len(errors) <= max_fraction * plan.rows:
+        return
+    listed = [dict(e, **ids.iloc[e["row"]].to_dict()) for e in sorted(errors, key=lambda e: e["row"])]
+    (Path(out) / ERRORS_FILE).write_text(json.dumps(listed, indent=2, default=str) + "\n")
+    reasons = Counter(e["reason"].split(":")[0] for e in errors)
+    raise TooManyBadImages(
+        f"{len(errors)} of {plan.rows} images ({len(errors) / plan.rows:.1%}) could not be "
+        f"decoded, more than extract.max_bad_fraction = {max_fraction:.1%}: "
+        + "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+        + f". Every one is listed in {Path(out) / ERRORS_FILE}; the encoded shards are kept, so "
+        "a rerun after fixing the files encodes only what changed.")
 
 
 def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: str,
-                          id_columns: list[str], batch_size: int, precision: str,
-                          shard_rows: int, device: str) -> dict:
+                          id_columns: list[str], options: ExtractOptions,
+                          batch_size: int) -> ExtractResult:
     """Encode the `text` column of `texts` into feature set `out` (ids + the text itself)."""
-    with tqdm(total=len(texts), desc=f"encode {name}", unit="text") as bar:
-        features = encode_texts(clip.model, clip.tokenizer, texts["text"].tolist(), batch_size,
-                                device, progress=bar)
-    writer = ShardWriter(out, name=name, fingerprint=clip.fingerprint, width=features.shape[1],
-                         shard_rows=shard_rows, precision=precision, input_hash=hash_table(texts))
-    writer.add(texts[id_columns + ["text"]].reset_index(drop=True), features.astype(np.float32))
-    return writer.close()
+    table = texts[id_columns + ["text"]].reset_index(drop=True)
+    plan = ShardPlan.build(table, name=name, fingerprint=clip.fingerprint,
+                           width=clip.card["embed_dim"], precision=options.precision,
+                           shard_rows=options.shard_rows)
+    done = resume(out, plan)
+    written = {}
+    with tqdm(total=plan.rows, desc=f"encode {name}", unit="text") as bar:
+        for index in range(plan.num_shards):
+            start, stop = plan.span(index)
+            if index in done:
+                bar.update(stop - start)
+                continue
+            embeddings = encode_text_shard(clip, table["text"].iloc[start:stop].tolist(),
+                                           batch_size, options.device, options.amp, progress=bar)
+            written[index] = write_shard(out, plan, index, table.iloc[start:stop], embeddings)
+    manifest = write_manifest(out, plan, {**done, **written})
+    return ExtractResult(manifest, len(done), len(written))

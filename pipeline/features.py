@@ -2,13 +2,18 @@
 
 A feature set is a folder:
 
-    shard-00000.parquet ...   fixed row count, zstd; id columns + `embedding` (fixed-size list
-                              of float16 or float32); schema metadata holds the fingerprint
-    manifest.json             fingerprint, width, precision, rows, input hash, shard checksums;
-                              written last, so a folder without it is unfinished
+    shard-00000.parquet ...   shard k holds input rows [k*S, (k+1)*S) (S = shard_rows), zstd;
+                              id columns + `embedding` (fixed-size list of float16 or float32);
+                              its schema metadata holds the fingerprint, the shard's place in the
+                              plan, the key of its inputs and the rows that were skipped
+    manifest.json             fingerprint, width, precision, rows, input hash, shard checksums,
+                              the errors table; written last, so a folder without it is unfinished
 
-Every file is written under a temporary name and renamed when complete. Readers check the
-fingerprint against the CLIP the caller expects and refuse features made by another model.
+Shards are written under a temporary name and renamed when complete, so a killed run leaves only
+whole shards behind. A rerun plans the same shards, keeps each one whose key (a hash of exactly
+the inputs of its rows) and header still match, and computes only the rest: the result is the
+one an uninterrupted run writes. Readers check the fingerprint against the CLIP the caller expects
+and refuse features made by another model.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +32,14 @@ import pyarrow.parquet as pq
 EMBEDDING = "embedding"
 MANIFEST = "manifest.json"
 PRECISIONS = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
+HEADER_KEY = b"fgvc.header"
 
 
 class FingerprintMismatch(ValueError):
     """Features were made by a different CLIP (or preprocessing) than the caller expects."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -41,75 +48,188 @@ def _sha256(path: Path) -> str:
 
 
 def hash_table(table: pd.DataFrame) -> str:
-    """A content hash of an index table, recorded so features can be traced to their input."""
-    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()
-                          ).hexdigest()
+    """A content hash of a table (values and column names, not the index)."""
+    digest = hashlib.sha256(",".join(map(str, table.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
-class ShardWriter:
-    """Streams (ids, embeddings) batches into fixed-size shards; `close()` writes the manifest."""
+def shard_file(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
 
-    def __init__(self, folder: Path, *, name: str, fingerprint: dict, width: int,
-                 shard_rows: int, precision: str = "float16", input_hash: str = ""):
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """How a feature set is cut into shards, and what identifies each shard's inputs.
+
+    `inputs` has one row per input row with everything the embedding of that row depends on
+    (ids and text, or ids, path, file size and modification time); shard k's key is its hash.
+    """
+
+    name: str
+    fingerprint: dict
+    width: int
+    precision: str
+    shard_rows: int
+    keys: tuple[str, ...]
+    rows: int
+    input_hash: str
+
+    @classmethod
+    def build(cls, inputs: pd.DataFrame, *, name: str, fingerprint: dict, width: int,
+              precision: str, shard_rows: int) -> ShardPlan:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.name, self.fingerprint, self.width = name, fingerprint, int(width)
-        self.shard_rows, self.precision, self.input_hash = shard_rows, precision, input_hash
-        self._pending_ids: list[pd.DataFrame] = []
-        self._pending_emb: list[np.ndarray] = []
-        self._pending_rows = 0
-        self._shards: list[dict] = []
+        if shard_rows < 1:
+            raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+        inputs = inputs.reset_index(drop=True)
+        keys = tuple(hash_table(inputs.iloc[start:start + shard_rows])
+                     for start in range(0, len(inputs), shard_rows))
+        return cls(name, fingerprint, int(width), precision, int(shard_rows), keys, len(inputs),
+                   hash_table(inputs))
 
-    def add(self, ids: pd.DataFrame, embeddings: np.ndarray) -> None:
-        if embeddings.shape != (len(ids), self.width):
-            raise ValueError(f"embeddings {embeddings.shape} do not match {len(ids)} ids x "
-                             f"width {self.width}")
-        self._pending_ids.append(ids.reset_index(drop=True))
-        self._pending_emb.append(embeddings)
-        self._pending_rows += len(ids)
-        while self._pending_rows >= self.shard_rows:
-            self._flush(self.shard_rows)
+    @property
+    def num_shards(self) -> int:
+        return len(self.keys)
 
-    def _flush(self, rows: int) -> None:
-        ids = pd.concat(self._pending_ids, ignore_index=True)
-        emb = np.concatenate(self._pending_emb)
-        self._pending_ids, self._pending_emb = [ids.iloc[rows:]], [emb[rows:]]
-        self._pending_rows = len(ids) - rows
-        dtype, arrow_type = PRECISIONS[self.precision]
-        values = pa.array(emb[:rows].astype(dtype).reshape(-1), type=arrow_type)
-        table = pa.Table.from_pandas(ids.iloc[:rows], preserve_index=False).append_column(
-            EMBEDDING, pa.FixedSizeListArray.from_arrays(values, self.width))
-        table = table.replace_schema_metadata({
-            "fgvc.fingerprint": json.dumps(self.fingerprint, sort_keys=True),
-            "fgvc.width": str(self.width), "fgvc.precision": self.precision})
-        file = f"shard-{len(self._shards):05d}.parquet"
-        tmp = self.folder / (file + ".tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        self._shards.append({"file": file, "rows": rows, "sha256": _sha256(tmp)})
-        tmp.replace(self.folder / file)
+    def span(self, index: int) -> tuple[int, int]:
+        """The input rows [start, stop) of shard `index`."""
+        start = index * self.shard_rows
+        return start, min(start + self.shard_rows, self.rows)
 
-    def close(self) -> dict:
-        if self._pending_rows:
-            self._flush(self._pending_rows)
-        manifest = {"name": self.name, "fingerprint": self.fingerprint, "width": self.width,
-                    "precision": self.precision, "rows": sum(s["rows"] for s in self._shards),
-                    "input_hash": self.input_hash, "shards": self._shards}
-        tmp = self.folder / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(self.folder / MANIFEST)
-        return manifest
+    def span_rows(self, index: int) -> int:
+        start, stop = self.span(index)
+        return stop - start
+
+    def header(self) -> dict:
+        """What every shard of this plan shares; a shard with another header is stale."""
+        return {"name": self.name, "fingerprint": self.fingerprint, "width": self.width,
+                "precision": self.precision, "shard_rows": self.shard_rows}
+
+
+@dataclasses.dataclass
+class ShardInfo:
+    index: int
+    rows: int  # embeddings in the shard (its span minus skipped rows)
+    key: str
+    errors: list[dict]  # {"row": input row, "reason": why it was skipped}
+    sha256: str
+
+    def record(self, plan: ShardPlan) -> dict:
+        start, stop = plan.span(self.index)
+        return {"file": shard_file(self.index), "index": self.index, "start": start, "stop": stop,
+                "rows": self.rows, "key": self.key, "sha256": self.sha256}
+
+
+def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
+                embeddings: np.ndarray, errors: list[dict] | None = None) -> ShardInfo:
+    """Write shard `index` (ids and embeddings of its span's kept rows, in row order) atomically."""
+    errors = sorted(errors or [], key=lambda e: e["row"])
+    start, stop = plan.span(index)
+    if len(ids) + len(errors) != stop - start:
+        raise ValueError(f"shard {index} spans {stop - start} rows but got {len(ids)} embeddings "
+                         f"and {len(errors)} skipped rows")
+    if embeddings.shape != (len(ids), plan.width):
+        raise ValueError(f"embeddings {embeddings.shape} do not match {len(ids)} ids x width "
+                         f"{plan.width}")
+    dtype, arrow_type = PRECISIONS[plan.precision]
+    values = pa.array(np.ascontiguousarray(embeddings, dtype=dtype).reshape(-1), type=arrow_type)
+    table = pa.Table.from_pandas(ids.reset_index(drop=True), preserve_index=False).append_column(
+        EMBEDDING, pa.FixedSizeListArray.from_arrays(values, plan.width))
+    header = dict(plan.header(), index=index, start=start, stop=stop, key=plan.keys[index],
+                  errors=errors)
+    table = table.replace_schema_metadata({
+        HEADER_KEY: json.dumps(header, sort_keys=True),
+        "fgvc.fingerprint": json.dumps(plan.fingerprint, sort_keys=True),
+        "fgvc.width": str(plan.width), "fgvc.precision": plan.precision})
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (shard_file(index) + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
+    tmp.replace(folder / shard_file(index))
+    return info
+
+
+def _read_header(path: Path) -> dict | None:
+    try:
+        metadata = pq.read_metadata(path)
+        header = json.loads(metadata.metadata[HEADER_KEY])
+        header["num_rows"] = metadata.num_rows
+        return header
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+        return None  # unreadable or not ours: recompute
+
+
+def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
+    """Keep the shards in `folder` that this plan would write again; delete everything else.
+
+    A shard is kept when its header (model fingerprint, width, precision, shard size) and the key
+    of its inputs match the plan and its row count adds up. Temp files, stale shards and the
+    manifest (rewritten at the end) are removed. Returns the kept shards by index.
+    """
+    folder = Path(folder)
+    kept: dict[int, ShardInfo] = {}
+    if not folder.is_dir():
+        return kept
+    for path in sorted(folder.iterdir()):
+        header = _read_header(path) if path.suffix == ".parquet" else None
+        index = header.get("index") if header else None
+        if (header is not None and isinstance(index, int) and 0 <= index < plan.num_shards
+                and path.name == shard_file(index)
+                and {k: header.get(k) for k in plan.header()} == plan.header()
+                and header.get("key") == plan.keys[index]
+                and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
+            kept[index] = ShardInfo(index, header["num_rows"], header["key"], header["errors"],
+                                    sha256_file(path))
+        elif path.is_dir():
+            raise ValueError(f"{path}: unexpected folder inside feature set {folder}")
+        else:
+            path.unlink()
+    return kept
+
+
+def write_manifest(folder: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
+                   error_ids: pd.DataFrame | None = None) -> dict:
+    """Write manifest.json for a finished feature set; `error_ids` adds ids to skipped rows."""
+    missing = sorted(set(range(plan.num_shards)) - set(shards))
+    if missing:
+        raise ValueError(f"feature set {plan.name} is missing shards {missing[:10]}")
+    ordered = [shards[i] for i in range(plan.num_shards)]
+    errors = [dict(e) for shard in ordered for e in shard.errors]
+    if error_ids is not None:
+        for error in errors:
+            error.update({k: _plain(v) for k, v in error_ids.iloc[error["row"]].items()})
+    manifest = dict(plan.header(), rows=sum(s.rows for s in ordered), input_rows=plan.rows,
+                    input_hash=plan.input_hash, skipped=len(errors),
+                    shards=[s.record(plan) for s in ordered], errors=errors)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(folder / MANIFEST)
+    return manifest
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def write_feature_set(folder: Path, ids: pd.DataFrame, embeddings: np.ndarray, *, name: str,
                       fingerprint: dict, shard_rows: int = 65536, precision: str = "float16",
-                      input_hash: str = "") -> dict:
-    """Write a whole feature set at once; see `ShardWriter` for streaming."""
-    writer = ShardWriter(folder, name=name, fingerprint=fingerprint, width=embeddings.shape[1],
-                         shard_rows=shard_rows, precision=precision, input_hash=input_hash)
-    writer.add(ids, embeddings)
-    return writer.close()
+                      inputs: pd.DataFrame | None = None) -> dict:
+    """Write a whole in-memory feature set at once (shards + manifest).
+
+    `inputs` is what identifies each row's input for resuming (default: `ids` itself)."""
+    plan = ShardPlan.build(ids if inputs is None else inputs, name=name, fingerprint=fingerprint,
+                           width=embeddings.shape[1], precision=precision, shard_rows=shard_rows)
+    ids = ids.reset_index(drop=True)
+    shards = {}
+    for index in range(plan.num_shards):
+        start, stop = plan.span(index)
+        shards[index] = write_shard(folder, plan, index, ids.iloc[start:stop],
+                                    embeddings[start:stop])
+    return write_manifest(folder, plan, shards)
 
 
 @dataclasses.dataclass
@@ -136,16 +256,41 @@ def check_fingerprint(manifest: dict, expected: dict | None, where: Path) -> Non
         f"{', '.join(differs)}); re-run `extract` for this model")
 
 
-def read_feature_set(folder: Path, expected_fingerprint: dict | None = None) -> FeatureSet:
-    """Load a feature set as one (N, D) float32 array plus its id table."""
+def iter_shards(folder: Path, expected_fingerprint: dict | None = None, *,
+                verify: bool = False) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """Stream a feature set shard by shard as (ids, (n, D) float32 embeddings): memory stays at
+    one shard however large the set. `verify` checks every shard against its manifest checksum."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_fingerprint(manifest, expected_fingerprint, folder)
-    tables = [pq.read_table(folder / shard["file"]) for shard in manifest["shards"]]
-    if not tables:
-        return FeatureSet(pd.DataFrame(), np.zeros((0, manifest["width"]), np.float32), manifest)
-    table = pa.concat_tables(tables)
-    column = table.column(EMBEDDING).combine_chunks()
-    embeddings = column.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(
-        len(table), manifest["width"])
-    return FeatureSet(table.drop([EMBEDDING]).to_pandas(), embeddings, manifest)
+    for shard in manifest["shards"]:
+        path = folder / shard["file"]
+        if verify and sha256_file(path) != shard["sha256"]:
+            raise ValueError(f"{path} does not match the checksum in {MANIFEST}: the feature set "
+                             "is corrupt; re-run `extract` (or `dvc checkout`)")
+        table = pq.read_table(path, memory_map=True)
+        yield table.drop([EMBEDDING]).to_pandas(), _embeddings(table, manifest["width"])
+
+
+def _embeddings(table: pa.Table, width: int) -> np.ndarray:
+    values = table.column(EMBEDDING).combine_chunks().values
+    return values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(table), width)
+
+
+def read_feature_set(folder: Path, expected_fingerprint: dict | None = None, *,
+                     verify: bool = False) -> FeatureSet:
+    """Load a feature set as one (N, D) float32 array plus its id table.
+
+    The float32 array is filled shard by shard, so peak memory is the result plus one shard."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    embeddings = np.empty((manifest["rows"], manifest["width"]), np.float32)
+    ids, done = [], 0
+    for shard_ids, shard_embeddings in iter_shards(folder, expected_fingerprint, verify=verify):
+        embeddings[done:done + len(shard_ids)] = shard_embeddings
+        ids.append(shard_ids)
+        done += len(shard_ids)
+    if done != manifest["rows"]:
+        raise ValueError(f"{folder}: shards hold {done} rows, the manifest says {manifest['rows']}")
+    table = pd.concat(ids, ignore_index=True) if ids else pd.DataFrame()
+    return FeatureSet(table, embeddings, manifest)

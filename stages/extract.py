@@ -1,11 +1,12 @@
 """Stage `extract`: encode one image or text set with the frozen CLIP into a feature set.
 
 One DVC stage per set (`extract@<set>`), so new descriptions re-encode only the descriptions.
+The output folder persists between runs (`persist: true` in dvc.yaml): a killed or failed run
+resumes, keeping every finished shard whose inputs and model are unchanged.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
     import pandas as pd
 
     from pipeline.clip import load_clip
-    from pipeline.extraction import extract_image_features, extract_text_features
+    from pipeline.extraction import (ExtractOptions, TooManyBadImages, extract_image_features,
+                                     extract_text_features, local_image_batches)
 
     if feature_set not in FEATURE_SETS:
         print(f"error: unknown feature set {feature_set!r}; choose from {', '.join(FEATURE_SETS)}",
@@ -54,15 +56,31 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
                               zip(table["class_id"], table["class_name"])
                               for t, template in enumerate(config.class_prompts)],
                              columns=["class_id", "template_index", "text"])
-    shutil.rmtree(out, ignore_errors=True)
-    common = dict(name=feature_set, id_columns=id_columns, precision=config.precision,
-                  shard_rows=config.shard_rows, device=device)
-    if kind == "image":
-        manifest = extract_image_features(clip, Path(meta["fgvc.root"]), table, out,
-                                          batch_size=config.image_batch_size,
-                                          num_workers=config.num_workers, **common)
+    images = config.images
+    options = ExtractOptions(
+        batch_size=images.batch_size if kind == "image" else config.texts.batch_size,
+        num_workers=images.num_workers, device=device, amp=config.amp,
+        precision=config.precision, shard_rows=config.shard_rows,
+        max_image_pixels=images.max_image_pixels, max_bad_fraction=images.max_bad_fraction)
+    if kind == "text":
+        result = extract_text_features(clip, table, out, name=feature_set, id_columns=id_columns,
+                                       options=options, batch_size=options.batch_size)
     else:
-        manifest = extract_text_features(clip, table, out, batch_size=config.text_batch_size,
-                                         **common)
+        engine = local_image_batches
+        if images.engine == "ray":
+            from pipeline.extraction_ray import RayImageEngine
+
+            engine = RayImageEngine(clip_dir, **images.ray.model_dump())
+        try:
+            result = extract_image_features(clip, Path(meta["fgvc.root"]), table, out,
+                                            name=feature_set, id_columns=id_columns,
+                                            options=options, engine=engine)
+        except TooManyBadImages as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    manifest = result.manifest
+    skipped = f", {manifest['skipped']} skipped (listed in manifest.json)" if manifest["skipped"] else ""
     print(f"extract: {manifest['rows']} {feature_set} features of width {manifest['width']} "
-          f"({manifest['precision']}) in {len(manifest['shards'])} shard(s)")
+          f"({manifest['precision']}) in {len(manifest['shards'])} shard(s): "
+          f"{result.computed_shards} computed, {result.reused_shards} kept from an earlier run"
+          f"{skipped}")

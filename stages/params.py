@@ -72,13 +72,34 @@ class Describe(Section):
     openai: OpenAIDescriptions = OpenAIDescriptions()
 
 
+class RayEngine(Section):
+    address: str | None = None  # None: a local Ray instance; "auto" or "ray://head:10001": a cluster
+    encoders: int = Field(1, ge=1)  # CLIP encoder actors (one per GPU on a cluster)
+    gpus_per_encoder: float = Field(0.0, ge=0)  # 1 on a GPU cluster; 0 encodes on CPU
+    cpus_per_encoder: float = Field(1.0, gt=0)
+    decode_cpus: float = Field(1.0, gt=0)  # CPUs per decode task
+
+
+class ExtractImages(Section):
+    batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(1, ge=0)  # decode processes beside the encoder (0: decode inline)
+    max_image_pixels: int = Field(100_000_000, ge=1)  # larger: JPEG draft decode, else skipped
+    max_bad_fraction: float = Field(0.01, ge=0, le=1)  # more undecodable images fail the stage
+    engine: Literal["local", "ray"] = "local"
+    ray: RayEngine = RayEngine()
+
+
+class ExtractTexts(Section):
+    batch_size: int = Field(1024, ge=1)
+
+
 class Extract(Section):
-    image_batch_size: int = Field(256, ge=1)
-    num_workers: int = Field(0, ge=0)  # image decoding processes (0: in the main process)
-    text_batch_size: int = Field(1024, ge=1)
-    precision: Literal["float16", "float32"] = "float16"
+    precision: Literal["float16", "float32"] = "float16"  # stored embeddings
     shard_rows: int = Field(65536, ge=1)
     device: Device = "auto"
+    amp: Literal["float16", "bfloat16", "none"] = "float16"  # autocast on CUDA; CPU: float32
+    images: ExtractImages = ExtractImages()
+    texts: ExtractTexts = ExtractTexts()
     class_prompts: list[str] = ["a photo of a {}, a type of bird."]
 
     @field_validator("class_prompts")

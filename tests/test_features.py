@@ -5,7 +5,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.features import FingerprintMismatch, ShardWriter, read_feature_set, write_feature_set
+from pipeline.features import (FingerprintMismatch, ShardPlan, iter_shards, read_feature_set,
+                               resume, write_feature_set, write_shard)
 
 FINGERPRINT = {"model_name": "m", "pretrained": None, "weights_sha256": "abc", "embed_dim": 6,
                "preprocess": {"size": [64, 64]}}
@@ -22,7 +23,7 @@ def make(n=23, width=6, seed=0):
 def test_round_trip_in_fixed_size_shards(tmp_path, precision, tolerance):
     ids, emb = make()
     manifest = write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT,
-                                 shard_rows=10, precision=precision, input_hash="h")
+                                 shard_rows=10, precision=precision)
     assert [s["rows"] for s in manifest["shards"]] == [10, 10, 3]
     loaded = read_feature_set(tmp_path / "fs", FINGERPRINT)
     pd.testing.assert_frame_equal(loaded.ids, ids)
@@ -42,16 +43,57 @@ def test_shards_describe_themselves(tmp_path):
     assert str(schema.field("embedding").type) == "fixed_size_list<element: halffloat>[6]"
 
 
-def test_streamed_batches_equal_one_write(tmp_path):
+def test_streaming_reader_equals_whole_read(tmp_path):
     ids, emb = make(n=40)
-    writer = ShardWriter(tmp_path / "a", name="x", fingerprint=FINGERPRINT, width=6, shard_rows=16,
-                         precision="float32")
-    for start in range(0, 40, 7):
-        writer.add(ids.iloc[start:start + 7], emb[start:start + 7])
-    writer.close()
-    loaded = read_feature_set(tmp_path / "a")
-    np.testing.assert_array_equal(loaded.embeddings, emb)
-    assert loaded.ids["image_id"].tolist() == ids["image_id"].tolist()
+    write_feature_set(tmp_path / "a", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=16,
+                      precision="float32")
+    parts = list(iter_shards(tmp_path / "a", FINGERPRINT, verify=True))
+    assert [len(part_ids) for part_ids, _ in parts] == [16, 16, 8]
+    np.testing.assert_array_equal(np.concatenate([e for _, e in parts]), emb)
+    np.testing.assert_array_equal(read_feature_set(tmp_path / "a").embeddings, emb)
+
+
+def plan_for(ids, **changes):
+    settings = dict(name="x", fingerprint=FINGERPRINT, width=6, precision="float16", shard_rows=10)
+    return ShardPlan.build(ids, **{**settings, **changes})
+
+
+def test_resume_keeps_only_shards_whose_inputs_and_model_match(tmp_path):
+    ids, emb = make(n=30)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10)
+    (tmp_path / "fs" / "shard-00002.parquet.tmp").write_bytes(b"half a shard")
+    assert sorted(resume(tmp_path / "fs", plan_for(ids))) == [0, 1, 2]
+    assert not (tmp_path / "fs" / "manifest.json").exists()  # rewritten when the run completes
+    assert not list((tmp_path / "fs").glob("*.tmp"))
+
+    changed = ids.copy()
+    changed.loc[13, "class_id"] = 99  # one input row of shard 1 changes
+    assert sorted(resume(tmp_path / "fs", plan_for(changed))) == [0, 2]
+    assert not (tmp_path / "fs" / "shard-00001.parquet").exists()
+
+    other_model = dict(FINGERPRINT, weights_sha256="def")
+    assert resume(tmp_path / "fs", plan_for(changed, fingerprint=other_model)) == {}
+    assert not list((tmp_path / "fs").iterdir())
+
+
+def test_shard_checksums_catch_corruption(tmp_path):
+    ids, emb = make(n=30)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10)
+    shard = tmp_path / "fs" / "shard-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[20] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="shard-00001.parquet does not match the checksum"):
+        read_feature_set(tmp_path / "fs", verify=True)
+
+
+def test_a_shard_must_account_for_every_row_of_its_span(tmp_path):
+    ids, emb = make(n=10)
+    plan = plan_for(ids)
+    with pytest.raises(ValueError, match="spans 10 rows but got 9 embeddings and 0 skipped"):
+        write_shard(tmp_path, plan, 0, ids.iloc[:9], emb[:9].astype(np.float32))
+    info = write_shard(tmp_path, plan, 0, ids.iloc[:9], emb[:9], [{"row": 9, "reason": "bad"}])
+    assert info.rows == 9 and info.errors == [{"row": 9, "reason": "bad"}]
 
 
 def test_features_of_another_model_are_refused(tmp_path):

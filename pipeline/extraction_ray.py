@@ -1,0 +1,105 @@
+"""The Ray Data engine for image extraction: decode tasks and CLIP encoder actors on a cluster.
+
+    pending rows --map_batches(decode, CPU tasks)--> pixels --map_batches(encoder actors, one
+    per GPU)--> embeddings --iter_batches--> this process, which writes the shards (`extraction`)
+
+The driver writes exactly the shard layout and manifest of the local engine, so the two are
+interchangeable and a feature set started with one resumes with the other. Workers load the CLIP
+from its folder and read images by path: on a cluster both must be on storage every node sees.
+`address=None` starts a local Ray instance; "auto" or "ray://head:10001" joins a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.clip import Clip, load_clip
+from pipeline.extraction import Batch, ExtractOptions, ImageEncoder
+from pipeline.image_decoding import BadImage, load_rgb
+
+
+def decode_images(batch: dict[str, np.ndarray], root: str, preprocess, max_pixels: int,
+                  shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Ray Data batch function: paths -> preprocessed pixels, or the reason a file was skipped
+    (with zeros of the same `shape` in its place, so every batch stacks into one array)."""
+    pixels, reasons = [], []
+    for path in batch["path"]:
+        try:
+            pixels.append(preprocess(load_rgb(Path(root) / path, max_pixels)).numpy())
+            reasons.append("")
+        except BadImage as error:
+            pixels.append(None)
+            reasons.append(error.reason)
+    filled = np.stack([p if p is not None else np.zeros(shape, np.float32) for p in pixels])
+    return {"row": batch["row"], "pixels": filled, "reason": np.array(reasons, dtype=object)}
+
+
+def pixel_shape(card: dict) -> tuple[int, int, int]:
+    size = card["preprocess"]["size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    return 3, int(height), int(width)
+
+
+class EncodeImages:
+    """Ray Data actor: holds one CLIP (on its GPU, if it was given one) and encodes pixel batches."""
+
+    def __init__(self, clip_dir: str, amp: str):
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        clip = load_clip(Path(clip_dir), device)
+        self.encode = ImageEncoder(clip.model, device, amp)
+        self.width = clip.card["embed_dim"]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        ok = batch["reason"] == ""
+        embeddings = np.zeros((len(ok), self.width), np.float32)
+        if ok.any():
+            embeddings[ok] = self.encode(torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok])))
+        return {"row": batch["row"], "embedding": embeddings, "reason": batch["reason"]}
+
+
+class RayImageEngine:
+    """Runs the image batches of `extraction.extract_image_features` on Ray Data."""
+
+    def __init__(self, clip_dir: Path, address: str | None = None, encoders: int = 1,
+                 gpus_per_encoder: float = 0.0, cpus_per_encoder: float = 1.0,
+                 decode_cpus: float = 1.0, init_kwargs: dict | None = None):
+        self.clip_dir = str(Path(clip_dir).resolve())
+        self.address, self.encoders = address, encoders
+        self.gpus_per_encoder, self.cpus_per_encoder = gpus_per_encoder, cpus_per_encoder
+        self.decode_cpus, self.init_kwargs = decode_cpus, init_kwargs or {}
+
+    def __call__(self, clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
+                 options: ExtractOptions) -> Iterator[Batch]:
+        import ray
+
+        rows = [row for batch in batches for row in batch]
+        if not rows:
+            return
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     **self.init_kwargs)
+        table = pd.DataFrame({"row": np.array(rows, np.int64), "path": [paths[r] for r in rows]})
+        blocks = max(1, min(len(batches), 200))
+        dataset = (
+            ray.data.from_pandas(table).repartition(blocks)
+            .map_batches(decode_images, batch_size=options.batch_size, num_cpus=self.decode_cpus,
+                         fn_kwargs={"root": str(Path(root).resolve()),
+                                    "preprocess": clip.preprocess,
+                                    "max_pixels": options.max_image_pixels,
+                                    "shape": pixel_shape(clip.card)})
+            .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, options.amp),
+                         batch_size=options.batch_size, concurrency=self.encoders,
+                         num_gpus=self.gpus_per_encoder, num_cpus=self.cpus_per_encoder))
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            ok = batch["reason"] == ""
+            bad = [(int(row), str(reason)) for row, reason in
+                   zip(batch["row"][~ok], batch["reason"][~ok])]
+            yield batch["row"][ok].astype(np.int64), batch["embedding"][ok], bad

@@ -1,0 +1,190 @@
+"""Image extraction for real: resumes after SIGKILL to the same bytes, skips and lists bad images,
+fails on too many, and the Ray engine writes what the local one writes."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.clip import create_clip, load_clip, save_clip
+from pipeline.extraction import ExtractOptions, extract_image_features
+from pipeline.features import read_feature_set, read_manifest
+from stages.cli import app
+from stages.common import write_parquet
+
+from conftest import REPO
+
+BAD_FILES = {  # name -> (bytes or None for "do not create", expected reason)
+    "missing.jpg": (None, "missing file"),
+    "empty.jpg": (b"", "empty file"),
+    "page.jpg": (b"<html>404</html>", "not an image"),
+    "cut.jpg": ("truncate", "truncated"),
+}
+
+
+def draw(path, seed, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 256, (48 + seed % 17, 64, 3), dtype=np.uint8), "RGB")
+    image.convert(mode).save(path, quality=90)
+
+
+def make_world(root, good: int, bad: bool):
+    """`good` decodable images (some CMYK and grayscale) and, if `bad`, one file of each bad kind,
+    with an index table as the `data` stage writes it."""
+    (root / "images").mkdir(parents=True)
+    paths = []
+    for i in range(good):
+        mode = {0: "RGB", 1: "RGB", 2: "CMYK", 3: "L"}[i % 4]
+        draw(root / "images" / f"{i:04d}.jpg", i, mode)
+        paths.append(f"images/{i:04d}.jpg")
+    if bad:
+        for name, (content, _) in BAD_FILES.items():
+            if content == "truncate":
+                data = (root / paths[0]).read_bytes()
+                (root / "images" / name).write_bytes(data[: len(data) // 2])
+            elif content is not None:
+                (root / "images" / name).write_bytes(content)
+            paths.insert(len(paths) // 2, f"images/{name}")  # in the middle, not at the end
+    index = pd.DataFrame({"image_id": np.arange(1, len(paths) + 1), "path": paths,
+                          "class_id": np.arange(len(paths)) % 3 + 1, "split": "train"})
+    write_parquet(index, root / "index" / "cub_images.parquet", {"fgvc.root": str(root)})
+    return index
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("clip")
+    save_clip(create_clip("fgvc-demo-tiny", None), folder)
+    return folder
+
+
+def params_file(folder, **images):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["extract"].update(shard_rows=8, device="cpu")
+    params["extract"]["images"].update(batch_size=4, num_workers=0, **images)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder / "params.yaml"
+
+
+def extract_command(world, clip_dir, out, params):
+    return ["extract", "cub_images", "--index", str(world / "index"), "--clip", str(clip_dir),
+            "--out", str(out), "--params", str(params)]
+
+
+def test_bad_images_are_skipped_and_listed(tmp_path, clip_dir):
+    index = make_world(tmp_path / "world", good=20, bad=True)
+    params = params_file(tmp_path, max_bad_fraction=0.25)
+    result = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir, tmp_path / "fs",
+                                                     params))
+    assert result.exit_code == 0, result.output
+    assert "20 cub_images features" in result.output and "4 skipped" in result.output
+    manifest = read_manifest(tmp_path / "fs")
+    assert manifest["rows"] == 20 and manifest["input_rows"] == 24 and manifest["skipped"] == 4
+    listed = {e["path"]: e for e in manifest["errors"]}
+    for name, (_, reason) in BAD_FILES.items():
+        error = listed[f"images/{name}"]
+        assert reason in error["reason"]
+        assert index.loc[error["row"], "path"] == f"images/{name}"
+        assert error["image_id"] == index.loc[error["row"], "image_id"]  # ids to find it by
+    features = read_feature_set(tmp_path / "fs", load_clip(clip_dir).fingerprint)
+    good = index[~index["path"].isin(listed)]
+    assert features.ids["image_id"].tolist() == good["image_id"].tolist()  # CMYK, gray kept
+    assert np.isfinite(features.embeddings).all() and features.embeddings.std() > 0
+
+
+def test_too_many_bad_images_fail_the_stage_and_keep_the_work(tmp_path, clip_dir):
+    make_world(tmp_path / "world", good=20, bad=True)
+    params = params_file(tmp_path, max_bad_fraction=0.1)
+    result = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir, tmp_path / "fs",
+                                                     params))
+    assert result.exit_code == 1
+    assert "4 of 24 images (16.7%) could not be decoded" in result.output
+    assert "1 x missing file" in result.output and "1 x truncated file" in result.output
+    assert not (tmp_path / "fs" / "manifest.json").exists()  # never looks finished
+    assert len(json.loads((tmp_path / "fs" / "errors.json").read_text())) == 4
+    assert len(list((tmp_path / "fs").glob("shard-*.parquet"))) == 3  # 24 rows / 8 per shard
+
+
+def test_killed_run_resumes_to_the_same_bytes(tmp_path, clip_dir):
+    make_world(tmp_path / "world", good=400, bad=False)
+    params = params_file(tmp_path)
+    fgvc = [sys.executable, "-c", "from stages.cli import main; main()"]
+    uninterrupted = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir,
+                                                          tmp_path / "whole", params),
+                                   capture_output=True, text=True, cwd=REPO)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+
+    out = tmp_path / "killed"
+    kill_after = random.Random().randint(3, 30)  # of 50 shards
+    process = subprocess.Popen(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(out.glob("shard-*.parquet"))) < kill_after and process.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.002)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
+    left = len(list(out.glob("shard-*.parquet")))
+    assert 3 <= left < 50
+
+    resumed = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
+                             capture_output=True, text=True, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{50 - left} computed, {left} kept from an earlier run" in resumed.stdout
+    whole, again = read_manifest(tmp_path / "whole"), read_manifest(out)
+    assert again == whole  # same shard checksums: the same bytes
+    for shard in whole["shards"]:
+        assert (out / shard["file"]).read_bytes() == (tmp_path / "whole" / shard["file"]).read_bytes()
+
+    rerun = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
+                           capture_output=True, text=True, cwd=REPO)
+    assert "0 computed, 50 kept" in rerun.stdout
+
+
+def test_a_changed_image_is_encoded_again(tmp_path, clip_dir):
+    index = make_world(tmp_path / "world", good=24, bad=False)
+    clip = load_clip(clip_dir)
+    options = ExtractOptions(batch_size=4, shard_rows=8)
+    run = dict(name="cub_images", id_columns=["image_id"], options=options)
+    first = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run)
+    draw(tmp_path / "world" / index["path"][10], seed=999)  # in shard 1
+    second = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run)
+    assert (first.computed_shards, second.computed_shards, second.reused_shards) == (3, 1, 2)
+    assert first.manifest["shards"][0] == second.manifest["shards"][0]
+    assert first.manifest["shards"][1]["sha256"] != second.manifest["shards"][1]["sha256"]
+
+
+def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
+    pytest.importorskip("ray")
+    from pipeline.extraction_ray import RayImageEngine
+
+    index = make_world(tmp_path / "world", good=30, bad=True)
+    clip = load_clip(clip_dir)
+    run = dict(name="cub_images", id_columns=["image_id", "class_id"],
+               options=ExtractOptions(batch_size=4, shard_rows=8, max_bad_fraction=0.2))
+    local = extract_image_features(clip, tmp_path / "world", index, tmp_path / "local", **run)
+    ray_engine = RayImageEngine(clip_dir, init_kwargs={"num_cpus": 2})
+    remote = extract_image_features(clip, tmp_path / "world", index, tmp_path / "ray",
+                                    engine=ray_engine, **run)
+    import ray
+
+    ray.shutdown()
+    assert remote.computed_shards == local.computed_shards == 5
+    assert remote.manifest["errors"] == local.manifest["errors"]
+    assert remote.manifest["input_hash"] == local.manifest["input_hash"]
+    a, b = read_feature_set(tmp_path / "local"), read_feature_set(tmp_path / "ray")
+    pd.testing.assert_frame_equal(a.ids, b.ids)
+    np.testing.assert_allclose(a.embeddings, b.embeddings, atol=2e-3)  # float16 storage
