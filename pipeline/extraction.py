@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.clip import Clip
+from pipeline.device_decoding import DevicePreprocess, decode_jpegs, is_jpeg
 from pipeline.features import ShardInfo, ShardPlan, resume, write_manifest, write_shard
 from pipeline.image_decoding import DEFAULT_MAX_PIXELS, BadImage, load_rgb
 
@@ -54,6 +58,7 @@ class ExtractOptions:
     shard_rows: int = 65536
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_bad_fraction: float = 0.01
+    decode: str = "pil"  # "torchvision": JPEGs decoded and preprocessed on `device`
 
 
 @dataclasses.dataclass
@@ -115,29 +120,100 @@ def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str
 
 # --- the data side ------------------------------------------------------------------------------
 
-class ImageRows(Dataset):
-    """Item `row` -> (row, preprocessed (3, H, W) tensor or None, reason it was skipped or None)."""
+class LoadedBatch(NamedTuple):
+    """What the DataLoader workers hand over for one batch of rows."""
 
-    def __init__(self, root: Path, paths: list[str], preprocess, max_pixels: int):
+    rows: np.ndarray  # rows whose pixels are ready, in the order of `pixels`
+    pixels: torch.Tensor | None  # (B, 3, H, W) preprocessed on CPU
+    bad: list[tuple[int, str]]  # (row, reason) of files that cannot be decoded
+    jpeg_rows: list[int]  # decode "torchvision": rows left to decode on the device ...
+    jpegs: list[torch.Tensor]  # ... and their file bytes (1-D uint8)
+
+
+class ImageRows(Dataset):
+    """Item `row` -> (row, preprocessed pixels, reason skipped, JPEG bytes); one of the last three
+    is set. With `raw_jpeg`, JPEGs of sane size come back as bytes for the device to decode."""
+
+    def __init__(self, root: Path, paths: list[str], preprocess, max_pixels: int,
+                 raw_jpeg: bool = False):
         self.root, self.paths, self.preprocess = Path(root), paths, preprocess
-        self.max_pixels = max_pixels
+        self.max_pixels, self.raw_jpeg = max_pixels, raw_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, row: int):
+        path = self.root / self.paths[row]
+        if self.raw_jpeg:
+            data = _jpeg_bytes(path, self.max_pixels)
+            if data is not None:
+                return row, None, None, torch.frombuffer(bytearray(data), dtype=torch.uint8)
         try:
-            return row, self.preprocess(load_rgb(self.root / self.paths[row], self.max_pixels)), None
+            return row, self.preprocess(load_rgb(path, self.max_pixels)), None, None
         except BadImage as error:
-            return row, None, error.reason
+            return row, None, error.reason, None
 
 
-def collate_images(items) -> tuple[np.ndarray, torch.Tensor | None, list[tuple[int, str]]]:
-    good = [(row, pixels) for row, pixels, _ in items if pixels is not None]
-    bad = [(row, reason) for row, pixels, reason in items if pixels is None]
-    rows = np.array([row for row, _ in good], dtype=np.int64)
-    pixels = torch.stack([p for _, p in good]) if good else None
-    return rows, pixels, bad
+def _jpeg_bytes(path: Path, max_pixels: int) -> bytes | None:
+    """The file's bytes if it is a JPEG within `max_pixels` (header only), else None."""
+    try:
+        data = path.read_bytes()
+        if not is_jpeg(data):
+            return None
+        with Image.open(io.BytesIO(data)) as image:
+            return data if image.size[0] * image.size[1] <= max_pixels else None
+    except (OSError, ValueError):
+        return None
+
+
+def collate_images(items) -> LoadedBatch:
+    ready = [(row, pixels) for row, pixels, _, _ in items if pixels is not None]
+    return LoadedBatch(
+        rows=np.array([row for row, _ in ready], dtype=np.int64),
+        pixels=torch.stack([p for _, p in ready]) if ready else None,
+        bad=[(row, reason) for row, _, reason, _ in items if reason is not None],
+        jpeg_rows=[row for row, _, _, jpeg in items if jpeg is not None],
+        jpegs=[jpeg for _, _, _, jpeg in items if jpeg is not None])
+
+
+def image_loader(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
+                 options: ExtractOptions, num_workers: int | None = None) -> DataLoader:
+    workers = options.num_workers if num_workers is None else num_workers
+    dataset = ImageRows(root, paths, clip.preprocess, options.max_image_pixels,
+                        raw_jpeg=options.decode == "torchvision")
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                      collate_fn=collate_images, pin_memory=options.device.startswith("cuda"),
+                      prefetch_factor=4 if workers else None)
+
+
+class BatchFinisher:
+    """Turns a `LoadedBatch` into (rows, pixels on the device, bad rows): decodes the JPEG bytes
+    on the device (decode "torchvision"); what the device cannot decode goes through PIL."""
+
+    def __init__(self, clip: Clip, root: Path, paths: list[str], options: ExtractOptions):
+        self.device = torch.device(options.device)
+        self.fallback = ImageRows(root, paths, clip.preprocess, options.max_image_pixels)
+        self.prepare = (DevicePreprocess(clip.card["preprocess"], self.device)
+                        if options.decode == "torchvision" else None)
+
+    def __call__(self, batch: LoadedBatch) -> tuple[np.ndarray, torch.Tensor | None,
+                                                     list[tuple[int, str]]]:
+        rows, bad = list(batch.rows), list(batch.bad)
+        pixels = [batch.pixels.to(self.device, non_blocking=True)] if batch.pixels is not None else []
+        if batch.jpegs:
+            decoded, _ = decode_jpegs(batch.jpegs, self.device)
+            for row, image in zip(batch.jpeg_rows, decoded):
+                if image is not None:
+                    rows.append(row)
+                    pixels.append(self.prepare(image)[None])
+                    continue
+                _, cpu_pixels, reason, _ = self.fallback[row]
+                if reason is not None:
+                    bad.append((row, reason))
+                else:
+                    rows.append(row)
+                    pixels.append(cpu_pixels[None].to(self.device))
+        return (np.array(rows, dtype=np.int64), torch.cat(pixels) if pixels else None, bad)
 
 
 def shard_batches(plan: ShardPlan, shards: Iterable[int], batch_size: int) -> list[list[int]]:
@@ -166,15 +242,14 @@ def image_inputs(root: Path, index: pd.DataFrame, id_columns: list[str]) -> pd.D
 
 def local_image_batches(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
                         options: ExtractOptions) -> Iterator[Batch]:
-    """The in-process engine: DataLoader workers decode, this process encodes."""
-    loader = DataLoader(
-        ImageRows(root, paths, clip.preprocess, options.max_image_pixels), batch_sampler=batches,
-        num_workers=options.num_workers, collate_fn=collate_images,
-        pin_memory=options.device.startswith("cuda"),
-        prefetch_factor=4 if options.num_workers else None)
+    """The in-process engine: DataLoader workers decode (or read JPEG bytes for the device to
+    decode), this process encodes."""
+    finish = BatchFinisher(clip, root, paths, options)
     encode = ImageEncoder(clip.model, options.device, options.amp)
-    for rows, pixels, bad in loader:
-        embeddings = encode(pixels) if pixels is not None else np.zeros((0, clip.card["embed_dim"]), np.float32)
+    for loaded in image_loader(clip, root, paths, batches, options):
+        rows, pixels, bad = finish(loaded)
+        embeddings = (encode(pixels) if pixels is not None
+                      else np.zeros((0, clip.card["embed_dim"]), np.float32))
         yield rows, embeddings, bad
 
 
@@ -233,19 +308,21 @@ ImageEngine = Callable[[Clip, Path, list[str], list[list[int]], ExtractOptions],
 
 def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Path, *, name: str,
                            id_columns: list[str], options: ExtractOptions,
-                           engine: ImageEngine = local_image_batches) -> ExtractResult:
+                           engine: ImageEngine = local_image_batches,
+                           progress: bool = True) -> ExtractResult:
     """Encode every image of `index` (a `path` column relative to `root`) into feature set `out`,
     resuming whatever a previous run of the same plan finished."""
     index = index.reset_index(drop=True)
     plan = ShardPlan.build(image_inputs(root, index, id_columns), name=name,
                            fingerprint=clip.fingerprint, width=clip.card["embed_dim"],
-                           precision=options.precision, shard_rows=options.shard_rows)
+                           precision=options.precision, shard_rows=options.shard_rows,
+                           variant={"decode": options.decode})
     done = resume(out, plan)
     pending = [i for i in range(plan.num_shards) if i not in done]
     assembler = ShardAssembler(out, plan, index[id_columns], pending)
     batches = shard_batches(plan, pending, options.batch_size)
     with tqdm(total=plan.rows, initial=plan.rows - sum(map(len, batches)), desc=f"encode {name}",
-              unit="img") as bar:
+              unit="img", disable=not progress) as bar:
         for rows, embeddings, bad in engine(clip, Path(root), index["path"].tolist(), batches,
                                             options):
             assembler.add(rows, embeddings, bad)

@@ -74,10 +74,11 @@ class ShardPlan:
     keys: tuple[str, ...]
     rows: int
     input_hash: str
+    variant: dict = dataclasses.field(default_factory=dict)  # e.g. the image decoder used
 
     @classmethod
     def build(cls, inputs: pd.DataFrame, *, name: str, fingerprint: dict, width: int,
-              precision: str, shard_rows: int) -> ShardPlan:
+              precision: str, shard_rows: int, variant: dict | None = None) -> ShardPlan:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if shard_rows < 1:
@@ -86,7 +87,7 @@ class ShardPlan:
         keys = tuple(hash_table(inputs.iloc[start:start + shard_rows])
                      for start in range(0, len(inputs), shard_rows))
         return cls(name, fingerprint, int(width), precision, int(shard_rows), keys, len(inputs),
-                   hash_table(inputs))
+                   hash_table(inputs), dict(variant or {}))
 
     @property
     def num_shards(self) -> int:
@@ -104,7 +105,8 @@ class ShardPlan:
     def header(self) -> dict:
         """What every shard of this plan shares; a shard with another header is stale."""
         return {"name": self.name, "fingerprint": self.fingerprint, "width": self.width,
-                "precision": self.precision, "shard_rows": self.shard_rows}
+                "precision": self.precision, "shard_rows": self.shard_rows,
+                "variant": self.variant}
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from stages import clip, data, describe, evaluate, extract, report, train_adapter, train_qformer
+from stages import bench, clip, data, describe, evaluate, extract, report, train_adapter, train_qformer
 
 app = typer.Typer(
     help="fgvc: fine-grained classifiers trained partly from text on frozen CLIP. Each command "
@@ -22,6 +22,7 @@ for name, module in [("data", data), ("clip", clip), ("describe", describe), ("e
                      ("train_qformer", train_qformer), ("train_adapter", train_adapter),
                      ("evaluate", evaluate), ("report", report)]:
     app.command(name)(module.main)
+app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:

@@ -61,13 +61,18 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         batch_size=images.batch_size if kind == "image" else config.texts.batch_size,
         num_workers=images.num_workers, device=device, amp=config.amp,
         precision=config.precision, shard_rows=config.shard_rows,
-        max_image_pixels=images.max_image_pixels, max_bad_fraction=images.max_bad_fraction)
+        max_image_pixels=images.max_image_pixels, max_bad_fraction=images.max_bad_fraction,
+        decode=images.decode)
     if kind == "text":
         result = extract_text_features(clip, table, out, name=feature_set, id_columns=id_columns,
                                        options=options, batch_size=options.batch_size)
     else:
         engine = local_image_batches
         if images.engine == "ray":
+            if images.decode != "pil":
+                print("error: extract.images.engine 'ray' decodes in CPU tasks: set "
+                      "extract.images.decode to 'pil'", file=sys.stderr)
+                raise typer.Exit(2)
             from pipeline.extraction_ray import RayImageEngine
 
             engine = RayImageEngine(clip_dir, **images.ray.model_dump())

@@ -1,6 +1,7 @@
 """Image extraction for real: resumes after SIGKILL to the same bytes, skips and lists bad images,
 fails on too many, and the Ray engine writes what the local one writes."""
 
+import dataclasses
 import json
 import os
 import random
@@ -188,3 +189,46 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
     a, b = read_feature_set(tmp_path / "local"), read_feature_set(tmp_path / "ray")
     pd.testing.assert_frame_equal(a.ids, b.ids)
     np.testing.assert_allclose(a.embeddings, b.embeddings, atol=2e-3)  # float16 storage
+
+
+def test_bench_extract_prints_all_four_figures(tmp_path, clip_dir):
+    make_world(tmp_path / "world", good=12, bad=False)
+    params = params_file(tmp_path)
+    result = CliRunner().invoke(app, [
+        "bench", "extract", "--images", str(tmp_path / "world" / "images"), "--clip",
+        str(clip_dir), "--limit", "10", "--batch-size", "4", "--workers", "1", "--device", "cpu",
+        "--json", str(tmp_path / "bench.json"), "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    for line in ["ours / model-only", "ours / decode-only", "ours / min(decode, model)",
+                 "ours / naive"]:
+        assert line in result.output
+    figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
+    assert [f["name"] for f in figures] == ["decode", "model", "ours", "naive"]
+    assert all(f["images"] == 10 and f["per_second"] > 0 and f["peak_rss_mib"] > 0
+               for f in figures)
+
+
+def test_device_jpeg_decoding_matches_pil_and_falls_back_for_the_rest(tmp_path, clip_dir):
+    index = make_world(tmp_path / "world", good=16, bad=True)
+    Image.open(tmp_path / "world" / index["path"][0]).save(tmp_path / "world" / "images" / "p.png")
+    index.loc[0, "path"] = "images/p.png"  # not a JPEG: decoded by PIL in the workers
+    clip = load_clip(clip_dir)
+    run = dict(name="cub_images", id_columns=["image_id"])
+    options = ExtractOptions(batch_size=4, shard_rows=8, max_bad_fraction=0.3)
+    pil = extract_image_features(clip, tmp_path / "world", index, tmp_path / "pil",
+                                 options=options, **run)
+    device = extract_image_features(clip, tmp_path / "world", index, tmp_path / "tv",
+                                    options=dataclasses.replace(options, decode="torchvision"),
+                                    **run)
+    assert device.manifest["errors"] == pil.manifest["errors"]  # truncated: refused by both
+    assert device.manifest["variant"] == {"decode": "torchvision"}
+    a, b = read_feature_set(tmp_path / "pil"), read_feature_set(tmp_path / "tv")
+    pd.testing.assert_frame_equal(a.ids, b.ids)
+    cosine = (a.embeddings * b.embeddings).sum(1) / (
+        np.linalg.norm(a.embeddings, axis=1) * np.linalg.norm(b.embeddings, axis=1))
+    assert cosine.min() > 0.99  # another resampler, nearly the same features
+    # A feature set is never a mix of decoders: switching recomputes every shard.
+    again = extract_image_features(clip, tmp_path / "world", index, tmp_path / "pil",
+                                   options=dataclasses.replace(options, decode="torchvision"),
+                                   **run)
+    assert again.reused_shards == 0

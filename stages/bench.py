@@ -1,0 +1,63 @@
+"""`fgvc bench ...`: speed measurements (not a DVC stage). Figures are ratios against baselines
+measured in the same run, so they compare across machines; see docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from stages.common import PARAMS_OPTION, params_or_exit, resolve_device
+
+app = typer.Typer(help="Speed measurements: ratios against baselines measured in the same run.",
+                  no_args_is_help=True)
+
+
+@app.command("extract")
+def extract(
+    images: Path = typer.Option(Path("artifacts/data/world"),
+                                help="A folder of images, searched recursively. Default: the "
+                                "demo world's COCO- and CUB-like images (`dvc repro data`)."),
+    clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip",
+                                  help="A resolved CLIP folder (the `clip` stage's output)."),
+    model: str = typer.Option(None, help="An open_clip model name instead of --clip, e.g. "
+                              "ViT-B-32 (with --pretrained; downloads weights)."),
+    pretrained: str = typer.Option(None, help="open_clip pretrained tag for --model, e.g. openai."),
+    limit: int = typer.Option(5000, min=1, help="Use at most this many images."),
+    batch_size: int = typer.Option(None, min=1, help="Default: extract.images.batch_size."),
+    workers: int = typer.Option(None, min=0, help="Default: extract.images.num_workers."),
+    device: str = typer.Option(None, help="cpu | cuda. Default: extract.device."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Image extraction throughput: decode-only, model-only, ours end to end, and a naive loop,
+    on the same files and model, with the ratios and peak memory of each phase."""
+    from pipeline.bench_extraction import bench_extraction, format_figures, image_files
+    from pipeline.clip import create_clip, load_clip
+    from pipeline.extraction import ExtractOptions
+
+    config = params_or_exit(params).extract
+    device = resolve_device(device or config.device)
+    root, paths = images, image_files(images, limit) if images.is_dir() else []
+    if not paths:
+        print(f"error: no images found under {root} (the demo's: `dvc repro data`)",
+              file=sys.stderr)
+        raise typer.Exit(2)
+    clip = create_clip(model, pretrained) if model else load_clip(clip_dir, device)
+    options = ExtractOptions(
+        batch_size=batch_size or config.images.batch_size,
+        num_workers=config.images.num_workers if workers is None else workers, device=device,
+        amp=config.amp, precision=config.precision, shard_rows=config.shard_rows,
+        max_image_pixels=config.images.max_image_pixels, max_bad_fraction=1.0)
+    name = model or clip.card["model_name"]
+    print(f"bench extract: {len(paths)} images from {root}, {name} on {device}, batch "
+          f"{options.batch_size}, {options.num_workers} decode worker(s)")
+    figures = bench_extraction(clip, root, paths, options)
+    print(format_figures(figures))
+    if json_out:
+        json_out.write_text(json.dumps({
+            "images": len(paths), "model": name, "device": device,
+            "batch_size": options.batch_size, "workers": options.num_workers,
+            "figures": [dict(f.__dict__, per_second=f.per_second) for f in figures]}, indent=2))
