@@ -352,8 +352,7 @@ def _check_bad_images(out: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
 
 
 def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: str,
-                          id_columns: list[str], options: ExtractOptions,
-                          batch_size: int) -> ExtractResult:
+                          id_columns: list[str], options: ExtractOptions) -> ExtractResult:
     """Encode the `text` column of `texts` into feature set `out` (ids + the text itself)."""
     table = texts[id_columns + ["text"]].reset_index(drop=True)
     plan = ShardPlan.build(table, name=name, fingerprint=clip.fingerprint,
@@ -368,7 +367,8 @@ def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: s
                 bar.update(stop - start)
                 continue
             embeddings = encode_text_shard(clip, table["text"].iloc[start:stop].tolist(),
-                                           batch_size, options.device, options.amp, progress=bar)
+                                           options.batch_size, options.device, options.amp,
+                                           progress=bar)
             written[index] = write_shard(out, plan, index, table.iloc[start:stop], embeddings)
     manifest = write_manifest(out, plan, {**done, **written})
     return ExtractResult(manifest, len(done), len(written))

@@ -45,7 +45,11 @@ def extract(
         print(f"error: no images found under {root} (the demo's: `dvc repro data`)",
               file=sys.stderr)
         raise typer.Exit(2)
-    clip = create_clip(model, pretrained) if model else load_clip(clip_dir, device)
+    if model:
+        clip = create_clip(model, pretrained)
+        clip.card["weights_sha256"] = None  # not pinned to a file: the bench's features are throwaway
+    else:
+        clip = load_clip(clip_dir, device)
     options = ExtractOptions(
         batch_size=batch_size or config.images.batch_size,
         num_workers=config.images.num_workers if workers is None else workers, device=device,

@@ -65,14 +65,10 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         decode=images.decode)
     if kind == "text":
         result = extract_text_features(clip, table, out, name=feature_set, id_columns=id_columns,
-                                       options=options, batch_size=options.batch_size)
+                                       options=options)
     else:
         engine = local_image_batches
         if images.engine == "ray":
-            if images.decode != "pil":
-                print("error: extract.images.engine 'ray' decodes in CPU tasks: set "
-                      "extract.images.decode to 'pil'", file=sys.stderr)
-                raise typer.Exit(2)
             from pipeline.extraction_ray import RayImageEngine
 
             engine = RayImageEngine(clip_dir, **images.ray.model_dump())

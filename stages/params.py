@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -88,6 +89,12 @@ class ExtractImages(Section):
     decode: Literal["pil", "torchvision"] = "pil"  # torchvision: JPEGs decoded on the device
     engine: Literal["local", "ray"] = "local"
     ray: RayEngine = RayEngine()
+
+    @model_validator(mode="after")
+    def _ray_decodes_with_pil(self) -> ExtractImages:
+        if self.engine == "ray" and self.decode != "pil":
+            raise ValueError("engine 'ray' decodes in CPU tasks: set decode to 'pil'")
+        return self
 
 
 class ExtractTexts(Section):

@@ -97,6 +97,18 @@ def test_metrics_and_plots_show(demo):
     assert "table1_top1_vs_image_ratio" in html and "table1.png" in html
 
 
+def test_interrupted_extraction_resumes_under_dvc_repro(demo):
+    """As after a kill: one shard is gone. `persist: true` keeps the rest, the stage computes only
+    the missing shard, and the result is byte-identical, so nothing downstream reruns."""
+    (demo / "artifacts" / "extract" / "coco_images" / "shard-00001.parquet").unlink()
+    (demo / "artifacts" / "extract" / "coco_images" / "manifest.json").unlink()
+    rerun = run(demo, sys.executable, "-m", "dvc", "repro")
+    assert ran_stages(rerun.stdout) == {"extract@coco_images"}
+    assert "1 computed, 2 kept from an earlier run" in rerun.stdout
+    status = run(demo, sys.executable, "-m", "dvc", "status", "--json")
+    assert json.loads(status.stdout) == {}
+
+
 def test_adapter_param_change_reruns_only_downstream(demo):
     params_file = demo / "params.yaml"
     params = yaml.safe_load(params_file.read_text())

@@ -191,12 +191,13 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
     np.testing.assert_allclose(a.embeddings, b.embeddings, atol=2e-3)  # float16 storage
 
 
-def test_bench_extract_prints_all_four_figures(tmp_path, clip_dir):
+@pytest.mark.parametrize("model", ["--clip", "--model"])
+def test_bench_extract_prints_all_four_figures(tmp_path, clip_dir, model):
     make_world(tmp_path / "world", good=12, bad=False)
     params = params_file(tmp_path)
+    which = [model, str(clip_dir) if model == "--clip" else "fgvc-demo-tiny"]
     result = CliRunner().invoke(app, [
-        "bench", "extract", "--images", str(tmp_path / "world" / "images"), "--clip",
-        str(clip_dir), "--limit", "10", "--batch-size", "4", "--workers", "1", "--device", "cpu",
+        "bench", "extract", "--images", str(tmp_path / "world" / "images"), *which, "--limit", "10", "--batch-size", "4", "--workers", "1", "--device", "cpu",
         "--json", str(tmp_path / "bench.json"), "--params", str(params)])
     assert result.exit_code == 0, result.output
     for line in ["ours / model-only", "ours / decode-only", "ours / min(decode, model)",

@@ -43,6 +43,9 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["data"]["demo"].update(num_classes=1), "data.demo.num_classes: Input should be greater than or equal to 2"),
     (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
     (lambda p: p["extract"].update(class_prompts=["a photo of a bird"]), "extract.class_prompts: needs at least one template"),
+    (lambda p: p["extract"]["images"].update(max_bad_fraction=1.5), "extract.images.max_bad_fraction: Input should be less than or equal to 1"),
+    (lambda p: p["extract"]["images"]["ray"].update(encoders=0), "extract.images.ray.encoders: Input should be greater than or equal to 1"),
+    (lambda p: p["extract"]["images"].update(engine="ray", decode="torchvision"), "extract.images: engine 'ray' decodes in CPU tasks"),
 ])
 def test_invalid_params_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as error:
