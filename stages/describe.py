@@ -1,8 +1,17 @@
 """Stage `describe`: class descriptions into <out> (class_id, class_name, text, source,
-prompt_id, sample_index), from the backend named in params."""
+prompt_id, sample_index), from the backend named in params.
+
+The LLM backend keeps its answers in an append-only cache (`--cache`), deliberately *not* a DVC
+output: DVC would restore an older copy of it on `dvc checkout` / `dvc exp apply` and forget
+answers already paid for, and it would delete it before a rerun unless persisted. Outside DVC it
+only grows, survives every checkout, and can be shared by pointing `--cache` (or copying the
+file) to a team folder. The descriptions table itself is the DVC output and goes through
+`dvc push`/`pull` like any other.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,21 +23,90 @@ from stages.common import PARAMS_OPTION, params_or_exit, read_parquet_with_metad
 def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index tables of `data`."),
          out: Path = typer.Option(Path("artifacts/describe/descriptions.parquet"),
                                   help="The descriptions table to write."),
+         cache: Path = typer.Option(Path("artifacts/llm_cache/answers.jsonl"),
+                                    help="The LLM answer cache (append-only JSONL, outside DVC)."),
+         dry_run: bool = typer.Option(False, "--dry-run",
+                                      help="Print the requests still to make, their estimated "
+                                      "tokens and cost, and stop before spending anything."),
          params: Path = PARAMS_OPTION) -> None:
-    """Write class descriptions (offline from class attributes; LLM backends to come)."""
-    from pipeline.describe.attributes import describe_from_attributes
-
+    """Write class descriptions: an LLM (OpenAI or any OpenAI-compatible server, cached), an
+    imported CBD file, your own file, or offline sentences from class attributes."""
     config = params_or_exit(params).describe
-    if config.backend != "attributes":
-        print(f"error: describe.backend {config.backend!r} is not available in this version; "
-              "use 'attributes'", file=sys.stderr)
-        raise typer.Exit(2)
-    attributes, _ = read_parquet_with_metadata(index / "cub_attributes.parquet")
     classes, _ = read_parquet_with_metadata(index / "cub_classes.parquet")
-    table = describe_from_attributes(
-        attributes, classes, samples_per_class=config.samples_per_class,
-        traits_per_sample=config.attributes.traits_per_sample,
-        min_percent=config.attributes.min_percent, seed=config.seed)
+    if config.backend == "openai":
+        table = _describe_with_llm(config, classes, cache, dry_run)
+        if table is None:
+            return
+    elif dry_run:
+        print(f"describe: backend {config.backend!r} makes no requests")
+        return
+    elif config.backend in ("cbd_json", "file"):
+        from pipeline.describe.imported import (UnmatchedClasses, describe_from_cbd,
+                                                describe_from_file)
+
+        read = describe_from_cbd if config.backend == "cbd_json" else describe_from_file
+        try:
+            table = read(Path(getattr(config, config.backend).path), classes)
+        except (UnmatchedClasses, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(1) from None
+    else:
+        from pipeline.describe.attributes import describe_from_attributes
+
+        attributes, _ = read_parquet_with_metadata(index / "cub_attributes.parquet")
+        table = describe_from_attributes(
+            attributes, classes, samples_per_class=config.samples_per_class,
+            traits_per_sample=config.attributes.traits_per_sample,
+            min_percent=config.attributes.min_percent, seed=config.seed)
     write_parquet(table, out)
     print(f"describe: {len(table)} descriptions for {table['class_id'].nunique()} classes "
           f"(backend {config.backend}); e.g. {table['text'].iloc[0]!r}")
+
+
+def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
+    from tqdm import tqdm
+
+    from pipeline.describe.answer_cache import AnswerCache
+    from pipeline.describe.llm import (API_KEY_VARIABLE, LLMError, LLMSettings, ask_all,
+                                       descriptions_table, estimate, plan_requests)
+    from pipeline.describe.prompts import PromptTemplate
+
+    settings = LLMSettings(**config.openai.model_dump(exclude={"prompt"}))
+    prompt = config.prompts[config.openai.prompt]
+    template = PromptTemplate(config.openai.prompt, **prompt.model_dump())
+    cache = AnswerCache(cache_path)
+    if cache.damaged_lines:
+        print(f"describe: ignored {cache.damaged_lines} damaged line(s) in {cache_path} "
+              "(a run killed mid-write); those requests are asked again")
+    requests = plan_requests(classes, template, config.samples_per_class, settings)
+    pending = [r for r in requests if r.key not in cache]
+    before = estimate(pending, settings)
+    print(f"describe: {len(requests)} requests ({len(classes)} classes x {config.samples_per_class}"
+          f" samples, prompt {template.name!r}), {len(requests) - len(pending)} answered in the "
+          f"cache; {before.describe(settings.model)}")
+    if dry_run:
+        return None
+    try:
+        with tqdm(total=len(pending), desc=f"ask {settings.model}", unit="req",
+                  disable=not pending) as bar:
+            report = ask_all(requests, template, cache, settings,
+                             os.environ.get(API_KEY_VARIABLE), progress=bar)
+    except LLMError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if pending:
+        print(f"describe: {report.answered} answered with {report.asked} request(s): "
+              f"{report.prompt_tokens:,} prompt + {report.completion_tokens:,} completion tokens "
+              f"used (estimated: about {before.prompt_tokens:,} + at most "
+              f"{before.completion_tokens:,})")
+    if report.failures:
+        # The table is written only when every request has a usable answer: otherwise it would
+        # depend on which requests a flaky network let through.
+        failed = sorted((r.class_name, r.sample_index, report.failures[r.key])
+                        for r in requests if r.key in report.failures)
+        print(f"error: {len(failed)} request(s) got no usable answer:", file=sys.stderr)
+        for name, sample, reason in failed[:50]:
+            print(f"  {name} (sample {sample}): {reason}", file=sys.stderr)
+        print("Every answer received is cached: rerun to ask only these.", file=sys.stderr)
+        raise typer.Exit(1)
+    return descriptions_table(requests, template, cache)

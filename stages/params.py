@@ -59,18 +59,58 @@ class AttributeDescriptions(Section):
 
 class OpenAIDescriptions(Section):
     model: str = "gpt-3.5-turbo"
-    base_url: str | None = None
+    base_url: str | None = None  # None: the OpenAI API; else any OpenAI-compatible server
+    prompt: str = "paper"  # a name in describe.prompts
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(256, ge=1)
-    prompt: str = "paper"
+    concurrency: int = Field(8, ge=1)
+    timeout: float = Field(60.0, gt=0)  # seconds per request
+    max_retries: int = Field(5, ge=0)  # the client's retries on 408/409/429/5xx/connection errors
+    parse_retries: int = Field(2, ge=0)  # asks again after an empty or unparseable answer
+
+
+class ImportedDescriptions(Section):
+    path: str | None = None
+
+
+class Prompt(Section):
+    system: str | None = None
+    user: str
+    parse: Literal["sentences", "list"] = "sentences"
+
+    @field_validator("user")
+    @classmethod
+    def _has_class_slot(cls, user: str) -> str:
+        if "{class_name}" not in user:
+            raise ValueError("must contain {class_name}")
+        return user
+
+
+def _default_prompts() -> dict[str, Prompt]:
+    from pipeline.describe.prompts import DEFAULT_PROMPTS
+
+    return {name: Prompt(**prompt) for name, prompt in DEFAULT_PROMPTS.items()}
 
 
 class Describe(Section):
-    backend: Literal["attributes", "openai"] = "attributes"
-    samples_per_class: int = Field(10, ge=1)
+    backend: Literal["attributes", "openai", "cbd_json", "file"] = "attributes"
+    samples_per_class: int = Field(10, ge=1)  # attributes: sentences; openai: completions
     seed: int = 0
     attributes: AttributeDescriptions = AttributeDescriptions()
     openai: OpenAIDescriptions = OpenAIDescriptions()
+    cbd_json: ImportedDescriptions = ImportedDescriptions()
+    file: ImportedDescriptions = ImportedDescriptions()
+    prompts: dict[str, Prompt] = Field(default_factory=_default_prompts)
+
+    @model_validator(mode="after")
+    def _backend_is_configured(self) -> Describe:
+        if self.openai.prompt not in self.prompts:
+            raise ValueError(f"openai.prompt {self.openai.prompt!r} is not one of describe.prompts "
+                             f"({', '.join(self.prompts)})")
+        for backend in ("cbd_json", "file"):
+            if self.backend == backend and not getattr(self, backend).path:
+                raise ValueError(f"backend {backend!r} needs {backend}.path")
+        return self
 
 
 class RayEngine(Section):

@@ -44,3 +44,86 @@ def test_real_cub_attributes_describe_all_200_classes(shared_data):
                                      samples_per_class=2, traits_per_sample=4, min_percent=30, seed=0)
     assert table["class_id"].nunique() == 200 and len(table) == 400
     assert table["text"].str.len().min() > 40
+
+
+def test_list_answers_parse_robustly():
+    from pipeline.describe.prompts import parse_list
+
+    answer = """There are several useful visual features to tell there is a wren in a photo:
+
+1. small, round body
+2) short, cocked tail.
+
+- brown and barred plumage;
+* **Bill**: thin and slightly curved
+\u2022 small, round body
+
+These features together help identify the bird.
+- not part of the list any more
+Q: What are useful features for distinguishing a lemur in a photo?"""
+    assert parse_list(answer) == ["small, round body", "short, cocked tail",
+                                  "brown and barred plumage", "Bill: thin and slightly curved"]
+    # CBD's prompt ends in "-": the first answer line continues that bullet
+    assert parse_list(" tiny songbird\n- white eyebrow\nQ: next", first_line_is_item=True) == [
+        "tiny songbird", "white eyebrow"]
+    assert parse_list("I cannot help with that.") == []
+    assert parse_list("") == []
+
+
+def test_prose_answers_split_into_sentences():
+    from pipeline.describe.prompts import parse_sentences
+
+    answer = ("Sure! The Cactus Wren is a large wren, about 3.5 inches tall.\n\n"
+              "1. It has a long, slightly curved bill. 2. Its breast is densely spotted")
+    assert parse_sentences(answer) == [
+        "The Cactus Wren is a large wren, about 3.5 inches tall.",
+        "It has a long, slightly curved bill.", "Its breast is densely spotted."]
+    assert parse_sentences("   \n ") == []
+
+
+def test_descriptors_become_cbd_sentences():
+    from pipeline.describe.prompts import descriptor_sentence
+
+    assert descriptor_sentence("Cactus Wren", "a long, curved bill") == \
+        "Cactus Wren, which is a long, curved bill."
+    assert descriptor_sentence("Cactus Wren", "spotted breast") == \
+        "Cactus Wren, which has spotted breast."
+    assert descriptor_sentence("Cactus Wren", "often found in deserts") == \
+        "Cactus Wren, which often found in deserts."
+    assert descriptor_sentence("Cactus Wren", "always in pairs") == \
+        "Cactus Wren, which has always in pairs."  # CBD's startswith('a') made this "which is"
+
+
+def test_real_cbd_file_imports_all_200_cub_classes(shared_data):
+    from pipeline.data.cub import read_cub_classes
+    from pipeline.describe.imported import describe_from_cbd
+
+    classes = read_cub_classes(shared_data / "CUB_200_2011_metadata")
+    table = describe_from_cbd(shared_data / "cbd" / "descriptors_cub.json", classes)
+    assert list(table.columns) == DESCRIPTION_COLUMNS
+    assert table["class_id"].nunique() == 200 and len(table) == 1312
+    first = table[table["class_id"] == 1]["text"].tolist()
+    assert first[:2] == ["Black footed Albatross, which is a seabird.",
+                         "Black footed Albatross, which has black and white."]
+    assert (table["source"] == "cbd").all()
+    assert not table.duplicated(["class_id", "sample_index", "prompt_id"]).any()
+
+
+def test_unmatched_classes_are_listed(tmp_path):
+    from pipeline.describe.imported import UnmatchedClasses, describe_from_file
+
+    (tmp_path / "mine.yaml").write_text(
+        "black-footed albatross: [a seabird, black feet]\n"
+        "001.Laysan_Albatross: white with black wings\n")
+    classes = pd.DataFrame({"class_id": [1, 2, 3], "class_name": [
+        "Black footed Albatross", "Laysan Albatross", "Chuck will Widow"]})
+    try:
+        describe_from_file(tmp_path / "mine.yaml", classes)
+    except UnmatchedClasses as error:
+        assert "1 of 3 classes have no descriptions" in str(error)
+        assert "3: Chuck will Widow" in str(error)
+    else:
+        raise AssertionError("an unmatched class was not reported")
+    table = describe_from_file(tmp_path / "mine.yaml", classes.iloc[:2])
+    assert table["text"].tolist() == ["a seabird", "black feet", "white with black wings"]
+    assert table["sample_index"].tolist() == [0, 1, 0] and (table["source"] == "file").all()

@@ -46,6 +46,10 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["extract"]["images"].update(max_bad_fraction=1.5), "extract.images.max_bad_fraction: Input should be less than or equal to 1"),
     (lambda p: p["extract"]["images"]["ray"].update(encoders=0), "extract.images.ray.encoders: Input should be greater than or equal to 1"),
     (lambda p: p["extract"]["images"].update(engine="ray", decode="torchvision"), "extract.images: engine 'ray' decodes in CPU tasks"),
+    (lambda p: p["describe"]["openai"].update(prompt="haiku"), "describe: openai.prompt 'haiku' is not one of describe.prompts"),
+    (lambda p: p["describe"].update(backend="cbd_json"), "describe: backend 'cbd_json' needs cbd_json.path"),
+    (lambda p: p["describe"]["prompts"]["paper"].update(user="a bird"), "describe.prompts.paper.user: must contain {class_name}"),
+    (lambda p: p["describe"]["openai"].update(concurrency=0), "describe.openai.concurrency: Input should be greater than or equal to 1"),
 ])
 def test_invalid_params_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as error:

@@ -1,0 +1,87 @@
+"""Descriptions someone already wrote: a published CBD descriptor file, or the user's own file.
+
+Both map class names to texts. Names are matched to the dataset's classes robustly: CBD writes
+"Black-footed Albatross" for CUB's `001.Black_footed_Albatross` (class name "Black footed
+Albatross"), so case, hyphens, underscores, apostrophes and the `NNN.` prefix do not matter.
+A dataset class with no entry is an error that lists every such class.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipeline.describe import DESCRIPTION_COLUMNS
+from pipeline.describe.prompts import descriptor_sentence
+
+
+class UnmatchedClasses(ValueError):
+    """Some dataset classes have no entry in the imported file."""
+
+
+def normalize_name(name: str) -> str:
+    """'001.Black_footed_Albatross', 'Black-footed Albatross' -> 'black footed albatross'."""
+    name = re.sub(r"^\d+\.", "", name.strip())
+    name = re.sub(r"[-_\s]+", " ", name.replace("'", "").replace("\u2019", ""))
+    return name.strip().lower()
+
+
+def read_mapping(path: Path) -> dict[str, list[str]]:
+    """A JSON or YAML file {class name: [texts] or text}."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"descriptions file {path} does not exist")
+    text = path.read_text()
+    raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping {{class name: [descriptions]}}")
+    mapping = {}
+    for name, texts in raw.items():
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{path}: the entry for {name!r} must be a text or a list of texts")
+        mapping[str(name)] = [t.strip() for t in texts if t.strip()]
+    return mapping
+
+
+def match_classes(mapping: dict[str, list[str]], classes: pd.DataFrame,
+                  source: str) -> dict[int, list[str]]:
+    """class_id -> texts for every dataset class, or `UnmatchedClasses` naming the missing ones."""
+    by_name: dict[str, list[str]] = {}
+    for name, texts in mapping.items():
+        by_name.setdefault(normalize_name(name), []).extend(texts)
+    matched, missing = {}, []
+    for class_id, class_name in zip(classes["class_id"], classes["class_name"]):
+        texts = by_name.get(normalize_name(class_name))
+        if texts:
+            matched[int(class_id)] = texts
+        else:
+            missing.append(f"{class_id}: {class_name}")
+    if missing:
+        raise UnmatchedClasses(
+            f"{len(missing)} of {len(classes)} classes have no descriptions in {source}: "
+            + "; ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    return matched
+
+
+def describe_from_cbd(path: Path, classes: pd.DataFrame) -> pd.DataFrame:
+    """CBD's descriptors, each as CBD's sentence ("<class>, which has <descriptor>.")."""
+    matched = match_classes(read_mapping(path), classes, str(path))
+    return _table(classes, matched, "cbd", "cbd-import", descriptor_sentence)
+
+
+def describe_from_file(path: Path, classes: pd.DataFrame) -> pd.DataFrame:
+    """The user's own descriptions, as written."""
+    matched = match_classes(read_mapping(path), classes, str(path))
+    return _table(classes, matched, "file", Path(path).name, lambda _, text: text)
+
+
+def _table(classes, matched, source, prompt_id, render) -> pd.DataFrame:
+    rows = [(class_id, name, render(name, text), source, prompt_id, index)
+            for class_id, name in zip(classes["class_id"], classes["class_name"])
+            for index, text in enumerate(matched[int(class_id)])]
+    return pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)
