@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.clip import Clip
-from pipeline.device_decoding import DevicePreprocess, decode_jpegs, is_jpeg
+from pipeline.device_decoding import JPEG_END, DevicePreprocess, decode_jpegs, is_jpeg
 from pipeline.features import ShardInfo, ShardPlan, resume, write_manifest, write_shard
 from pipeline.image_decoding import DEFAULT_MAX_PIXELS, BadImage, load_rgb
 
@@ -89,6 +89,14 @@ class ImageEncoder:
         with _autocast(self.device, self.amp_dtype):
             features = self.model.encode_image(pixels)
         return features.float().cpu().numpy()
+
+
+def compute_variant(options: ExtractOptions) -> dict:
+    """The settings besides the model that change the numbers: the device type and the autocast
+    dtype actually used. Batch size and worker count are throughput knobs (they move results by
+    float rounding only), so shards are kept across them."""
+    device = torch.device(options.device).type
+    return {"device": device, "amp": options.amp if device == "cuda" else "none"}
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -155,13 +163,16 @@ class ImageRows(Dataset):
 
 
 def _jpeg_bytes(path: Path, max_pixels: int) -> bytes | None:
-    """The file's bytes if it is a JPEG within `max_pixels` (header only), else None."""
+    """The file's bytes if it is a complete 3-channel JPEG within `max_pixels` (header checks
+    only), else None: CMYK, grayscale, truncated and huge JPEGs go through PIL, which converts
+    them or names what is wrong, rather than trusting the device decoder with them."""
     try:
         data = path.read_bytes()
-        if not is_jpeg(data):
+        if not is_jpeg(data) or not data.rstrip(b"\0").endswith(JPEG_END):
             return None
         with Image.open(io.BytesIO(data)) as image:
-            return data if image.size[0] * image.size[1] <= max_pixels else None
+            fits = image.size[0] * image.size[1] <= max_pixels
+            return data if fits and image.mode in ("RGB", "YCbCr") else None
     except (OSError, ValueError):
         return None
 
@@ -183,7 +194,7 @@ def image_loader(clip: Clip, root: Path, paths: list[str], batches: list[list[in
                         raw_jpeg=options.decode == "torchvision")
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                       collate_fn=collate_images, pin_memory=options.device.startswith("cuda"),
-                      prefetch_factor=4 if workers else None)
+                      prefetch_factor=2 if workers else None)
 
 
 class BatchFinisher:
@@ -316,7 +327,8 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
     plan = ShardPlan.build(image_inputs(root, index, id_columns), name=name,
                            fingerprint=clip.fingerprint, width=clip.card["embed_dim"],
                            precision=options.precision, shard_rows=options.shard_rows,
-                           variant={"decode": options.decode})
+                           variant=dict(compute_variant(options), decode=options.decode,
+                                        max_image_pixels=options.max_image_pixels))
     done = resume(out, plan)
     pending = [i for i in range(plan.num_shards) if i not in done]
     assembler = ShardAssembler(out, plan, index[id_columns], pending)
@@ -345,7 +357,7 @@ def _check_bad_images(out: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
     reasons = Counter(e["reason"].split(":")[0] for e in errors)
     raise TooManyBadImages(
         f"{len(errors)} of {plan.rows} images ({len(errors) / plan.rows:.1%}) could not be "
-        f"decoded, more than extract.max_bad_fraction = {max_fraction:.1%}: "
+        f"decoded, more than extract.images.max_bad_fraction = {max_fraction:.1%}: "
         + "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
         + f". Every one is listed in {Path(out) / ERRORS_FILE}; the encoded shards are kept, so "
         "a rerun after fixing the files encodes only what changed.")
@@ -357,7 +369,7 @@ def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: s
     table = texts[id_columns + ["text"]].reset_index(drop=True)
     plan = ShardPlan.build(table, name=name, fingerprint=clip.fingerprint,
                            width=clip.card["embed_dim"], precision=options.precision,
-                           shard_rows=options.shard_rows)
+                           shard_rows=options.shard_rows, variant=compute_variant(options))
     done = resume(out, plan)
     written = {}
     with tqdm(total=plan.rows, desc=f"encode {name}", unit="text") as bar:

@@ -4,7 +4,9 @@
     per GPU)--> embeddings --iter_batches--> this process, which writes the shards (`extraction`)
 
 The driver writes exactly the shard layout and manifest of the local engine, so the two are
-interchangeable and a feature set started with one resumes with the other. Workers load the CLIP
+interchangeable and a feature set started with one resumes with the other. (Ray batches do not
+follow shard boundaries, so its embeddings equal the local engine's up to float rounding, not
+bit for bit.) Workers load the CLIP
 from its folder and read images by path: on a cluster both must be on storage every node sees.
 `address=None` starts a local Ray instance; "auto" or "ray://head:10001" joins a cluster.
 """
@@ -47,10 +49,7 @@ def pixel_shape(card: dict) -> tuple[int, int, int]:
 class EncodeImages:
     """Ray Data actor: holds one CLIP (on its GPU, if it was given one) and encodes pixel batches."""
 
-    def __init__(self, clip_dir: str, amp: str):
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    def __init__(self, clip_dir: str, device: str, amp: str):
         clip = load_clip(Path(clip_dir), device)
         self.encode = ImageEncoder(clip.model, device, amp)
         self.width = clip.card["embed_dim"]
@@ -86,6 +85,9 @@ class RayImageEngine:
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      **self.init_kwargs)
+        # An actor given no GPU still sees the host's GPUs: encode on CUDA only when both the
+        # params ask for it and Ray hands each encoder a GPU.
+        device = "cuda" if options.device.startswith("cuda") and self.gpus_per_encoder > 0 else "cpu"
         table = pd.DataFrame({"row": np.array(rows, np.int64), "path": [paths[r] for r in rows]})
         blocks = max(1, min(len(batches), 200))
         dataset = (
@@ -95,8 +97,9 @@ class RayImageEngine:
                                     "preprocess": clip.preprocess,
                                     "max_pixels": options.max_image_pixels,
                                     "shape": pixel_shape(clip.card)})
-            .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, options.amp),
-                         batch_size=options.batch_size, concurrency=self.encoders,
+            .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, device, options.amp),
+                         batch_size=options.batch_size,
+                         compute=ray.data.ActorPoolStrategy(size=self.encoders),
                          num_gpus=self.gpus_per_encoder, num_cpus=self.cpus_per_encoder))
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             ok = batch["reason"] == ""

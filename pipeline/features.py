@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,17 +164,26 @@ def _read_header(path: Path) -> dict | None:
         return None  # unreadable or not ours: recompute
 
 
-def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
-    """Keep the shards in `folder` that this plan would write again; delete everything else.
+OWN_FILE = re.compile(r"^(shard-\d{5}\.parquet|manifest\.json|errors\.json)(\.tmp)?$")
 
-    A shard is kept when its header (model fingerprint, width, precision, shard size) and the key
-    of its inputs match the plan and its row count adds up. Temp files, stale shards and the
-    manifest (rewritten at the end) are removed. Returns the kept shards by index.
+
+def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
+    """Keep the shards in `folder` that this plan would write again; delete the rest of ours.
+
+    A shard is kept when its header (model fingerprint, width, precision, shard size, variant)
+    and the key of its inputs match the plan and its row count adds up. Temp files, stale shards
+    and the manifest (rewritten at the end) are removed. A folder holding anything else is not a
+    feature set (a mistyped --out?) and is refused before anything is deleted.
+    Returns the kept shards by index.
     """
     folder = Path(folder)
     kept: dict[int, ShardInfo] = {}
     if not folder.is_dir():
         return kept
+    foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and OWN_FILE.match(p.name)))
+    if foreign:
+        raise ValueError(f"{folder} holds files that are not part of a feature set "
+                         f"({', '.join(foreign[:5])}): refusing to write features there")
     for path in sorted(folder.iterdir()):
         header = _read_header(path) if path.suffix == ".parquet" else None
         index = header.get("index") if header else None
@@ -184,8 +194,6 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
                 and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
             kept[index] = ShardInfo(index, header["num_rows"], header["key"], header["errors"],
                                     sha256_file(path))
-        elif path.is_dir():
-            raise ValueError(f"{path}: unexpected folder inside feature set {folder}")
         else:
             path.unlink()
     return kept

@@ -69,16 +69,19 @@ def _reduce_if_huge(image: Image.Image, max_pixels: int) -> None:
         image.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))
         if image.size[0] * image.size[1] <= max_pixels * 4:  # within one draft step of the limit
             return
-    raise BadImage(f"too large: {width}x{height} pixels (limit extract.max_image_pixels = "
+    raise BadImage(f"too large: {width}x{height} pixels (limit extract.images.max_image_pixels = "
                    f"{max_pixels:,})")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in HIGH_BIT_MODES:
-        # 16-bit (or 32-bit int / float) grayscale: Pillow's convert() would clip to 255 and turn
-        # most pixels white. Scale the 16-bit range to 8 bits instead.
+        # 16-bit grayscale: Pillow's convert() would clip to 255 and turn most pixels white.
+        # Scale the 16-bit range to 8 bits, whatever this image's own maximum. A 16-bit PNG may
+        # open as "I" (PNG holds at most 16 bits); other "I"/"F" images (TIFF) carry no range:
+        # taken as 8-bit unless a value says otherwise.
         pixels = np.asarray(image, dtype=np.float64)
-        if pixels.max(initial=0) > 255:
+        sixteen_bit = image.mode.startswith("I;16") or image.format == "PNG"
+        if sixteen_bit or pixels.max(initial=0) > 255:
             pixels = pixels / 257.0
         image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
     if image.mode == "P" and "transparency" in image.info:

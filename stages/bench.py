@@ -54,10 +54,12 @@ def extract(
         batch_size=batch_size or config.images.batch_size,
         num_workers=config.images.num_workers if workers is None else workers, device=device,
         amp=config.amp, precision=config.precision, shard_rows=config.shard_rows,
-        max_image_pixels=config.images.max_image_pixels, max_bad_fraction=1.0)
+        max_image_pixels=config.images.max_image_pixels, max_bad_fraction=1.0,
+        decode=config.images.decode)
     name = model or clip.card["model_name"]
     print(f"bench extract: {len(paths)} images from {root}, {name} on {device}, batch "
-          f"{options.batch_size}, {options.num_workers} decode worker(s)")
+          f"{options.batch_size}, {options.num_workers} decode worker(s), decode {options.decode}, "
+          f"amp {options.amp if device.startswith('cuda') else 'none'}")
     figures = bench_extraction(clip, root, paths, options)
     print(format_figures(figures))
     if json_out:

@@ -168,6 +168,24 @@ def test_a_changed_image_is_encoded_again(tmp_path, clip_dir):
     assert first.manifest["shards"][1]["sha256"] != second.manifest["shards"][1]["sha256"]
 
 
+def test_raising_the_pixel_limit_encodes_the_skipped_image(tmp_path, clip_dir):
+    index = make_world(tmp_path / "world", good=8, bad=False)
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "world" / index["path"][3],
+                                                     format="PNG")  # no JPEG draft rescue
+    clip = load_clip(clip_dir)
+    run = dict(name="cub_images", id_columns=["image_id"])
+    small = ExtractOptions(batch_size=4, shard_rows=4, max_image_pixels=50_000,
+                           max_bad_fraction=0.5)
+    first = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs",
+                                   options=small, **run)
+    assert [e["reason"][:9] for e in first.manifest["errors"]] == ["too large"]
+    second = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs",
+                                    options=dataclasses.replace(small, max_image_pixels=100_000),
+                                    **run)
+    assert second.manifest["errors"] == [] and second.manifest["rows"] == 8
+    assert second.computed_shards == 2  # the limit is part of every shard's identity
+
+
 def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
     pytest.importorskip("ray")
     from pipeline.extraction_ray import RayImageEngine
@@ -222,7 +240,8 @@ def test_device_jpeg_decoding_matches_pil_and_falls_back_for_the_rest(tmp_path, 
                                     options=dataclasses.replace(options, decode="torchvision"),
                                     **run)
     assert device.manifest["errors"] == pil.manifest["errors"]  # truncated: refused by both
-    assert device.manifest["variant"] == {"decode": "torchvision"}
+    assert device.manifest["variant"] == {"decode": "torchvision", "device": "cpu", "amp": "none",
+                                          "max_image_pixels": options.max_image_pixels}
     a, b = read_feature_set(tmp_path / "pil"), read_feature_set(tmp_path / "tv")
     pd.testing.assert_frame_equal(a.ids, b.ids)
     cosine = (a.embeddings * b.embeddings).sum(1) / (

@@ -108,3 +108,12 @@ def test_unfinished_feature_set_is_not_read(tmp_path):
     (tmp_path / "fs").mkdir()
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         read_feature_set(tmp_path / "fs")
+
+
+def test_resume_refuses_a_folder_that_is_not_a_feature_set(tmp_path):
+    ids, emb = make(n=10)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("my notes")
+    with pytest.raises(ValueError, match=r"holds files that are not part of a feature set \(README.md\)"):
+        resume(tmp_path / "notes", plan_for(ids))
+    assert (tmp_path / "notes" / "README.md").read_text() == "my notes"

@@ -40,6 +40,12 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     np.testing.assert_array_equal(pixels[0, :, 0], [0, 128, 255])  # Pillow alone gives 0, 255, 255
 
 
+def test_dark_16_bit_png_stays_dark(tmp_path):
+    # the scale is the format's, not the image's own maximum
+    Image.fromarray(np.full((4, 4), 255, dtype=np.uint16)).save(tmp_path / "dark.png")
+    assert np.all(np.asarray(load_rgb(tmp_path / "dark.png")) == 1)
+
+
 def test_palette_with_transparency_is_converted(tmp_path):
     Image.new("RGBA", (20, 20), (10, 200, 30, 128)).convert("P").save(tmp_path / "p.png")
     assert load_rgb(tmp_path / "p.png").mode == "RGB"
