@@ -73,7 +73,7 @@ def train_clip_contrastive(model: torch.nn.Module, images: torch.Tensor, tokens:
                 model.logit_scale.clamp_(0, math.log(100))
             losses.append(loss.item())
             bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)  # the bar redraws at its own pace
         history.append(float(np.mean(losses)))
     bar.close()
     model.eval()

@@ -1,12 +1,12 @@
 """Stage `describe`: class descriptions into <out> (class_id, class_name, text, source,
 prompt_id, sample_index), from the backend named in params.
 
-The LLM backend keeps its answers in an append-only cache (`--cache`), deliberately *not* a DVC
-output: DVC would restore an older copy of it on `dvc checkout` / `dvc exp apply` and forget
-answers already paid for, and it would delete it before a rerun unless persisted. Outside DVC it
-only grows, survives every checkout, and can be shared by pointing `--cache` (or copying the
-file) to a team folder. The descriptions table itself is the DVC output and goes through
-`dvc push`/`pull` like any other.
+The LLM backend keeps its answers in an append-only cache, deliberately *not* a DVC output nor
+inside the workspace: DVC would restore an older copy on `dvc checkout` / `dvc exp apply` and
+forget answers already paid for, and `dvc exp run --temp` / `--queue` run in a fresh copy of the
+repo that would start empty. Like the Hugging Face hub cache it lives in the user's cache folder
+(`$FGVC_CACHE_DIR`, default `~/.cache/fgvc`), only grows, and serves every checkout and
+experiment. The descriptions table itself is the DVC output and goes through `dvc push`/`pull`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from stages.common import PARAMS_OPTION, params_or_exit, read_parquet_with_metad
 def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index tables of `data`."),
          out: Path = typer.Option(Path("artifacts/describe/descriptions.parquet"),
                                   help="The descriptions table to write."),
-         cache: Path = typer.Option(Path("artifacts/llm_cache/answers.jsonl"),
-                                    help="The LLM answer cache (append-only JSONL, outside DVC)."),
+         cache: Path = typer.Option(None, help="The LLM answer cache (append-only JSONL). "
+                                    "Default: $FGVC_CACHE_DIR/llm_answers.jsonl, "
+                                    "FGVC_CACHE_DIR defaulting to ~/.cache/fgvc."),
          dry_run: bool = typer.Option(False, "--dry-run",
                                       help="Print the requests still to make, their estimated "
                                       "tokens and cost, and stop before spending anything."),
@@ -34,6 +35,8 @@ def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index ta
     config = params_or_exit(params).describe
     classes, _ = read_parquet_with_metadata(index / "cub_classes.parquet")
     if config.backend == "openai":
+        cache = cache or Path(os.environ.get("FGVC_CACHE_DIR", Path.home() / ".cache" / "fgvc"),
+                              "llm_answers.jsonl")
         table = _describe_with_llm(config, classes, cache, dry_run)
         if table is None:
             return
@@ -78,12 +81,20 @@ def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
     if cache.damaged_lines:
         print(f"describe: ignored {cache.damaged_lines} damaged line(s) in {cache_path} "
               "(a run killed mid-write); those requests are asked again")
-    requests = plan_requests(classes, template, config.samples_per_class, settings)
+    if settings.temperature == 0 and config.samples_per_class > 1:
+        print(f"describe: warning: temperature 0 asks for {config.samples_per_class} samples a "
+              "class that will mostly repeat each other", file=sys.stderr)
+    try:
+        requests = plan_requests(classes, template, config.samples_per_class, settings)
+    except LLMError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
     pending = [r for r in requests if r.key not in cache]
     before = estimate(pending, settings)
     print(f"describe: {len(requests)} requests ({len(classes)} classes x {config.samples_per_class}"
-          f" samples, prompt {template.name!r}), {len(requests) - len(pending)} answered in the "
-          f"cache; {before.describe(settings.model)}")
+          f" samples, prompt {template.name!r}, server {settings.host}), "
+          f"{len(requests) - len(pending)} answered in {cache_path}; "
+          f"{before.describe(settings.model)}")
     if dry_run:
         return None
     try:
@@ -109,4 +120,10 @@ def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
             print(f"  {name} (sample {sample}): {reason}", file=sys.stderr)
         print("Every answer received is cached: rerun to ask only these.", file=sys.stderr)
         raise typer.Exit(1)
-    return descriptions_table(requests, template, cache)
+    table = descriptions_table(requests, template, cache)
+    silent = sorted(set(classes["class_name"]) - set(table["class_name"]))
+    if silent:  # e.g. cached answers that a changed parser no longer reads
+        print(f"error: {len(silent)} class(es) have no description: {', '.join(silent[:20])}",
+              file=sys.stderr)
+        raise typer.Exit(1)
+    return table

@@ -1,8 +1,10 @@
 """A real HTTP server on 127.0.0.1 speaking OpenAI's `POST /v1/chat/completions`, scripted per
 class: each class name maps to the behaviours of its successive calls (then "ok" for ever).
 
-Behaviours: ok | list (a CBD-style "- " answer) | 429 (with Retry-After: 1) | 500 | hang (answers
-after `hang_seconds`, past the client's timeout) | malformed (invalid JSON body) | empty.
+Behaviours: ok | 429 (with Retry-After: 1) | 500 | 401 (OpenAI's refusal, quoting the key's end) |
+hang (answers after `hang_seconds`, past the client's timeout) | malformed (invalid JSON body) |
+empty | cut (an answer stopped by max_tokens, finish_reason "length"). A CBD-style question gets
+a "- " list answer, any other a prose answer.
 """
 
 from __future__ import annotations
@@ -73,12 +75,20 @@ class ScriptedLLM:
                                       {"Retry-After": "1"})
                 if behaviour == "500":
                     return self._send(500, {"error": {"message": "boom"}})
+                if behaviour == "401":
+                    key = (self.headers.get("Authorization") or "")[-4:]
+                    return self._send(401, {"error": {
+                        "message": f"Incorrect API key provided: sk-test-***{key}.",
+                        "type": "invalid_request_error", "code": "invalid_api_key"}})
                 if behaviour == "hang":
                     time.sleep(llm.hang_seconds)
                 if behaviour == "malformed":
                     return self._send_raw(200, b'{"id": "x", "choices": [{"mess')
+                finish = "stop"
                 if behaviour == "empty":
                     content = ""
+                elif behaviour == "cut":
+                    content, finish = f"The {class_name} is small. It has a long, slightly curv", "length"
                 elif found:  # CBD prompt: continue the "- " list
                     content = (f" small bird number {n}\n- {class_name.lower()} colouring\n"
                                "- a short, conical bill\n\nThese features help identify it.")
@@ -88,7 +98,7 @@ class ScriptedLLM:
                 return self._send(200, {
                     "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0,
                     "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
+                    "choices": [{"index": 0, "finish_reason": finish,
                                  "message": {"role": "assistant", "content": content}}],
                     "usage": {"prompt_tokens": 20, "completion_tokens": 15, "total_tokens": 35}})
 

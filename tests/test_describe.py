@@ -54,7 +54,8 @@ def test_list_answers_parse_robustly():
 1. small, round body
 2) short, cocked tail.
 
-- brown and barred plumage;
+- brown and barred plumage
+  with white spots;
 * **Bill**: thin and slightly curved
 \u2022 small, round body
 
@@ -62,10 +63,15 @@ These features together help identify the bird.
 - not part of the list any more
 Q: What are useful features for distinguishing a lemur in a photo?"""
     assert parse_list(answer) == ["small, round body", "short, cocked tail",
-                                  "brown and barred plumage", "Bill: thin and slightly curved"]
+                                  "brown and barred plumage with white spots",
+                                  "Bill: thin and slightly curved"]
     # CBD's prompt ends in "-": the first answer line continues that bullet
     assert parse_list(" tiny songbird\n- white eyebrow\nQ: next", first_line_is_item=True) == [
         "tiny songbird", "white eyebrow"]
+    assert parse_list("A: There are several useful visual features to tell there is a wren:\n"
+                      "- tiny\n- **long tail**", first_line_is_item=True) == ["tiny", "long tail"]
+    assert parse_list("Here are some features of a wren:\n- tiny", first_line_is_item=True) == [
+        "tiny"]
     assert parse_list("I cannot help with that.") == []
     assert parse_list("") == []
 
@@ -78,6 +84,8 @@ def test_prose_answers_split_into_sentences():
     assert parse_sentences(answer) == [
         "The Cactus Wren is a large wren, about 3.5 inches tall.",
         "It has a long, slightly curved bill.", "Its breast is densely spotted."]
+    assert parse_sentences("- Size: small and round\n- Bill: thin, curved") == [
+        "Size: small and round.", "Bill: thin, curved."]
     assert parse_sentences("   \n ") == []
 
 
@@ -85,13 +93,14 @@ def test_descriptors_become_cbd_sentences():
     from pipeline.describe.prompts import descriptor_sentence
 
     assert descriptor_sentence("Cactus Wren", "a long, curved bill") == \
-        "Cactus Wren, which is a long, curved bill."
+        "Cactus Wren, which is a long, curved bill"
     assert descriptor_sentence("Cactus Wren", "spotted breast") == \
-        "Cactus Wren, which has spotted breast."
+        "Cactus Wren, which has spotted breast"
     assert descriptor_sentence("Cactus Wren", "often found in deserts") == \
-        "Cactus Wren, which often found in deserts."
+        "Cactus Wren, which often found in deserts"
+    # CBD's code tests characters, not words; kept as is so CBD's numbers reproduce
     assert descriptor_sentence("Cactus Wren", "always in pairs") == \
-        "Cactus Wren, which has always in pairs."  # CBD's startswith('a') made this "which is"
+        "Cactus Wren, which is always in pairs"
 
 
 def test_real_cbd_file_imports_all_200_cub_classes(shared_data):
@@ -103,8 +112,8 @@ def test_real_cbd_file_imports_all_200_cub_classes(shared_data):
     assert list(table.columns) == DESCRIPTION_COLUMNS
     assert table["class_id"].nunique() == 200 and len(table) == 1312
     first = table[table["class_id"] == 1]["text"].tolist()
-    assert first[:2] == ["Black footed Albatross, which is a seabird.",
-                         "Black footed Albatross, which has black and white."]
+    assert first[:2] == ["Black-footed Albatross, which is a seabird",  # the file's name
+                         "Black-footed Albatross, which has black and white"]
     assert (table["source"] == "cbd").all()
     assert not table.duplicated(["class_id", "sample_index", "prompt_id"]).any()
 

@@ -49,16 +49,18 @@ def read_mapping(path: Path) -> dict[str, list[str]]:
 
 
 def match_classes(mapping: dict[str, list[str]], classes: pd.DataFrame,
-                  source: str) -> dict[int, list[str]]:
-    """class_id -> texts for every dataset class, or `UnmatchedClasses` naming the missing ones."""
-    by_name: dict[str, list[str]] = {}
+                  source: str) -> dict[int, tuple[str, list[str]]]:
+    """class_id -> (the file's name for it, texts) for every dataset class, or `UnmatchedClasses`
+    naming the missing ones."""
+    by_name: dict[str, tuple[str, list[str]]] = {}
     for name, texts in mapping.items():
-        by_name.setdefault(normalize_name(name), []).extend(texts)
+        file_name, known = by_name.get(normalize_name(name), (name, []))
+        by_name[normalize_name(name)] = (file_name, known + texts)
     matched, missing = {}, []
     for class_id, class_name in zip(classes["class_id"], classes["class_name"]):
-        texts = by_name.get(normalize_name(class_name))
-        if texts:
-            matched[int(class_id)] = texts
+        entry = by_name.get(normalize_name(class_name))
+        if entry and entry[1]:
+            matched[int(class_id)] = entry
         else:
             missing.append(f"{class_id}: {class_name}")
     if missing:
@@ -69,7 +71,8 @@ def match_classes(mapping: dict[str, list[str]], classes: pd.DataFrame,
 
 
 def describe_from_cbd(path: Path, classes: pd.DataFrame) -> pd.DataFrame:
-    """CBD's descriptors, each as CBD's sentence ("<class>, which has <descriptor>.")."""
+    """CBD's descriptors as CBD's own texts: the file's class name and CBD's sentence rule
+    ("Black-footed Albatross, which is a seabird")."""
     matched = match_classes(read_mapping(path), classes, str(path))
     return _table(classes, matched, "cbd", "cbd-import", descriptor_sentence)
 
@@ -81,7 +84,7 @@ def describe_from_file(path: Path, classes: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table(classes, matched, source, prompt_id, render) -> pd.DataFrame:
-    rows = [(class_id, name, render(name, text), source, prompt_id, index)
+    rows = [(class_id, name, render(matched[int(class_id)][0], text), source, prompt_id, index)
             for class_id, name in zip(classes["class_id"], classes["class_name"])
-            for index, text in enumerate(matched[int(class_id)])]
+            for index, text in enumerate(matched[int(class_id)][1])]
     return pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import os
+import re
 import time
 from urllib.parse import urlparse
 
@@ -24,12 +26,15 @@ from pipeline.describe.answer_cache import AnswerCache, request_key
 from pipeline.describe.prompts import PromptTemplate, rendered_hash
 
 OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_HOST = "api.openai.com"
 API_KEY_VARIABLE = "OPENAI_API_KEY"
+BASE_URL_VARIABLE = "OPENAI_BASE_URL"  # the client reads it too: resolved here, once
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # USD per million (prompt, completion) tokens; a model not listed gets a token count only.
 PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
           "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1": (2.00, 8.00), "gpt-4.1-nano": (0.10, 0.40)}
-FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
-                openai.BadRequestError)
+# Errors every request would hit alike: stop at the first instead of paying for the rest.
+FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
 class LLMError(RuntimeError):
@@ -48,8 +53,17 @@ class LLMSettings:
     parse_retries: int = 2
 
     @property
+    def url(self) -> str:
+        """The server actually asked: base_url, else $OPENAI_BASE_URL, else the OpenAI API."""
+        return self.base_url or os.environ.get(BASE_URL_VARIABLE) or OPENAI_URL
+
+    @property
     def host(self) -> str:
-        return urlparse(self.base_url or OPENAI_URL).netloc
+        return urlparse(self.url).netloc
+
+    @property
+    def is_openai(self) -> bool:
+        return urlparse(self.url).hostname == OPENAI_HOST
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +78,16 @@ class Request:
 def plan_requests(classes: pd.DataFrame, template: PromptTemplate, samples_per_class: int,
                   settings: LLMSettings) -> list[Request]:
     """One request per class and sample, keyed by everything that shapes its answer."""
+    duplicated = classes["class_name"][classes["class_name"].duplicated()].tolist()
+    if duplicated:
+        raise LLMError(f"class names must be unique to be asked about: {duplicated[:10]} repeat")
     requests = []
     for class_id, class_name in zip(classes["class_id"], classes["class_name"]):
         messages = template.messages(class_name)
         for sample in range(samples_per_class):
             key = request_key(backend="openai", host=settings.host, model=settings.model,
-                              prompt=rendered_hash(messages), class_name=class_name,
+                              prompt=rendered_hash(messages), parse=template.parse,
+                              class_name=class_name,
                               sample_index=sample, temperature=settings.temperature,
                               max_tokens=settings.max_tokens)
             requests.append(Request(int(class_id), class_name, sample, messages, key))
@@ -87,7 +105,8 @@ class Estimate:
         cost = (f"at most ${self.cost_usd:.4f}" if self.cost_usd is not None
                 else f"cost unknown (no price for {model!r}; a local server costs nothing)")
         return (f"{self.requests} request(s) to make to {model}: about {self.prompt_tokens:,} "
-                f"prompt + at most {self.completion_tokens:,} completion tokens, {cost}")
+                f"prompt + at most {self.completion_tokens:,} completion tokens, {cost} "
+                "(before any retries)")
 
 
 def estimate(requests: list[Request], settings: LLMSettings) -> Estimate:
@@ -96,7 +115,7 @@ def estimate(requests: list[Request], settings: LLMSettings) -> Estimate:
     prompt = sum(sum(math.ceil(len(m["content"]) / 4) + 4 for m in r.messages) + 3
                  for r in requests)
     completion = len(requests) * settings.max_tokens
-    price = PRICES.get(settings.model) if settings.base_url is None else None
+    price = PRICES.get(settings.model) if settings.is_openai else None
     cost = (prompt * price[0] + completion * price[1]) / 1e6 if price else None
     return Estimate(len(requests), prompt, completion, cost)
 
@@ -111,15 +130,23 @@ class RunReport:
 
 
 def make_client(settings: LLMSettings, api_key: str | None) -> openai.AsyncOpenAI:
-    """The official async client; the key comes from the caller (the environment), never params."""
-    if not api_key:
-        if settings.base_url is None:
-            raise LLMError(f"describe.backend 'openai' needs an API key in the {API_KEY_VARIABLE} "
-                           "environment variable (never in params.yaml); or set "
-                           "describe.openai.base_url to an OpenAI-compatible server")
-        api_key = "unused"  # local OpenAI-compatible servers ignore it, the client wants one
-    return openai.AsyncOpenAI(api_key=api_key, base_url=settings.base_url,
+    """The official async client. The key comes from the caller (the environment), never params,
+    and goes only to the OpenAI API, an https server or this machine: never in clear text over
+    a network to a server the user may not have meant to give it to."""
+    url = urlparse(settings.url)
+    if not api_key and settings.is_openai:
+        raise LLMError(f"describe.backend 'openai' needs an API key in the {API_KEY_VARIABLE} "
+                       "environment variable (never in params.yaml); or set "
+                       "describe.openai.base_url to an OpenAI-compatible server")
+    if not api_key or (url.scheme != "https" and url.hostname not in LOOPBACK_HOSTS):
+        api_key = "unused"  # OpenAI-compatible servers without auth ignore it; the client wants one
+    return openai.AsyncOpenAI(api_key=api_key, base_url=settings.url,
                               timeout=settings.timeout, max_retries=settings.max_retries)
+
+
+def redact(text: str) -> str:
+    """Server messages may quote part of the key (OpenAI's 401 does): never print it."""
+    return re.sub(r"(sk|key)-[A-Za-z0-9_\-*.]{4,}", r"\1-***", str(text))
 
 
 def ask_all(requests: list[Request], template: PromptTemplate, cache: AnswerCache,
@@ -135,60 +162,68 @@ def ask_all(requests: list[Request], template: PromptTemplate, cache: AnswerCach
 async def _ask_all(pending, template, cache, settings, api_key, report, progress) -> None:
     client = make_client(settings, api_key)
     bound = asyncio.Semaphore(settings.concurrency)
+    stop = asyncio.Event()  # set by the first fatal error: requests not yet sent are not sent
     try:
         outcomes = await asyncio.gather(
-            *(_ask(client, bound, request, template, cache, settings, report, progress)
+            *(_ask(client, bound, stop, request, template, cache, settings, report, progress)
               for request in pending), return_exceptions=True)
     finally:
         await client.close()
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     fatal = [e for e in errors if isinstance(e, FATAL_ERRORS)]
     if fatal:
-        raise LLMError(f"the server refused the request ({type(fatal[0]).__name__}: "
-                       f"{getattr(fatal[0], 'message', fatal[0])}); check the model name "
-                       f"{settings.model!r}, base_url and {API_KEY_VARIABLE}")
+        error = fatal[0]
+        what = ("the API key was refused" if isinstance(error, openai.AuthenticationError)
+                else redact(getattr(error, "message", error)))
+        raise LLMError(f"the server refused the request (HTTP {error.status_code}: {what}); "
+                       f"check the model name {settings.model!r}, base_url and "
+                       f"{API_KEY_VARIABLE}")
     if errors:
         raise errors[0]
 
 
-async def _ask(client, bound, request: Request, template: PromptTemplate, cache: AnswerCache,
-               settings: LLMSettings, report: RunReport, progress) -> None:
+async def _ask(client, bound, stop, request: Request, template: PromptTemplate,
+               cache: AnswerCache, settings: LLMSettings, report: RunReport, progress) -> None:
     reason = ""
     async with bound:
         for _ in range(1 + settings.parse_retries):
+            if stop.is_set():
+                return
             report.asked += 1
             try:
                 response = await client.chat.completions.create(
                     model=settings.model, messages=request.messages,
                     temperature=settings.temperature, max_tokens=settings.max_tokens)
             except FATAL_ERRORS:
+                stop.set()
                 raise
             except (openai.APITimeoutError, openai.APIConnectionError) as error:
-                reason = f"no answer after {settings.max_retries} retries ({type(error).__name__})"
-                break  # the client has retried already
-            except openai.APIStatusError as error:
-                reason = f"HTTP {error.status_code} after {settings.max_retries} retries"
+                reason = f"no answer ({type(error).__name__}) after the client's retries"
                 break
+            except openai.APIStatusError as error:
+                reason = f"HTTP {error.status_code}: {redact(error.message)[:120]}"
+                break  # retried by the client where retrying helps (408/409/429/5xx)
             except (openai.APIResponseValidationError, ValueError) as error:
                 reason = f"malformed response ({type(error).__name__})"
-                continue
-            text = _content(response)
-            if text is None:
-                reason = "malformed response (no choices[0].message.content)"
-                continue
-            if not template.descriptions(request.class_name, text):
-                reason = "empty answer" if not text.strip() else f"unparseable answer: {text[:80]!r}"
                 continue
             usage = getattr(response, "usage", None)
             tokens = (getattr(usage, "prompt_tokens", 0) or 0,
                       getattr(usage, "completion_tokens", 0) or 0)
-            report.prompt_tokens += tokens[0]
+            report.prompt_tokens += tokens[0]  # paid for, usable or not
             report.completion_tokens += tokens[1]
+            text, finish = _content(response)
+            if text is None:
+                reason = "malformed response (no choices[0].message.content)"
+                continue
+            if not template.descriptions(request.class_name, text, truncated=finish == "length"):
+                reason = "empty answer" if not text.strip() else f"unparseable answer: {text[:80]!r}"
+                continue
             report.answered += 1
             cache.put(request.key, {
                 "class_name": request.class_name, "sample_index": request.sample_index,
                 "model": settings.model, "host": settings.host, "answer": text,
-                "prompt_tokens": tokens[0], "completion_tokens": tokens[1],
+                "finish_reason": finish, "prompt_tokens": tokens[0],
+                "completion_tokens": tokens[1],
                 "answered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             reason = ""
             break
@@ -198,12 +233,16 @@ async def _ask(client, bound, request: Request, template: PromptTemplate, cache:
         progress.update(1)
 
 
-def _content(response) -> str | None:
+def _content(response) -> tuple[str | None, str | None]:
+    """(answer text, finish_reason); text None when the response has no usable shape."""
     try:
-        content = response.choices[0].message.content
+        choice = response.choices[0]
+        content = choice.message.content
     except (AttributeError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else ("" if content is None else None)
+        return None, None
+    if content is None:
+        content = ""
+    return (content if isinstance(content, str) else None), getattr(choice, "finish_reason", None)
 
 
 def descriptions_table(requests: list[Request], template: PromptTemplate,
@@ -214,7 +253,8 @@ def descriptions_table(requests: list[Request], template: PromptTemplate,
         record = cache.get(request.key)
         if record is None:
             continue
-        for text in template.descriptions(request.class_name, record["answer"]):
+        truncated = record.get("finish_reason") == "length"
+        for text in template.descriptions(request.class_name, record["answer"], truncated):
             index = count.get(request.class_id, 0)
             count[request.class_id] = index + 1
             rows.append((request.class_id, request.class_name, text, "llm", template.name, index))

@@ -2,7 +2,7 @@
 
 A template is a system instruction (optional), a user message with a `{class_name}` slot, and how
 its answer is read: `sentences` (prose; each sentence one description) or `list` (a "- " list, as
-CBD asks for; each item a descriptor, turned into "<class>, which has <descriptor>.").
+CBD asks for; each item a descriptor, turned into "<class>, which has <descriptor>" by CBD's rule).
 The defaults below are the papers' prompts; params.yaml holds editable copies.
 """
 
@@ -87,13 +87,18 @@ class PromptTemplate:
         return ([{"role": "system", "content": self.system}] if self.system else []) + [
             {"role": "user", "content": user}]
 
-    def descriptions(self, class_name: str, answer: str) -> list[str]:
-        """The descriptions in one answer (empty when there are none)."""
+    def descriptions(self, class_name: str, answer: str, truncated: bool = False) -> list[str]:
+        """The descriptions in one answer (empty when there are none). `truncated`: the answer
+        was cut off at max_tokens, so its last item or sentence is a fragment and is dropped."""
         if self.parse == "list":
             # CBD's prompt ends in "-": the answer's first line is the first item, unbulleted.
             continues = self.user.rstrip().endswith("-")
-            return [descriptor_sentence(class_name, d) for d in parse_list(answer, continues)]
-        return parse_sentences(answer)
+            items = parse_list(answer, continues)
+            return [descriptor_sentence(class_name, d) for d in items[:-1 if truncated else None]]
+        sentences = parse_sentences(answer)
+        if truncated and sentences and not answer.rstrip().endswith((".", "!", "?")):
+            sentences = sentences[:-1]
+        return sentences
 
 
 def rendered_hash(messages: list[dict[str, str]]) -> str:
@@ -105,25 +110,30 @@ _NEXT_QUESTION = re.compile(r"^\s*(?:Q|A|Question|Answer)\s*:", re.IGNORECASE)
 
 
 def _clean(text: str) -> str:
+    text = re.sub(r"\*\*|__", "", text)  # markdown bold
     text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"^\*\*(.*?)\*\*:?\s*", r"\1: ", text).strip()  # markdown bold lead-ins
-    return text.rstrip(" .;,")
+    return text.rstrip(" .;,:")
 
 
 def parse_list(answer: str, first_line_is_item: bool = False) -> list[str]:
-    """Items of a bulleted or numbered list, robust to blank lines, a lead-in sentence, trailing
-    text after the list and a model that goes on to ask the next "Q:"."""
+    """Items of a bulleted or numbered list, robust to blank lines, a lead-in sentence, an echoed
+    "A: ..." line, items wrapped onto the next line, trailing text after the list and a model
+    that goes on to ask the next "Q:"."""
     items: list[str] = []
     for number, line in enumerate(answer.splitlines()):
         if _NEXT_QUESTION.match(line):
-            break
+            if items:
+                break
+            continue  # an echoed "A: There are several useful visual features ...:"
         match = _BULLET.match(line)
         if match:
             items.append(_clean(match.group(1)))
         elif not line.strip():
             continue
-        elif number == 0 and first_line_is_item:
+        elif number == 0 and first_line_is_item and not line.rstrip().endswith(":"):
             items.append(_clean(line))
+        elif items and line.strip()[0].islower():
+            items[-1] = _clean(items[-1] + " " + line)  # an item wrapped onto the next line
         elif items:
             break  # trailing prose after the list
     seen, unique = set(), []
@@ -135,9 +145,16 @@ def parse_list(answer: str, first_line_is_item: bool = False) -> list[str]:
 
 
 def parse_sentences(answer: str) -> list[str]:
-    """Sentences of a prose answer (list markers removed), each at least three words long."""
-    lines = [(_BULLET.match(line).group(1) if _BULLET.match(line) else line)
-             for line in answer.splitlines()]
+    """Sentences of a prose answer, each at least three words long; a list item is a sentence
+    of its own even without a full stop."""
+    lines = []
+    for line in answer.splitlines():
+        match = _BULLET.match(line)
+        if match:
+            item = _clean(match.group(1))
+            lines.append(item + "." if item and item[-1] not in ".!?" else item)
+        else:
+            lines.append(re.sub(r"\*\*|__", "", line))
     text = re.sub(r"\s+", " ", " ".join(lines)).strip()
     sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])", text)
     out = []
@@ -148,18 +165,16 @@ def parse_sentences(answer: str) -> list[str]:
     return out
 
 
-_VERB_LEADS = ("has", "have", "often", "typically", "may", "can", "usually", "is", "are")
-
-
 def descriptor_sentence(class_name: str, descriptor: str) -> str:
-    """CBD's descriptor -> sentence rule: "<class>, which is a seabird." / "..., which has a long,
-    hooked bill." (CBD tests `startswith('a')` on characters, so "always ..." became "which is";
-    here the first word decides.)"""
-    first = descriptor.split(maxsplit=1)[0].lower() if descriptor.split() else ""
-    if first in ("a", "an", "used"):
+    """CBD's descriptor -> text rule, exactly as its code has it (so CBD's numbers reproduce):
+    "<class>, which is a seabird", "<class>, which has long, narrow wings". Its tests are on
+    characters, not words: "always ..." and "and neck ..." also take "which is"."""
+    if descriptor.startswith("a") or descriptor.startswith("an"):
         clause = f"which is {descriptor}"
-    elif first in _VERB_LEADS:
+    elif descriptor.startswith(("has", "often", "typically", "may", "can")):
         clause = f"which {descriptor}"
+    elif descriptor.startswith("used"):
+        clause = f"which is {descriptor}"
     else:
         clause = f"which has {descriptor}"
-    return f"{class_name}, {clause}."
+    return f"{class_name}, {clause}"
