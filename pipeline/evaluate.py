@@ -35,3 +35,21 @@ def zero_shot_logits(image_features: np.ndarray, class_embeddings: torch.Tensor)
     """Cosine similarity of each image with each class's text embedding: (N, C)."""
     images = F.normalize(torch.as_tensor(image_features, dtype=torch.float32), dim=-1)
     return images @ class_embeddings.T
+
+
+def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Top-1 accuracy in percent of each class, per head: logits (H, N, C) -> (H, C).
+    A class without test images gets NaN."""
+    correct = (logits.argmax(dim=-1) == labels).float()  # (H, N)
+    hits = torch.zeros(correct.shape[0], num_classes).index_add_(1, labels, correct)
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return 100.0 * hits / counts  # NaN where counts == 0
+
+
+def confusion_counts(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Confusion matrices, per head: (H, C_true, C_predicted) counts of test images."""
+    predicted = logits.argmax(dim=-1)  # (H, N)
+    cells = labels[None, :] * num_classes + predicted  # (H, N) flat (true, predicted) cell
+    counts = torch.zeros(predicted.shape[0], num_classes * num_classes, dtype=torch.long)
+    counts.scatter_add_(1, cells, torch.ones_like(cells))
+    return counts.view(-1, num_classes, num_classes)

@@ -67,3 +67,42 @@ def extract(
             "images": len(paths), "model": name, "device": device,
             "batch_size": options.batch_size, "workers": options.num_workers,
             "figures": [dict(f.__dict__, per_second=f.per_second) for f in figures]}, indent=2))
+
+
+@app.command("adapter")
+def adapter(
+    features: Path = typer.Option(Path("artifacts/extract"), help="Feature sets of `extract`."),
+    clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
+    qformer: Path = typer.Option(Path("artifacts/train_qformer/checkpoint"),
+                                 help="Q-Former checkpoint."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """The Table-1 adapter grid trained as stacked heads in one job vs one head after another:
+    the same heads, timed in one run (train_adapter params; the demo's artifacts by default)."""
+    import torch
+
+    from pipeline.adapter_inputs import load_adapter_inputs
+    from pipeline.bench_adapter import bench_adapter
+    from pipeline.clip import fingerprint_of, read_card
+    from pipeline.training_mix import run_pool, table1_runs
+
+    config = params_or_exit(params).train_adapter
+    device = torch.device(resolve_device(config.device))
+    if not qformer.is_dir():
+        print(f"error: no Q-Former at {qformer}: run `dvc repro train_qformer` first",
+              file=sys.stderr)
+        raise typer.Exit(2)
+    inputs = load_adapter_inputs(features, fingerprint_of(read_card(clip_dir)), qformer, device,
+                                 config.normalize)
+    runs = table1_runs(config.selection, config.seeds)
+    pools = [run_pool(run, inputs.table, config.llm_per_image)[0] for run in runs]
+    print(f"bench adapter: {len(runs)} heads on {len(inputs.labels)} training rows, {device}")
+    result = bench_adapter(inputs.features, inputs.labels, pools,
+                           [run.stream_seed for run in runs], len(inputs.class_ids),
+                           steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                           weight_decay=config.weight_decay, logit_scale=config.logit_scale)
+    print(result.report())
+    if json_out:
+        json_out.write_text(json.dumps(dict(result.__dict__, speedup=result.speedup,
+                                            device=str(device)), indent=2))

@@ -1,6 +1,7 @@
 """Stage `evaluate`: top-1 / top-5 on the CUB test split for every adapter and for zero-shot
-CLIP. Outputs <out>/results.parquet (one row per run, zero-shot included) and <metrics>
-(the headline figures, a DVC metrics file)."""
+CLIP. Outputs <out> (one row per run, zero-shot included), per-class accuracy and confusion
+counts beside it (`per_class.parquet`, `confusion.parquet`: every run, long format), and
+<metrics> (the headline figures, a DVC metrics file)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     runs = pd.concat([runs, pd.DataFrame([{"run": "zero_shot_clip", "text_source": "zero_shot",
                                            **zero_shot}])], ignore_index=True)
     write_parquet(runs, out)
+    write_class_tables(torch.cat([logits, zs[None]]), labels, runs["run"].tolist(), class_ids,
+                       out.parent)
 
     def cell(ratio: int, source: str) -> float:
         hit = runs[(runs["image_ratio"] == ratio) & (runs["text_source"] == source)]
@@ -69,3 +72,26 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     print(f"evaluate: zero-shot CLIP top-1 {zero_shot['top1']:.2f}; adapters (100,0) "
           f"{cell(100, 'none'):.2f}, (0,100) Reed {cell(0, 'reed'):.2f} / LLM {cell(0, 'llm'):.2f} "
           f"on {int(test.sum())} test images, {len(class_ids)} classes")
+
+
+def write_class_tables(logits, labels, run_names, class_ids, folder: Path) -> None:
+    """Per-class top-1 and confusion counts of every run (logits (H, N, C)), long format."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from pipeline.evaluate import confusion_counts, per_class_accuracy
+
+    num_classes = len(class_ids)
+    accuracy = per_class_accuracy(logits, labels, num_classes).numpy()  # (H, C)
+    counts = torch.bincount(labels, minlength=num_classes).numpy()
+    write_parquet(pd.DataFrame({
+        "run": np.repeat(run_names, num_classes), "class_id": np.tile(class_ids, len(run_names)),
+        "test_images": np.tile(counts, len(run_names)), "top1": accuracy.reshape(-1)}),
+        folder / "per_class.parquet")
+    confusion = confusion_counts(logits, labels, num_classes).numpy()  # (H, C, C)
+    head, true, predicted = np.nonzero(confusion)
+    write_parquet(pd.DataFrame({
+        "run": np.asarray(run_names)[head], "true_class_id": class_ids[true],
+        "predicted_class_id": class_ids[predicted], "count": confusion[head, true, predicted]}),
+        folder / "confusion.parquet")

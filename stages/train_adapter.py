@@ -21,40 +21,24 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
          out: Path = typer.Option(Path("artifacts/train_adapter"), help="Output folder."),
          params: Path = PARAMS_OPTION) -> None:
     """Train every adapter of Table 1 in one batched job."""
-    import numpy as np
     import pandas as pd
     import torch
-    import torch.nn.functional as F
     from safetensors.torch import save_file
 
     from pipeline.adapter import train_linear_heads
+    from pipeline.adapter_inputs import load_adapter_inputs
     from pipeline.clip import fingerprint_of, read_card
-    from pipeline.features import read_feature_set
-    from pipeline.qformer import load_qformer, map_texts
-    from pipeline.training_mix import build_training_table, run_pool, table1_runs
+    from pipeline.training_mix import run_pool, table1_runs
 
     config = params_or_exit(params).train_adapter
     device = torch.device(resolve_device(config.device))
     fingerprint = fingerprint_of(read_card(clip_dir))
-    cub = read_feature_set(features / "cub_images", fingerprint)
-    reed = read_feature_set(features / "reed_captions", fingerprint)
-    llm = read_feature_set(features / "descriptions", fingerprint)
-    model, _ = load_qformer(qformer, device)
-
-    class_ids = np.sort(cub.ids["class_id"].unique())
-    table, train, reed_train = build_training_table(cub.ids, reed.ids, llm.ids, class_ids)
-
-    # Texts go through the Q-Former once; every head then reads the same stacked table.
-    stacked = torch.cat([
-        torch.as_tensor(cub.embeddings[train]),
-        torch.as_tensor(map_texts(model, torch.as_tensor(reed.embeddings[reed_train], device=device))),
-        torch.as_tensor(map_texts(model, torch.as_tensor(llm.embeddings, device=device)))]).to(device)
-    if config.normalize:
-        stacked = F.normalize(stacked, dim=-1)
+    inputs = load_adapter_inputs(features, fingerprint, qformer, device, config.normalize)
+    table, class_ids = inputs.table, inputs.class_ids
     runs = table1_runs(config.selection, config.seeds)
     pools, kept = zip(*(run_pool(run, table, config.llm_per_image) for run in runs))
     weight, bias = train_linear_heads(
-        stacked, torch.as_tensor(table.labels, device=device), pools, len(class_ids),
+        inputs.features, inputs.labels, pools, len(class_ids),
         steps=config.steps, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, logit_scale=config.logit_scale,
         seeds=[run.stream_seed for run in runs])

@@ -97,6 +97,24 @@ def test_metrics_and_plots_show(demo):
     assert "table1_top1_vs_image_ratio" in html and "table1.png" in html
 
 
+def test_evaluate_writes_per_class_accuracy_and_confusion(demo):
+    results = pd.read_parquet(demo / "artifacts" / "evaluate" / "results.parquet").set_index("run")
+    per_class = pd.read_parquet(demo / "artifacts" / "evaluate" / "per_class.parquet")
+    confusion = pd.read_parquet(demo / "artifacts" / "evaluate" / "confusion.parquet")
+    assert per_class.groupby("run").size().eq(NUM_CLASSES).all()
+    weighted = per_class.groupby("run").apply(
+        lambda g: (g["top1"] * g["test_images"]).sum() / g["test_images"].sum())
+    assert (weighted - results.loc[weighted.index, "top1"]).abs().max() < 1e-3
+    assert confusion.groupby("run")["count"].sum().eq(per_class.groupby("run")["test_images"].sum()).all()
+
+
+def test_bench_adapter_runs_on_the_demo(demo):
+    result = run(demo, "fgvc", "bench", "adapter", "--json", "bench_adapter.json")
+    assert "sequential / batched =" in result.stdout
+    figures = json.loads((demo / "bench_adapter.json").read_text())
+    assert figures["heads"] == 30 and figures["max_weight_difference"] < 1e-4
+
+
 def test_interrupted_extraction_resumes_under_dvc_repro(demo):
     """As after a kill: one shard is gone. `persist: true` keeps the rest, the stage computes only
     the missing shard, and the result is byte-identical, so nothing downstream reruns."""

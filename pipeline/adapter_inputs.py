@@ -1,0 +1,43 @@
+"""What every adapter of the grid trains on: one stacked feature table on the device.
+
+CUB train images, then the Reed captions and LLM descriptions mapped into image space by the
+Q-Former (once, not per epoch), optionally L2-normalised; `table` says which row is what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.features import read_feature_set
+from pipeline.qformer import load_qformer, map_texts
+from pipeline.training_mix import TrainingTable, build_training_table
+
+
+@dataclasses.dataclass
+class AdapterInputs:
+    features: torch.Tensor  # (N, D) on the device
+    labels: torch.Tensor  # (N,) class indices in [0, C)
+    table: TrainingTable
+    class_ids: np.ndarray  # (C,) dataset class ids, in label order
+
+
+def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
+                        device: torch.device, normalize: bool) -> AdapterInputs:
+    cub = read_feature_set(Path(features) / "cub_images", fingerprint)
+    reed = read_feature_set(Path(features) / "reed_captions", fingerprint)
+    llm = read_feature_set(Path(features) / "descriptions", fingerprint)
+    model, _ = load_qformer(qformer, device)
+    class_ids = np.sort(cub.ids["class_id"].unique())
+    table, train, reed_train = build_training_table(cub.ids, reed.ids, llm.ids, class_ids)
+    stacked = torch.cat([
+        torch.as_tensor(cub.embeddings[train]),
+        torch.as_tensor(map_texts(model, torch.as_tensor(reed.embeddings[reed_train], device=device))),
+        torch.as_tensor(map_texts(model, torch.as_tensor(llm.embeddings, device=device)))]).to(device)
+    if normalize:
+        stacked = F.normalize(stacked, dim=-1)
+    return AdapterInputs(stacked, torch.as_tensor(table.labels, device=device), table, class_ids)
