@@ -26,6 +26,7 @@ def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index ta
     from pipeline.clip_training import train_clip_contrastive
 
     config = params_or_exit(params).clip
+    torch.manual_seed(config.demo_train.seed)  # a random init (the demo's) is seeded too
     clip = create_clip(config.model, config.pretrained)
     extra = {}
     if config.pretrained is None:

@@ -45,6 +45,7 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     train = np.isin(caption_split, ["train", "restval"])
     val = caption_split == "val"
     val_image_rows, val_caption_image = np.unique(caption_row[val], return_inverse=True)
+    torch.manual_seed(config.seed)  # the initial weights too, not only the training order
     model = TextToImageQFormer(QFormerConfig(
         text_width=captions.manifest["width"], image_width=images.manifest["width"],
         **config.model_dump(include={"num_queries", "hidden_size", "num_layers", "num_heads",

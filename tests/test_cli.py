@@ -83,3 +83,23 @@ def test_real_source_without_paths_is_a_clear_error(tmp_path):
                                  "--world", str(tmp_path / "w"), "--out", str(tmp_path / "i")])
     assert result.exit_code == 2
     assert "data.cub_root, data.coco_root not set" in result.output
+
+
+def test_demo_clip_is_the_same_bytes_on_every_run(tmp_path):
+    """Seeded from its random init on: a rerun of `clip` must not change what every later stage
+    reads (it once built the model before seeding, and every run drifted)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["demo"].update(num_classes=3, train_per_class=2, test_per_class=1,
+                                  coco_images=100, image_size=48)
+    params["clip"]["demo_train"].update(epochs=1, batch_size=32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    p = str(tmp_path / "params.yaml")
+    assert runner.invoke(app, ["data", "--params", p, "--world", str(tmp_path / "world"),
+                               "--out", str(tmp_path / "index")]).exit_code == 0
+    weights = []
+    for run in ("a", "b"):
+        result = runner.invoke(app, ["clip", "--params", p, "--index", str(tmp_path / "index"),
+                                     "--out", str(tmp_path / run)])
+        assert result.exit_code == 0, result.output
+        weights.append((tmp_path / run / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
