@@ -236,9 +236,11 @@ def shard_batches(plan: ShardPlan, shards: Iterable[int], batch_size: int) -> li
     return batches
 
 
-def image_inputs(root: Path, index: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
-    """What an image row's embedding depends on: its ids, path, file size and modification time
-    (size -1 for a missing file), so a replaced or repaired image is encoded again on resume."""
+def image_inputs(root: Path, index: pd.DataFrame,
+                 id_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What an image row's embedding depends on: its ids, path and file size (-1 for a missing
+    file); and, known only on this machine, the file's modification time, so that a replaced or
+    repaired image is encoded again on resume."""
     sizes, mtimes = [], []
     for path in index["path"]:
         try:
@@ -248,7 +250,8 @@ def image_inputs(root: Path, index: pd.DataFrame, id_columns: list[str]) -> pd.D
         except OSError:
             sizes.append(-1)
             mtimes.append(-1)
-    return index[id_columns + ["path"]].reset_index(drop=True).assign(size=sizes, mtime_ns=mtimes)
+    inputs = index[id_columns + ["path"]].reset_index(drop=True).assign(size=sizes)
+    return inputs, pd.DataFrame({"mtime_ns": mtimes})
 
 
 def local_image_batches(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
@@ -324,9 +327,10 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
     """Encode every image of `index` (a `path` column relative to `root`) into feature set `out`,
     resuming whatever a previous run of the same plan finished."""
     index = index.reset_index(drop=True)
-    plan = ShardPlan.build(image_inputs(root, index, id_columns), name=name,
-                           fingerprint=clip.fingerprint, width=clip.card["embed_dim"],
-                           precision=options.precision, shard_rows=options.shard_rows,
+    inputs, local = image_inputs(root, index, id_columns)
+    plan = ShardPlan.build(inputs, name=name, fingerprint=clip.fingerprint,
+                           width=clip.card["embed_dim"], precision=options.precision,
+                           shard_rows=options.shard_rows, local=local,
                            variant=dict(compute_variant(options), decode=options.decode,
                                         max_image_pixels=options.max_image_pixels))
     done = resume(out, plan)

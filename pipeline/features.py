@@ -64,7 +64,10 @@ class ShardPlan:
     """How a feature set is cut into shards, and what identifies each shard's inputs.
 
     `inputs` has one row per input row with everything the embedding of that row depends on
-    (ids and text, or ids, path, file size and modification time); shard k's key is its hash.
+    (ids and text, or ids, path and file size); shard k's key is the hash of its rows, written
+    into the shard. `local` adds facts that only hold on this machine (file modification
+    times): they decide whether a shard can be kept on resume, through a resume log beside the
+    folder, but never enter the shard, so the same inputs give the same bytes on any machine.
     """
 
     name: str
@@ -76,19 +79,25 @@ class ShardPlan:
     rows: int
     input_hash: str
     variant: dict = dataclasses.field(default_factory=dict)  # e.g. the image decoder used
+    local_keys: tuple[str, ...] = ()  # per shard: inputs + machine-local facts; () if none
 
     @classmethod
     def build(cls, inputs: pd.DataFrame, *, name: str, fingerprint: dict, width: int,
-              precision: str, shard_rows: int, variant: dict | None = None) -> ShardPlan:
+              precision: str, shard_rows: int, variant: dict | None = None,
+              local: pd.DataFrame | None = None) -> ShardPlan:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if shard_rows < 1:
             raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
         inputs = inputs.reset_index(drop=True)
-        keys = tuple(hash_table(inputs.iloc[start:start + shard_rows])
-                     for start in range(0, len(inputs), shard_rows))
+        starts = range(0, len(inputs), shard_rows)
+        keys = tuple(hash_table(inputs.iloc[s:s + shard_rows]) for s in starts)
+        local_keys = ()
+        if local is not None:
+            both = pd.concat([inputs, local.reset_index(drop=True).add_prefix("local.")], axis=1)
+            local_keys = tuple(hash_table(both.iloc[s:s + shard_rows]) for s in starts)
         return cls(name, fingerprint, int(width), precision, int(shard_rows), keys, len(inputs),
-                   hash_table(inputs), dict(variant or {}))
+                   hash_table(inputs), dict(variant or {}), local_keys)
 
     @property
     def num_shards(self) -> int:
@@ -151,7 +160,26 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
     pq.write_table(table, tmp, compression="zstd")
     info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
     tmp.replace(folder / shard_file(index))
+    if plan.local_keys:
+        log = _read_resume_log(folder)
+        log[str(index)] = {"local_key": plan.local_keys[index], "sha256": info.sha256}
+        path = resume_log_path(folder)
+        path.with_name(path.name + ".tmp").write_text(json.dumps(log, indent=1))
+        path.with_name(path.name + ".tmp").replace(path)
     return info
+
+
+def resume_log_path(folder: Path) -> Path:
+    """Beside the feature set, not in it: machine-local facts stay out of what DVC hashes."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.resume.json"
+
+
+def _read_resume_log(folder: Path) -> dict:
+    try:
+        return json.loads(resume_log_path(folder).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _read_header(path: Path) -> dict | None:
@@ -184,6 +212,7 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
     if foreign:
         raise ValueError(f"{folder} holds files that are not part of a feature set "
                          f"({', '.join(foreign[:5])}): refusing to write features there")
+    log = _read_resume_log(folder) if plan.local_keys else {}
     for path in sorted(folder.iterdir()):
         header = _read_header(path) if path.suffix == ".parquet" else None
         index = header.get("index") if header else None
@@ -191,12 +220,23 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
                 and path.name == shard_file(index)
                 and {k: header.get(k) for k in plan.header()} == plan.header()
                 and header.get("key") == plan.keys[index]
-                and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
+                and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)
+                and _locally_current(log, plan, index, path)):
             kept[index] = ShardInfo(index, header["num_rows"], header["key"], header["errors"],
                                     sha256_file(path))
         else:
             path.unlink()
     return kept
+
+
+def _locally_current(log: dict, plan: ShardPlan, index: int, path: Path) -> bool:
+    """With machine-local facts in the plan, a shard is kept only if this machine wrote it from
+    inputs that still have them (a pulled or copied shard is recomputed: the safe side)."""
+    if not plan.local_keys:
+        return True
+    entry = log.get(str(index), {})
+    return (entry.get("local_key") == plan.local_keys[index]
+            and entry.get("sha256") == sha256_file(path))
 
 
 def write_manifest(folder: Path, plan: ShardPlan, shards: dict[int, ShardInfo],

@@ -166,6 +166,14 @@ def test_a_changed_image_is_encoded_again(tmp_path, clip_dir):
     assert (first.computed_shards, second.computed_shards, second.reused_shards) == (3, 1, 2)
     assert first.manifest["shards"][0] == second.manifest["shards"][0]
     assert first.manifest["shards"][1]["sha256"] != second.manifest["shards"][1]["sha256"]
+    # Files with new times (as after a fresh checkout or `dvc pull`) are encoded again, and the
+    # features come out as the same bytes: modification times never enter the shards.
+    later = time.time() + 100
+    for path in index["path"]:
+        os.utime(tmp_path / "world" / path, (later, later))
+    third = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run)
+    assert third.computed_shards == 3
+    assert third.manifest == second.manifest
 
 
 def test_raising_the_pixel_limit_encodes_the_skipped_image(tmp_path, clip_dir):
