@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.jsonl_store import JsonlStore, append_record
+
 EMBEDDING = "embedding"
 MANIFEST = "manifest.json"
 PRECISIONS = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
@@ -161,25 +163,16 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
     info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
     tmp.replace(folder / shard_file(index))
     if plan.local_keys:
-        log = _read_resume_log(folder)
-        log[str(index)] = {"local_key": plan.local_keys[index], "sha256": info.sha256}
-        path = resume_log_path(folder)
-        path.with_name(path.name + ".tmp").write_text(json.dumps(log, indent=1))
-        path.with_name(path.name + ".tmp").replace(path)
+        append_record(resume_log_path(folder), str(index),
+                      {"local_key": plan.local_keys[index], "sha256": info.sha256})
     return info
 
 
 def resume_log_path(folder: Path) -> Path:
-    """Beside the feature set, not in it: machine-local facts stay out of what DVC hashes."""
+    """Beside the feature set, not in it: machine-local facts stay out of what DVC hashes.
+    Append-only (`JsonlStore`): one line per written shard, however many shards there are."""
     folder = Path(folder)
-    return folder.parent / f".{folder.name}.resume.json"
-
-
-def _read_resume_log(folder: Path) -> dict:
-    try:
-        return json.loads(resume_log_path(folder).read_text())
-    except (OSError, ValueError):
-        return {}
+    return folder.parent / f".{folder.name}.resume.jsonl"
 
 
 def _read_header(path: Path) -> dict | None:
@@ -212,7 +205,7 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
     if foreign:
         raise ValueError(f"{folder} holds files that are not part of a feature set "
                          f"({', '.join(foreign[:5])}): refusing to write features there")
-    log = _read_resume_log(folder) if plan.local_keys else {}
+    log = JsonlStore(resume_log_path(folder)) if plan.local_keys else None
     for path in sorted(folder.iterdir()):
         header = _read_header(path) if path.suffix == ".parquet" else None
         index = header.get("index") if header else None
@@ -220,23 +213,23 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
                 and path.name == shard_file(index)
                 and {k: header.get(k) for k in plan.header()} == plan.header()
                 and header.get("key") == plan.keys[index]
-                and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)
-                and _locally_current(log, plan, index, path)):
-            kept[index] = ShardInfo(index, header["num_rows"], header["key"], header["errors"],
-                                    sha256_file(path))
-        else:
-            path.unlink()
+                and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
+            checksum = sha256_file(path)
+            if _locally_current(log, plan, index, checksum):
+                kept[index] = ShardInfo(index, header["num_rows"], header["key"],
+                                        header["errors"], checksum)
+                continue
+        path.unlink()
     return kept
 
 
-def _locally_current(log: dict, plan: ShardPlan, index: int, path: Path) -> bool:
+def _locally_current(log: JsonlStore | None, plan: ShardPlan, index: int, checksum: str) -> bool:
     """With machine-local facts in the plan, a shard is kept only if this machine wrote it from
     inputs that still have them (a pulled or copied shard is recomputed: the safe side)."""
     if not plan.local_keys:
         return True
-    entry = log.get(str(index), {})
-    return (entry.get("local_key") == plan.local_keys[index]
-            and entry.get("sha256") == sha256_file(path))
+    entry = log.get(str(index)) or {}
+    return entry.get("local_key") == plan.local_keys[index] and entry.get("sha256") == checksum
 
 
 def write_manifest(folder: Path, plan: ShardPlan, shards: dict[int, ShardInfo],

@@ -238,5 +238,5 @@ def test_cache_survives_a_line_cut_short(tmp_path):
     reopened = AnswerCache(tmp_path / "a.jsonl")
     assert reopened.damaged_lines == 1 and "k1" in reopened and "k2" not in reopened
     reopened.put("k3", {"answer": "three"})
-    assert set(AnswerCache(tmp_path / "a.jsonl").answers) == {"k1", "k3"}
+    assert set(AnswerCache(tmp_path / "a.jsonl").records) == {"k1", "k3"}
     assert json.loads((tmp_path / "a.jsonl").read_text().splitlines()[-1])["answer"] == "three"
