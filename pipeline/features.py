@@ -161,10 +161,10 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
     tmp = folder / (shard_file(index) + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
-    tmp.replace(folder / shard_file(index))
-    if plan.local_keys:
+    if plan.local_keys:  # logged before the rename: a shard under its final name is always logged
         append_record(resume_log_path(folder), str(index),
                       {"local_key": plan.local_keys[index], "sha256": info.sha256})
+    tmp.replace(folder / shard_file(index))
     return info
 
 
