@@ -13,6 +13,7 @@ Peak resident memory (this process) is taken per phase.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import resource
 import shutil
 import tempfile
@@ -87,8 +88,8 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str],
     finish = BatchFinisher(clip, root, paths, options)
     encode = ImageEncoder(clip.model, options.device, options.amp)
     cached = [finish(loaded)[1] for loaded in
-              _first(image_loader(clip, root, paths, batches, options, num_workers=0),
-                     MODEL_ONLY_CACHED_BATCHES)]
+              itertools.islice(image_loader(clip, root, paths, batches, options, num_workers=0),
+                               MODEL_ONLY_CACHED_BATCHES)]
     cached = [pixels for pixels in cached if pixels is not None]
     encode(cached[0])  # warm-up: kernels, allocator, autotuning
 
@@ -123,15 +124,6 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str],
                 measure("ours", count, ours), measure("naive", count, naive)]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _first(iterable, n: int) -> list:
-    out = []
-    for item in iterable:
-        out.append(item)
-        if len(out) == n:
-            break
-    return out
 
 
 def format_figures(figures: list[Figure]) -> str:

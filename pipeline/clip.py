@@ -45,6 +45,13 @@ def fingerprint_of(card: dict) -> dict:
                                        "preprocess")}
 
 
+def input_size(preprocess: dict) -> tuple[int, int]:
+    """(height, width) of the model's input, from a card's `preprocess` config."""
+    size = preprocess["size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    return int(height), int(width)
+
+
 def register_config(model_name: str, config: dict) -> None:
     """Make a custom architecture (open_clip's JSON config format) known to open_clip by name."""
     folder = Path(tempfile.mkdtemp(prefix="fgvc-clip-config-"))

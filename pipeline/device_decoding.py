@@ -20,6 +20,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from pipeline.clip import input_size
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"  # EOI: a file without it was cut short
 INTERPOLATIONS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
@@ -35,8 +37,7 @@ class DevicePreprocess:
     already on `device`. Supports the `shortest` (square) and `squash` resize modes."""
 
     def __init__(self, preprocess: dict, device: str | torch.device):
-        size = preprocess["size"]
-        height, width = (size, size) if isinstance(size, int) else size
+        height, width = input_size(preprocess)
         mode = preprocess.get("resize_mode", "shortest")
         if mode not in {"shortest", "squash"} or (mode == "shortest" and height != width):
             raise ValueError(f"decode 'torchvision' supports open_clip's square 'shortest' and "

@@ -77,7 +77,7 @@ class ImageEncoder:
     def __init__(self, model: torch.nn.Module, device: str, amp: str = "float16"):
         self.model, self.device = model.eval().to(device), torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.amp_dtype = AMP_DTYPES[amp] if self.cuda else None
+        self.amp_dtype = amp_dtype(self.device, amp)
         if self.cuda:
             self.model.to(memory_format=torch.channels_last)
 
@@ -95,8 +95,13 @@ def compute_variant(options: ExtractOptions) -> dict:
     """The settings besides the model that change the numbers: the device type and the autocast
     dtype actually used. Batch size and worker count are throughput knobs (they move results by
     float rounding only), so shards are kept across them."""
-    device = torch.device(options.device).type
-    return {"device": device, "amp": options.amp if device == "cuda" else "none"}
+    device = torch.device(options.device)
+    return {"device": device.type, "amp": options.amp if amp_dtype(device, options.amp) else "none"}
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype actually used: `amp` on CUDA, none on CPU (float32 there)."""
+    return AMP_DTYPES[amp] if device.type == "cuda" else None
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -114,7 +119,7 @@ def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str
     lengths = (tokens != 0).sum(dim=1)
     order = torch.argsort(lengths, descending=True, stable=True)
     torch_device = torch.device(device)
-    dtype = AMP_DTYPES[amp] if torch_device.type == "cuda" else None
+    dtype = amp_dtype(torch_device, amp)
     out = np.empty((len(texts), clip.card["embed_dim"]), np.float32)
     for start in range(0, len(texts), batch_size):
         index = order[start:start + batch_size]
@@ -156,10 +161,17 @@ class ImageRows(Dataset):
             data = _jpeg_bytes(path, self.max_pixels)
             if data is not None:
                 return row, None, None, torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        try:
-            return row, self.preprocess(load_rgb(path, self.max_pixels)), None, None
-        except BadImage as error:
-            return row, None, error.reason, None
+        pixels, reason = preprocess_file(path, self.preprocess, self.max_pixels)
+        return row, pixels, reason, None
+
+
+def preprocess_file(path: Path, preprocess, max_pixels: int) -> tuple[torch.Tensor | None,
+                                                                      str | None]:
+    """(preprocessed (3, H, W) pixels, None), or (None, the reason the file cannot be used)."""
+    try:
+        return preprocess(load_rgb(path, max_pixels)), None
+    except BadImage as error:
+        return None, error.reason
 
 
 def _jpeg_bytes(path: Path, max_pixels: int) -> bytes | None:

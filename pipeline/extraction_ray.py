@@ -19,31 +19,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.clip import Clip, load_clip
-from pipeline.extraction import Batch, ExtractOptions, ImageEncoder
-from pipeline.image_decoding import BadImage, load_rgb
+from pipeline.clip import Clip, input_size, load_clip
+from pipeline.extraction import Batch, ExtractOptions, ImageEncoder, preprocess_file
 
 
 def decode_images(batch: dict[str, np.ndarray], root: str, preprocess, max_pixels: int,
                   shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """Ray Data batch function: paths -> preprocessed pixels, or the reason a file was skipped
     (with zeros of the same `shape` in its place, so every batch stacks into one array)."""
-    pixels, reasons = [], []
-    for path in batch["path"]:
-        try:
-            pixels.append(preprocess(load_rgb(Path(root) / path, max_pixels)).numpy())
-            reasons.append("")
-        except BadImage as error:
-            pixels.append(None)
-            reasons.append(error.reason)
-    filled = np.stack([p if p is not None else np.zeros(shape, np.float32) for p in pixels])
-    return {"row": batch["row"], "pixels": filled, "reason": np.array(reasons, dtype=object)}
-
-
-def pixel_shape(card: dict) -> tuple[int, int, int]:
-    size = card["preprocess"]["size"]
-    height, width = (size, size) if isinstance(size, int) else size
-    return 3, int(height), int(width)
+    decoded = [preprocess_file(Path(root) / path, preprocess, max_pixels) for path in batch["path"]]
+    filled = np.stack([p.numpy() if p is not None else np.zeros(shape, np.float32)
+                       for p, _ in decoded])
+    reasons = np.array([reason or "" for _, reason in decoded], dtype=object)
+    return {"row": batch["row"], "pixels": filled, "reason": reasons}
 
 
 class EncodeImages:
@@ -96,7 +84,7 @@ class RayImageEngine:
                          fn_kwargs={"root": str(Path(root).resolve()),
                                     "preprocess": clip.preprocess,
                                     "max_pixels": options.max_image_pixels,
-                                    "shape": pixel_shape(clip.card)})
+                                    "shape": (3, *input_size(clip.card["preprocess"]))})
             .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, device, options.amp),
                          batch_size=options.batch_size,
                          compute=ray.data.ActorPoolStrategy(size=self.encoders),
