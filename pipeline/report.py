@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import pandas as pd
 
@@ -24,11 +24,21 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
     cells["paper_top1"] = [TABLE1.get(s, {}).get((r, t)) for r, t, s in
                            zip(cells["image_ratio"], cells["text_source"], cells["selection"])]
     cells["diff_top1"] = cells["top1"] - cells["paper_top1"]
+    return sort_cells(cells)[TABLE1_COLUMNS + ["top1_std", "seeds", "paper_top1", "diff_top1"]]
+
+
+def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The paper's reading order: per selection, per text source (image only, Reed, LLM), image
+    ratio from 100 down to 0."""
     order = {s: i for i, s in enumerate(SOURCE_LABELS)}
-    cells = cells.sort_values(["selection", "text_source", "image_ratio"],
-                              key=lambda col: col.map(order) if col.name == "text_source" else col,
-                              ascending=[True, True, False], ignore_index=True)
-    return cells[TABLE1_COLUMNS + ["top1_std", "seeds", "paper_top1", "diff_top1"]]
+    return cells.sort_values(["selection", "text_source", "image_ratio"],
+                             key=lambda col: col.map(order) if col.name == "text_source" else col,
+                             ascending=[True, True, False], ignore_index=True)
+
+
+def selections(cells: pd.DataFrame) -> list[str]:
+    """The selections a table holds, in its order (class_balanced, the paper, before global)."""
+    return list(dict.fromkeys(cells["selection"]))
 
 
 def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
@@ -67,17 +77,25 @@ def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
             .sort_values("image_ratio", ignore_index=True) for source in SOURCE_LABELS}
 
 
-def save_table1_plot(cells: pd.DataFrame, selection: str, path: Path) -> None:
-    """Accuracy vs image ratio, one solid line per text source, the paper's dashed beside it."""
+def table1_png(cells: pd.DataFrame, selection: str) -> bytes:
+    """Accuracy vs image ratio, one solid line per text source (a ± std band over seeds), the
+    paper's dashed beside it.
+
+    PNG bytes rather than a file: the report writes them and inlines the same bytes in its HTML.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    chosen = cells[cells["selection"] == selection]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (source, points), colour in zip(plot_series(cells, selection).items(),
-                                        ("tab:blue", "tab:orange", "tab:green")):
+    for source, colour in zip(SOURCE_LABELS, ("tab:blue", "tab:orange", "tab:green")):
+        points = chosen[chosen["text_source"] == source].sort_values("image_ratio")
         ax.plot(points["image_ratio"], points["top1"], "o-", color=colour,
                 label=f"{SOURCE_LABELS[source]} (ours)")
+        if points["top1_std"].notna().any():  # several seeds: a ± std band
+            ax.fill_between(points["image_ratio"], points["top1"] - points["top1_std"],
+                            points["top1"] + points["top1_std"], color=colour, alpha=0.15, lw=0)
         paper = sorted((r, v) for (r, s), v in TABLE1.get(selection, {}).items() if s == source)
         if paper:
             ax.plot(*zip(*paper), "--", color=colour, alpha=0.6, label=f"{SOURCE_LABELS[source]} (paper)")
@@ -88,7 +106,7 @@ def save_table1_plot(cells: pd.DataFrame, selection: str, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
+    return buffer.getvalue()

@@ -1,0 +1,91 @@
+"""Two experiments side by side: every Table-1 cell of A and of B, B - A, and the params that
+differ, so a reader sees at once what changed and what it did. Pure pandas: the caller loads
+each experiment's `table1.csv` and params (from git, DVC experiments or the workspace)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from pipeline.report import SOURCE_LABELS, selections, sort_cells
+
+CELL_KEYS = ["selection", "text_source", "image_ratio"]
+ABSENT = "(absent)"
+
+
+def compare_table1(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """One row per Table-1 cell of either table: top1_a, top1_b and diff = top1_b - top1_a.
+
+    A cell only one side has (e.g. B added the global selection) keeps NaN on the other side
+    rather than disappearing, so a comparison never hides what one experiment lacks.
+    """
+    for name, table in (("A", a), ("B", b)):
+        missing = [c for c in CELL_KEYS + ["top1"] if c not in table.columns]
+        if missing:
+            raise ValueError(f"{name}'s Table 1 lacks the columns {missing}")
+    merged = a[CELL_KEYS + ["top1"]].merge(b[CELL_KEYS + ["top1"]], on=CELL_KEYS, how="outer",
+                                           suffixes=("_a", "_b"), validate="one_to_one")
+    merged["text_ratio"] = 100 - merged["image_ratio"]
+    merged["diff"] = merged["top1_b"] - merged["top1_a"]
+    return sort_cells(merged)[["selection", "image_ratio", "text_ratio", "text_source",
+                               "top1_a", "top1_b", "diff"]]
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys (`train_adapter.lr`), the names `dvc exp run -S` takes.
+    Lists stay whole values: `selection: [a, b]` is one setting."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def params_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+    """The params whose values differ between A and B (a key only one side has included),
+    sorted by name: columns param, a, b (ABSENT where a side lacks the key)."""
+    flat_a, flat_b = flatten_params(a), flatten_params(b)
+    rows = [(key, flat_a.get(key, ABSENT), flat_b.get(key, ABSENT))
+            for key in sorted(flat_a.keys() | flat_b.keys())
+            if key not in flat_a or key not in flat_b or flat_a[key] != flat_b[key]]
+    return pd.DataFrame(rows, columns=["param", "a", "b"])
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: float, fmt: str = "{:.2f}") -> str:
+    return "-" if pd.isna(value) else fmt.format(value)
+
+
+def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, name_b: str) -> str:
+    """The comparison as Markdown: per selection a row per cell, then the differing params."""
+    a, b = _value(name_a), _value(name_b)
+    lines = [f"# Table 1: {a} (A) vs {b} (B)", "",
+             "CUB top-1 % of the adapter per Table-1 cell; B − A in points."]
+    both = cells.dropna(subset=["diff"])
+    if len(both):
+        lines.append(f"Over the {len(both)} cells both have: mean B − A {both['diff'].mean():+.2f}, "
+                     f"from {both['diff'].min():+.2f} to {both['diff'].max():+.2f}.")
+    for selection in selections(cells):
+        lines += ["", f"## selection: {selection}", "",
+                  f"| (image, text) % | source | A: {a} | B: {b} | B − A |", "|---|---|---|---|---|"]
+        for row in cells[cells["selection"] == selection].itertuples():
+            lines.append(f"| ({row.image_ratio}, {row.text_ratio}) | "
+                         f"{SOURCE_LABELS.get(row.text_source, row.text_source)} | "
+                         f"{_num(row.top1_a)} | {_num(row.top1_b)} | {_num(row.diff, '{:+.2f}')} |")
+    lines += ["", "## params that differ", ""]
+    if params.empty:
+        lines.append("None: A and B have the same params.")
+    else:
+        lines += [f"| param | A: {a} | B: {b} |", "|---|---|---|"]
+        lines += [f"| {row.param} | {_value(row.a)} | {_value(row.b)} |"
+                  for row in params.itertuples()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,94 @@
+"""The report as one self-contained HTML page: Table 1 per selection with the differences to
+the paper coloured, and the plots inlined as data URIs, so the single file can be mailed,
+attached to a pull request or opened from a DVC remote without anything beside it."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import pandas as pd
+
+from pipeline.report import SOURCE_LABELS, selections
+
+# A difference of this many points (or more) gets the strongest colour.
+FULL_COLOUR_AT = 10.0
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+td.ratio { text-align: left; white-space: nowrap; }
+td.missing { color: #aaa; text-align: center; }
+.note { color: #555; }
+img { max-width: 100%; }
+"""
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None or pd.isna(value) else fmt.format(value)
+
+
+def diff_style(diff: float | None) -> str:
+    """Green where we beat the paper, red where we fall short, deeper the larger the gap."""
+    if diff is None or pd.isna(diff):
+        return ""
+    alpha = 0.12 + 0.6 * min(abs(diff) / FULL_COLOUR_AT, 1.0)
+    rgb = "46, 160, 67" if diff >= 0 else "215, 58, 73"
+    return f' style="background: rgba({rgb}, {alpha:.2f})"'
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def seeds_note(cells: pd.DataFrame) -> str:
+    """How many seeds each cell averages, and so whether the ± figures mean anything."""
+    seeds = int(cells["seeds"].max())
+    if seeds > 1:
+        return (f"Each of our cells is the mean ± standard deviation over {seeds} seeds "
+                f"(train_adapter.seeds).")
+    return "One seed per cell: set several train_adapter.seeds for mean ± standard deviation."
+
+
+def table1_html(cells: pd.DataFrame, selection: str) -> str:
+    """One selection's Table 1: a row per (image, text) ratio, (ours, paper, diff) per source."""
+    group = cells[cells["selection"] == selection].set_index(["image_ratio", "text_source"])
+    head = ('<tr><th rowspan="2">(image, text) %</th>'
+            + "".join(f'<th colspan="3">{html.escape(label)}</th>' for label in SOURCE_LABELS.values())
+            + "</tr><tr>" + "<th>ours</th><th>paper</th><th>diff</th>" * len(SOURCE_LABELS) + "</tr>")
+    rows = []
+    for ratio in range(100, -1, -10):
+        row = [f'<td class="ratio">({ratio}, {100 - ratio})</td>']
+        for source in SOURCE_LABELS:
+            if (ratio, source) not in group.index:
+                row.append('<td class="missing" colspan="3">-</td>')
+                continue
+            cell = group.loc[(ratio, source)]
+            std = "" if pd.isna(cell["top1_std"]) else f" ± {cell['top1_std']:.2f}"
+            row.append(f"<td>{cell['top1']:.2f}{std}</td><td>{_num(cell['paper_top1'])}</td>"
+                       f"<td{diff_style(cell['diff_top1'])}>{_num(cell['diff_top1'], '{:+.2f}')}</td>")
+        rows.append("<tr>" + "".join(row) + "</tr>")
+    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def summary_html(cells: pd.DataFrame, zero_shot: dict[str, float],
+                 figures: dict[str, bytes]) -> str:
+    """The whole summary page. cells: `table1()`; figures: PNG bytes per selection."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>fgvc: Table 1, ours vs the paper</title>", f"<style>{STYLE}</style>",
+             "</head><body>", "<h1>Table 1: CUB top-1 % of the adapter, ours vs the paper</h1>",
+             f"<p>Zero-shot CLIP on the same test set: top-1 <b>{zero_shot['top1']:.2f}</b>, "
+             f"top-5 <b>{zero_shot['top5']:.2f}</b>.</p>",
+             f'<p class="note">{html.escape(seeds_note(cells))} diff = ours − paper, '
+             "green where ours is higher, red where it is lower. The paper's class-balanced "
+             "numbers are its own; the global ones are Hirano's earlier method.</p>"]
+    for selection in selections(cells):
+        name = html.escape(selection)
+        parts += [f"<h2>selection: {name}</h2>", table1_html(cells, selection)]
+        if selection in figures:
+            parts.append(f'<p><img alt="Table 1 plot, {name} selection" '
+                         f'src="{png_data_uri(figures[selection])}"></p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,215 @@
+"""Report: Table 1 against the paper, mean ± std over seeds, the HTML summary, the comparison
+of two experiments (pure tables), and `fgvc report` on a hand-made results table and on a
+tiny git + DVC repo."""
+
+import base64
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.paper import TABLE1
+from pipeline.report import table1, table1_markdown, table1_png
+from pipeline.report_compare import compare_markdown, compare_table1, flatten_params, params_diff
+from pipeline.report_html import summary_html
+from stages.cli import app
+
+from conftest import REPO
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+def table1_grid() -> list[tuple[int, str]]:
+    """The 30 (image %, text source) cells of Table 1."""
+    return ([(r, "none") for r in range(100, 0, -10)] + [(r, "reed") for r in range(90, -1, -10)]
+            + [(r, "llm") for r in range(90, -1, -10)])
+
+
+def fake_results(selections=("class_balanced", "global"), seeds=(0,)) -> pd.DataFrame:
+    """One run per cell, selection and seed, with a top-1 that tells them apart: ratio / 2 + 10
+    per seed (+ 1 for global), so seeds 0 and 1 give a mean of ratio / 2 + 5 and a std of 7.07."""
+    rows = []
+    for selection in selections:
+        for ratio, source in table1_grid():
+            for seed in seeds:
+                top1 = ratio / 2 + 10 * seed + (1 if selection == "global" else 0)
+                rows.append({"run": f"{selection}-{source}-{ratio}-s{seed}", "image_ratio": ratio,
+                             "text_ratio": 100 - ratio, "text_source": source,
+                             "selection": selection, "seed": seed, "top1": top1, "top5": top1 + 20})
+    return pd.DataFrame(rows)
+
+
+def test_table1_has_every_cell_of_each_selection_with_the_papers_numbers():
+    cells = table1(fake_results())
+    assert len(cells) == 60
+    for selection in ("class_balanced", "global"):
+        chosen = cells[cells["selection"] == selection]
+        assert set(zip(chosen["image_ratio"], chosen["text_source"])) == set(table1_grid())
+        for row in chosen.itertuples():
+            paper = TABLE1[selection].get((row.image_ratio, row.text_source))
+            if paper is None:  # Hirano's global selection has no LLM column
+                assert selection == "global" and row.text_source == "llm"
+                assert math.isnan(row.paper_top1) and math.isnan(row.diff_top1)
+            else:
+                assert row.paper_top1 == paper
+                assert row.diff_top1 == pytest.approx(row.top1 - paper)
+    first = cells.iloc[0]  # the paper's order: class_balanced, image only, 100% first
+    assert (first["selection"], first["text_source"], first["image_ratio"]) == ("class_balanced", "none", 100)
+    assert cells.set_index(["selection", "image_ratio", "text_source"]).loc[
+        ("global", 100, "none"), "diff_top1"] == pytest.approx(51.0 - 84.80)
+    markdown = table1_markdown(cells, {"top1": 18.0, "top5": 81.5})
+    assert "## selection: class_balanced" in markdown and "## selection: global" in markdown
+    assert "/ 85.07 /" in markdown and "/ 84.80 /" in markdown and "/ 23.78 /" in markdown
+
+
+def test_mean_and_std_over_two_seeds():
+    cells = table1(fake_results(selections=("class_balanced",), seeds=(0, 1)))
+    assert len(cells) == 30 and (cells["seeds"] == 2).all()
+    cell = cells.set_index(["image_ratio", "text_source"]).loc[(50, "reed")]
+    assert cell["top1"] == pytest.approx(30.0)  # 25 and 35
+    assert cell["top5"] == pytest.approx(50.0)
+    assert cell["top1_std"] == pytest.approx(math.sqrt(50.0))  # sample std of (25, 35): 7.07
+    assert cell["diff_top1"] == pytest.approx(30.0 - 77.64)
+    assert "30.00 ± 7.07 / 77.64 / -47.64" in table1_markdown(cells, {"top1": 1.0, "top5": 2.0})
+
+
+def embedded_pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_summary_html_embeds_the_plots_and_the_numbers():
+    cells = table1(fake_results(seeds=(0, 1)))
+    figures = {selection: table1_png(cells, selection) for selection in ("class_balanced", "global")}
+    assert all(png.startswith(PNG_MAGIC) for png in figures.values())
+    page = summary_html(cells, {"top1": 18.25, "top5": 81.5}, figures)
+    assert embedded_pngs(page) == [figures["class_balanced"], figures["global"]]
+    assert "src=\"http" not in page and "<link" not in page  # self-contained
+    assert "top-1 <b>18.25</b>" in page and "top-5 <b>81.50</b>" in page
+    assert "over 2 seeds" in page
+    assert "<h2>selection: class_balanced</h2>" in page and "<h2>selection: global</h2>" in page
+    assert "<td>85.07</td>" in page and "<td>84.80</td>" in page and "<td>23.78</td>" in page
+    assert "<td>55.00 ± 7.07</td>" in page  # (100, 0) class_balanced: 50 and 60
+    # -30.07 below the paper: red; a cell above the paper would be green
+    assert re.search(r'<td style="background: rgba\(215, 58, 73, [0-9.]+\)">-30.07</td>', page)
+
+
+def test_summary_html_colours_a_gain_green():
+    cells = table1(fake_results(selections=("class_balanced",)))
+    cells.loc[0, ["top1", "diff_top1"]] = [86.07, 1.0]
+    page = summary_html(cells, {"top1": 1.0, "top5": 2.0}, {})
+    assert re.search(r'<td style="background: rgba\(46, 160, 67, 0.18\)">\+1.00</td>', page)
+    assert "One seed per cell" in page and "<img" not in page
+
+
+def test_compare_gives_every_cell_and_the_exact_differences():
+    a = table1(fake_results(selections=("class_balanced",)))
+    b = table1(fake_results()).copy()
+    b["top1"] = b["top1"] + 0.25
+    cells = compare_table1(a, b)
+    assert len(cells) == 60
+    both = cells[cells["selection"] == "class_balanced"]
+    assert (both["diff"] == 0.25).all() and (both["top1_b"] - both["top1_a"] == 0.25).all()
+    only_b = cells[cells["selection"] == "global"]
+    assert only_b["top1_a"].isna().all() and only_b["diff"].isna().all()
+    row = cells.set_index(["selection", "image_ratio", "text_source"]).loc[("class_balanced", 60, "llm")]
+    assert (row["top1_a"], row["top1_b"], row["diff"], row["text_ratio"]) == (30.0, 30.25, 0.25, 40)
+    markdown = compare_markdown(cells, params_diff({}, {}), "main", "exp-1")
+    assert "| (60, 40) | image + LLM | 30.00 | 30.25 | +0.25 |" in markdown
+    assert "| (60, 40) | image + LLM | - | 31.25 | - |" in markdown  # global: only B has it
+    assert "mean B − A +0.25" in markdown
+    assert "None: A and B have the same params." in markdown
+
+
+def test_params_diff_lists_only_what_differs():
+    a = {"train_adapter": {"lr": 0.001, "seeds": [0], "steps": 500}, "report": {"plot_selection": "x"}}
+    b = {"train_adapter": {"lr": 0.003, "seeds": [0, 1], "steps": 500, "new_key": True},
+         "report": {"plot_selection": "x"}}
+    assert flatten_params(a) == {"train_adapter.lr": 0.001, "train_adapter.seeds": [0],
+                                 "train_adapter.steps": 500, "report.plot_selection": "x"}
+    diff = params_diff(a, b)
+    assert diff.values.tolist() == [["train_adapter.lr", 0.001, 0.003],
+                                    ["train_adapter.new_key", "(absent)", True],
+                                    ["train_adapter.seeds", [0], [0, 1]]]
+    cells = compare_table1(table1(fake_results(selections=("class_balanced",))),
+                           table1(fake_results(selections=("class_balanced",))))
+    markdown = compare_markdown(cells, diff, "a", "b")
+    assert "| train_adapter.lr | 0.001 | 0.003 |" in markdown
+    assert "| train_adapter.seeds | [0] | [0, 1] |" in markdown
+    assert "steps" not in markdown
+
+
+def test_compare_refuses_a_table_without_top1():
+    with pytest.raises(ValueError, match="lacks the columns"):
+        compare_table1(table1(fake_results()), pd.DataFrame({"selection": [], "text_source": []}))
+
+
+def test_report_stage_writes_every_output(tmp_path):
+    results = pd.concat([fake_results(seeds=(0, 1)), pd.DataFrame(
+        [{"run": "zero_shot_clip", "text_source": "zero_shot", "top1": 18.0, "top5": 81.5}])])
+    results.to_parquet(tmp_path / "results.parquet")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "--results", str(tmp_path / "results.parquet"),
+                                 "--out", str(out), "--params", str(REPO / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out / "table1.csv")) == 60
+    pngs = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
+    assert set(pngs) == {"table1_class_balanced.png", "table1_global.png"}
+    page = (out / "summary.html").read_text()
+    assert embedded_pngs(page) == [pngs["table1_class_balanced.png"], pngs["table1_global.png"]]
+    assert sorted(p.name for p in (out / "plot").iterdir()) == ["llm.csv", "none.csv", "reed.csv"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_compare_reads_two_revs_and_the_workspace_through_dvc(tmp_path, monkeypatch):
+    """A tiny git + DVC repo: table1.csv tracked by `dvc add`, params.yaml by git."""
+    repo = tmp_path / "repo"
+    (repo / "artifacts" / "report").mkdir(parents=True)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    dvc = [sys.executable, "-m", "dvc"]
+    git(repo, "init", "-q")
+    subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True, env=env)
+    csv = repo / "artifacts" / "report" / "table1.csv"
+
+    def commit(lr: float, shift: float, message: str) -> None:
+        (repo / "params.yaml").write_text(yaml.safe_dump({"train_adapter": {"lr": lr, "steps": 5}}))
+        table1(fake_results(selections=("class_balanced",))).assign(
+            top1=lambda t: t["top1"] + shift).to_csv(csv, index=False, float_format="%.2f")
+        subprocess.run([*dvc, "add", "-q", str(csv)], cwd=repo, check=True, env=env)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", message)
+
+    commit(0.001, 0.0, "first")
+    git(repo, "tag", "first")
+    commit(0.002, 1.5, "second")
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train_adapter": {"lr": 0.002, "steps": 7}}))
+    monkeypatch.chdir(repo)
+    out_file = tmp_path / "compare.md"
+    result = runner.invoke(app, ["report", "--compare", "first", "HEAD", "--out-file", str(out_file)])
+    assert result.exit_code == 0, result.output
+    assert "| (100, 0) | image only | 50.00 | 51.50 | +1.50 |" in result.output
+    assert "| train_adapter.lr | 0.001 | 0.002 |" in result.output and "steps" not in result.output
+    assert out_file.read_text() == result.output
+    result = runner.invoke(app, ["report", "--compare", "HEAD", "workspace"])
+    assert result.exit_code == 0, result.output
+    assert "| train_adapter.steps | 5 | 7 |" in result.output and "+0.00" in result.output
+    result = runner.invoke(app, ["report", "--compare", "HEAD", "no-such-rev"])
+    assert result.exit_code == 1 and "error: 'no-such-rev' is neither a git rev" in result.output
+    git(repo, "checkout", "-q", "params.yaml")
+    git(repo, "checkout", "-q", "-b", "empty", "first")
+    git(repo, "rm", "-q", "artifacts/report/table1.csv.dvc")
+    git(repo, "commit", "-qm", "no table")
+    result = runner.invoke(app, ["report", "--compare", "first", "empty"])
+    assert result.exit_code == 1 and "error: empty: cannot read artifacts/report/table1.csv" in result.output
