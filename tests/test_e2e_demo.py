@@ -3,8 +3,10 @@
 Minutes long: it trains the demo CLIP, the Q-Former and all adapters on 2 CPU cores.
 """
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,25 +55,48 @@ def demo(tmp_path_factory) -> Path:
     return repo
 
 
+SELECTIONS = ["class_balanced", "global"]  # the paper's, and Hirano's earlier method
+
+
 def test_table1_has_every_cell(demo):
     table = pd.read_csv(demo / "artifacts" / "report" / "table1.csv")
     assert list(table.columns[:6]) == ["image_ratio", "text_ratio", "text_source", "selection",
                                        "top1", "top5"]
-    assert len(table) == 30
-    assert table.groupby("text_source").size().to_dict() == {"llm": 10, "none": 10, "reed": 10}
-    assert sorted(table[table["text_source"] == "none"]["image_ratio"]) == list(range(10, 101, 10))
-    assert sorted(table[table["text_source"] == "llm"]["image_ratio"]) == list(range(0, 91, 10))
+    assert len(table) == 30 * len(SELECTIONS)
+    assert table.groupby("selection").size().to_dict() == {s: 30 for s in SELECTIONS}
+    for _, chosen in table.groupby("selection"):
+        assert chosen.groupby("text_source").size().to_dict() == {"llm": 10, "none": 10, "reed": 10}
+        assert sorted(chosen[chosen["text_source"] == "none"]["image_ratio"]) == list(range(10, 101, 10))
+        for source in ("reed", "llm"):
+            assert sorted(chosen[chosen["text_source"] == source]["image_ratio"]) == list(range(0, 91, 10))
     assert (table["image_ratio"] + table["text_ratio"] == 100).all()
-    assert set(table["selection"]) == {"class_balanced"}
     assert (table["top5"] >= table["top1"]).all()
     markdown = (demo / "artifacts" / "report" / "table1.md").read_text()
-    assert "85.07" in markdown and "23.78" in markdown  # the paper's numbers beside ours
+    for selection in SELECTIONS:
+        assert f"## selection: {selection}" in markdown
+    # the paper's numbers beside ours: class-balanced (85.07, 23.78), global (84.80, 27.67)
+    for paper in ("85.07", "23.78", "84.80", "27.67"):
+        assert f"/ {paper} /" in markdown
+
+
+def test_summary_html_is_self_contained(demo):
+    report = demo / "artifacts" / "report"
+    page = (report / "summary.html").read_text()
+    pngs = [base64.b64decode(data) for data in
+            re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    assert pngs == [(report / "figures" / f"table1_{s}.png").read_bytes() for s in SELECTIONS]
+    assert all(png.startswith(b"\x89PNG") for png in pngs)
+    zero_shot = json.loads((demo / "artifacts" / "evaluate" / "metrics.json").read_text())["zero_shot_clip"]
+    assert f"top-1 <b>{zero_shot['top1']:.2f}</b>" in page
+    for paper in ("85.07", "23.78", "84.80", "27.67"):
+        assert f"<td>{paper}</td>" in page
 
 
 def test_numbers_carry_meaning(demo):
     metrics = json.loads((demo / "artifacts" / "evaluate" / "metrics.json").read_text())
-    table = pd.read_csv(demo / "artifacts" / "report" / "table1.csv").set_index(
-        ["image_ratio", "text_source"])
+    cells = pd.read_csv(demo / "artifacts" / "report" / "table1.csv").set_index(
+        ["selection", "image_ratio", "text_source"])
+    table = cells.loc["class_balanced"]
     assert metrics["classes"] == NUM_CLASSES
     # 18 to 33% seen over CLIP initialisations; the margin leaves room for another CPU's
     # rounding, which the demo CLIP's training amplifies
@@ -82,6 +107,11 @@ def test_numbers_carry_meaning(demo):
     assert table.loc[(0, "llm"), "top1"] > 2 * CHANCE
     # more real images help: the image-only curve falls from 100% to 10%
     assert table.loc[(100, "none"), "top1"] > table.loc[(10, "none"), "top1"]
+    # at 100% (and 0%) images both selections keep the same images: the same adapter, up to
+    # float rounding in the batched heads
+    global_ = cells.loc["global"]
+    for cell in ((100, "none"), (0, "reed"), (0, "llm")):
+        assert abs(global_.loc[cell, "top1"] - table.loc[cell, "top1"]) <= 0.5
 
 
 def test_second_repro_runs_nothing(demo):
@@ -96,7 +126,8 @@ def test_metrics_and_plots_show(demo):
     assert "zero_shot_clip.top1" in metrics.stdout and "adapter_top1.image_100" in metrics.stdout
     plots = run(demo, sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html")
     html = (demo / "plots_html" / "index.html").read_text()
-    assert "table1_top1_vs_image_ratio" in html and "table1.png" in html
+    assert "table1_top1_vs_image_ratio" in html
+    assert all(f"table1_{selection}.png" in html for selection in SELECTIONS)
 
 
 def test_evaluate_writes_per_class_accuracy_and_confusion(demo):
@@ -114,7 +145,7 @@ def test_bench_adapter_runs_on_the_demo(demo):
     result = run(demo, "fgvc", "bench", "adapter", "--json", "bench_adapter.json")
     assert "sequential / batched =" in result.stdout
     figures = json.loads((demo / "bench_adapter.json").read_text())
-    assert figures["heads"] == 30 and figures["max_weight_difference"] < 1e-4
+    assert figures["heads"] == 30 * len(SELECTIONS) and figures["max_weight_difference"] < 1e-4
 
 
 def test_interrupted_extraction_resumes_under_dvc_repro(demo):
@@ -138,3 +169,35 @@ def test_adapter_param_change_reruns_only_downstream(demo):
     assert set(status) == {"train_adapter"}
     rerun = run(demo, sys.executable, "-m", "dvc", "repro")
     assert ran_stages(rerun.stdout) == {"train_adapter", "evaluate", "report"}
+
+
+def test_report_compares_a_commit_with_a_dvc_experiment(demo):
+    """`fgvc report --compare A B` with A a commit and B a DVC experiment name: every Table-1
+    cell of both, B - A, and the param that differs. Whatever ran before, this commits the
+    current state as A and puts it back afterwards, so the tests around it see what they expect."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(demo, *git, "add", "params.yaml", "dvc.lock")
+    run(demo, *git, "commit", "-qm", "A", "--allow-empty")
+    table_a = pd.read_csv(demo / "artifacts" / "report" / "table1.csv")
+    lr = yaml.safe_load((demo / "params.yaml").read_text())["train_adapter"]["lr"]
+    exp = run(demo, sys.executable, "-m", "dvc", "exp", "run", "-n", "lr-x3",
+              "-S", f"train_adapter.lr={lr * 3}")
+    assert ran_stages(exp.stdout) == {"train_adapter", "evaluate", "report"}
+    table_b = pd.read_csv(demo / "artifacts" / "report" / "table1.csv")
+    try:
+        compare = run(demo, "fgvc", "report", "--compare", "HEAD", "lr-x3",
+                      "--out-file", "compare.md").stdout
+    finally:  # back to A: its params, lock and (from the cache) outputs
+        run(demo, *git, "checkout", "HEAD", "--", "params.yaml", "dvc.lock")
+        run(demo, sys.executable, "-m", "dvc", "checkout", "-q")
+    assert (demo / "compare.md").read_text() == compare
+    rows = [line for line in compare.splitlines() if line.startswith("| (")]
+    assert len(rows) == 30 * len(SELECTIONS)
+    for selection in SELECTIONS:
+        a, b = (t.set_index(["selection", "image_ratio", "text_source"]).loc[(selection, 100, "none"), "top1"]
+                for t in (table_a, table_b))
+        assert f"| (100, 0) | image only | {a:.2f} | {b:.2f} | {b - a:+.2f} |" in compare
+    assert f"| train_adapter.lr | {json.dumps(lr)} | {json.dumps(lr * 3)} |" in compare
+    assert compare.count("| train_adapter.") == 1  # nothing else differs
+    status = run(demo, sys.executable, "-m", "dvc", "status", "--json")
+    assert json.loads(status.stdout) == {}
