@@ -8,8 +8,8 @@ uninterrupted one.
 
 Images are decoded and preprocessed by DataLoader workers (pinned memory, prefetch) while the
 model encodes earlier batches; on CUDA the model runs under autocast, channels-last. Bad images
-are skipped with a reason (see `image_decoding`) and listed in the manifest. Texts are tokenized
-once per shard and encoded in length-sorted batches.
+are skipped with a reason (see `image_decoding`) and listed in the manifest. Text sets are
+encoded by `text_extraction`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ImageEncoder:
         pixels = pixels.to(self.device, non_blocking=True)
         if self.cuda:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with _autocast(self.device, self.amp_dtype):
+        with autocast_context(self.device, self.amp_dtype):
             features = self.model.encode_image(pixels)
         return features.float().cpu().numpy()
 
@@ -104,31 +104,10 @@ def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     return AMP_DTYPES[amp] if device.type == "cuda" else None
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-@torch.inference_mode()
-def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str,
-                      amp: str = "float16", progress=None) -> np.ndarray:
-    """Encode texts to (N, D) float32 in input order: tokenized once, encoded in length-sorted
-    batches so little of each batch is padding."""
-    tokens = clip.tokenizer(list(texts))  # (N, L)
-    lengths = (tokens != 0).sum(dim=1)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    torch_device = torch.device(device)
-    dtype = amp_dtype(torch_device, amp)
-    out = np.empty((len(texts), clip.card["embed_dim"]), np.float32)
-    for start in range(0, len(texts), batch_size):
-        index = order[start:start + batch_size]
-        with _autocast(torch_device, dtype):
-            features = clip.model.encode_text(tokens[index].to(torch_device))
-        out[index.numpy()] = features.float().cpu().numpy()
-        if progress is not None:
-            progress.update(len(index))
-    return out
 
 
 # --- the data side ------------------------------------------------------------------------------
@@ -327,7 +306,7 @@ class ShardAssembler:
         return sorted(self.missing)
 
 
-# --- the two kinds of feature set ---------------------------------------------------------------
+# --- image feature sets ---------------------------------------------------------------
 
 ImageEngine = Callable[[Clip, Path, list[str], list[list[int]], ExtractOptions], Iterable[Batch]]
 
@@ -377,26 +356,3 @@ def _check_bad_images(out: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
         + "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
         + f". Every one is listed in {Path(out) / ERRORS_FILE}; the encoded shards are kept, so "
         "a rerun after fixing the files encodes only what changed.")
-
-
-def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: str,
-                          id_columns: list[str], options: ExtractOptions) -> ExtractResult:
-    """Encode the `text` column of `texts` into feature set `out` (ids + the text itself)."""
-    table = texts[id_columns + ["text"]].reset_index(drop=True)
-    plan = ShardPlan.build(table, name=name, fingerprint=clip.fingerprint,
-                           width=clip.card["embed_dim"], precision=options.precision,
-                           shard_rows=options.shard_rows, variant=compute_variant(options))
-    done = resume(out, plan)
-    written = {}
-    with tqdm(total=plan.rows, desc=f"encode {name}", unit="text") as bar:
-        for index in range(plan.num_shards):
-            start, stop = plan.span(index)
-            if index in done:
-                bar.update(stop - start)
-                continue
-            embeddings = encode_text_shard(clip, table["text"].iloc[start:stop].tolist(),
-                                           options.batch_size, options.device, options.amp,
-                                           progress=bar)
-            written[index] = write_shard(out, plan, index, table.iloc[start:stop], embeddings)
-    manifest = write_manifest(out, plan, {**done, **written})
-    return ExtractResult(manifest, len(done), len(written))

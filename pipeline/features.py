@@ -3,7 +3,9 @@
 A feature set is a folder:
 
     shard-00000.parquet ...   shard k holds input rows [k*S, (k+1)*S) (S = shard_rows), zstd;
-                              id columns + `embedding` (fixed-size list of float16 or float32);
+                              id columns + `embedding` (fixed-size list of float16 or float32)
+                              and, for text sets asked for them, `tokens` (the text tower's
+                              per-token states, a list of fixed-size lists: no padding stored);
                               its schema metadata holds the fingerprint, the shard's place in the
                               plan, the key of its inputs and the rows that were skipped
     manifest.json             fingerprint, width, precision, rows, input hash, shard checksums,
@@ -31,8 +33,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.jsonl_store import JsonlStore, append_record
+from pipeline.text_inputs import RaggedTokens
 
 EMBEDDING = "embedding"
+TOKENS = "tokens"
 MANIFEST = "manifest.json"
 PRECISIONS = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
 HEADER_KEY = b"fgvc.header"
@@ -82,11 +86,12 @@ class ShardPlan:
     input_hash: str
     variant: dict = dataclasses.field(default_factory=dict)  # e.g. the image decoder used
     local_keys: tuple[str, ...] = ()  # per shard: inputs + machine-local facts; () if none
+    token_width: int | None = None  # width of per-token states stored beside each embedding
 
     @classmethod
     def build(cls, inputs: pd.DataFrame, *, name: str, fingerprint: dict, width: int,
               precision: str, shard_rows: int, variant: dict | None = None,
-              local: pd.DataFrame | None = None) -> ShardPlan:
+              local: pd.DataFrame | None = None, token_width: int | None = None) -> ShardPlan:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if shard_rows < 1:
@@ -99,7 +104,8 @@ class ShardPlan:
             both = pd.concat([inputs, local.reset_index(drop=True).add_prefix("local.")], axis=1)
             local_keys = tuple(hash_table(both.iloc[s:s + shard_rows]) for s in starts)
         return cls(name, fingerprint, int(width), precision, int(shard_rows), keys, len(inputs),
-                   hash_table(inputs), dict(variant or {}), local_keys)
+                   hash_table(inputs), dict(variant or {}), local_keys,
+                   None if token_width is None else int(token_width))
 
     @property
     def num_shards(self) -> int:
@@ -116,9 +122,12 @@ class ShardPlan:
 
     def header(self) -> dict:
         """What every shard of this plan shares; a shard with another header is stale."""
-        return {"name": self.name, "fingerprint": self.fingerprint, "width": self.width,
-                "precision": self.precision, "shard_rows": self.shard_rows,
-                "variant": self.variant}
+        header = {"name": self.name, "fingerprint": self.fingerprint, "width": self.width,
+                  "precision": self.precision, "shard_rows": self.shard_rows,
+                  "variant": self.variant}
+        if self.token_width is not None:  # absent, not null: sets without tokens are unchanged
+            header["token_width"] = self.token_width
+        return header
 
 
 @dataclasses.dataclass
@@ -136,8 +145,10 @@ class ShardInfo:
 
 
 def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
-                embeddings: np.ndarray, errors: list[dict] | None = None) -> ShardInfo:
-    """Write shard `index` (ids and embeddings of its span's kept rows, in row order) atomically."""
+                embeddings: np.ndarray, errors: list[dict] | None = None,
+                tokens: RaggedTokens | None = None) -> ShardInfo:
+    """Write shard `index` (ids and embeddings of its span's kept rows, in row order, and their
+    token states if the plan has them) atomically."""
     errors = sorted(errors or [], key=lambda e: e["row"])
     start, stop = plan.span(index)
     if len(ids) + len(errors) != stop - start:
@@ -150,6 +161,11 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
     values = pa.array(np.ascontiguousarray(embeddings, dtype=dtype).reshape(-1), type=arrow_type)
     table = pa.Table.from_pandas(ids.reset_index(drop=True), preserve_index=False).append_column(
         EMBEDDING, pa.FixedSizeListArray.from_arrays(values, plan.width))
+    if (tokens is None) != (plan.token_width is None):
+        raise ValueError(f"shard {index}: the plan {'has' if plan.token_width else 'has no'} token "
+                         "states, the call the opposite")
+    if tokens is not None:
+        table = table.append_column(TOKENS, _token_column(tokens, plan, len(ids)))
     header = dict(plan.header(), index=index, start=start, stop=stop, key=plan.keys[index],
                   errors=errors)
     table = table.replace_schema_metadata({
@@ -166,6 +182,16 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
                       {"local_key": plan.local_keys[index], "sha256": info.sha256})
     tmp.replace(folder / shard_file(index))
     return info
+
+
+def _token_column(tokens: RaggedTokens, plan: ShardPlan, rows: int) -> pa.ListArray:
+    if len(tokens) != rows or tokens.width != plan.token_width:
+        raise ValueError(f"token states of {len(tokens)} texts x width {tokens.width} do not match "
+                         f"{rows} ids x token width {plan.token_width}")
+    dtype, arrow_type = PRECISIONS[plan.precision]
+    values = pa.array(np.ascontiguousarray(tokens.values, dtype=dtype).reshape(-1), type=arrow_type)
+    return pa.ListArray.from_arrays(pa.array(tokens.offsets, pa.int32()),
+                                    pa.FixedSizeListArray.from_arrays(values, plan.token_width))
 
 
 def resume_log_path(folder: Path) -> Path:
@@ -280,6 +306,7 @@ class FeatureSet:
     ids: pd.DataFrame  # one row per embedding
     embeddings: np.ndarray  # (N, D) float32
     manifest: dict
+    tokens: RaggedTokens | None = None  # per-token states (stored precision), if asked for
 
 
 def read_manifest(folder: Path) -> dict:
@@ -306,13 +333,21 @@ def iter_shards(folder: Path, expected_fingerprint: dict | None = None, *,
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_fingerprint(manifest, expected_fingerprint, folder)
+    for table in _shard_tables(folder, manifest, verify):
+        yield _ids(table), _embeddings(table, manifest["width"])
+
+
+def _shard_tables(folder: Path, manifest: dict, verify: bool) -> Iterator[pa.Table]:
     for shard in manifest["shards"]:
         path = folder / shard["file"]
         if verify and sha256_file(path) != shard["sha256"]:
             raise ValueError(f"{path} does not match the checksum in {MANIFEST}: the feature set "
                              "is corrupt; re-run `extract` (or `dvc checkout`)")
-        table = pq.read_table(path, memory_map=True)
-        yield table.drop([EMBEDDING]).to_pandas(), _embeddings(table, manifest["width"])
+        yield pq.read_table(path, memory_map=True)
+
+
+def _ids(table: pa.Table) -> pd.DataFrame:
+    return table.drop([c for c in (EMBEDDING, TOKENS) if c in table.column_names]).to_pandas()
 
 
 def _embeddings(table: pa.Table, width: int) -> np.ndarray:
@@ -320,20 +355,43 @@ def _embeddings(table: pa.Table, width: int) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(table), width)
 
 
+def _token_states(table: pa.Table, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's token states: values (T, W) as stored, lengths (n,)."""
+    column = table.column(TOKENS).combine_chunks()
+    values = column.flatten().values.to_numpy(zero_copy_only=False).reshape(-1, width)
+    return values, np.diff(column.offsets.to_numpy())
+
+
 def read_feature_set(folder: Path, expected_fingerprint: dict | None = None, *,
-                     verify: bool = False) -> FeatureSet:
-    """Load a feature set as one (N, D) float32 array plus its id table.
+                     verify: bool = False, tokens: bool = False) -> FeatureSet:
+    """Load a feature set as one (N, D) float32 array plus its id table, and with `tokens` its
+    per-token states (in their stored precision: float16 by default keeps them half the size).
 
     The float32 array is filled shard by shard, so peak memory is the result plus one shard."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    check_fingerprint(manifest, expected_fingerprint, folder)
+    if tokens and manifest.get("token_width") is None:
+        raise ValueError(f"{folder} holds no per-token states: extract it again with "
+                         "extract.texts.tokens: true")
     embeddings = np.empty((manifest["rows"], manifest["width"]), np.float32)
-    ids, done = [], 0
-    for shard_ids, shard_embeddings in iter_shards(folder, expected_fingerprint, verify=verify):
-        embeddings[done:done + len(shard_ids)] = shard_embeddings
-        ids.append(shard_ids)
-        done += len(shard_ids)
+    ids, token_values, token_lengths, done = [], [], [], 0
+    for table in _shard_tables(folder, manifest, verify):
+        embeddings[done:done + len(table)] = _embeddings(table, manifest["width"])
+        ids.append(_ids(table))
+        if tokens:
+            values, lengths = _token_states(table, manifest["token_width"])
+            token_values.append(values)
+            token_lengths.append(lengths)
+        done += len(table)
     if done != manifest["rows"]:
         raise ValueError(f"{folder}: shards hold {done} rows, the manifest says {manifest['rows']}")
     table = pd.concat(ids, ignore_index=True) if ids else pd.DataFrame()
-    return FeatureSet(table, embeddings, manifest)
+    ragged = None
+    if tokens:
+        offsets = np.zeros(done + 1, np.int64)
+        np.cumsum(np.concatenate(token_lengths) if token_lengths else [], out=offsets[1:])
+        values = (np.concatenate(token_values) if token_values
+                  else np.zeros((0, manifest["token_width"]), PRECISIONS[manifest["precision"]][0]))
+        ragged = RaggedTokens(values, offsets)
+    return FeatureSet(table, embeddings, manifest, ragged)

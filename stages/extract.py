@@ -37,7 +37,8 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
 
     from pipeline.clip import load_clip
     from pipeline.extraction import (ExtractOptions, TooManyBadImages, extract_image_features,
-                                     extract_text_features, local_image_batches)
+                                     local_image_batches)
+    from pipeline.text_extraction import extract_text_features
 
     if feature_set not in FEATURE_SETS:
         print(f"error: unknown feature set {feature_set!r}; choose from {', '.join(FEATURE_SETS)}",
@@ -64,8 +65,10 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         max_image_pixels=images.max_image_pixels, max_bad_fraction=images.max_bad_fraction,
         decode=images.decode)
     if kind == "text":
+        # per-token states for the Q-Former's `text_input: tokens`; class prompts never need them
+        tokens = config.texts.tokens and feature_set != "class_prompts"
         result = extract_text_features(clip, table, out, name=feature_set, id_columns=id_columns,
-                                       options=options)
+                                       options=options, tokens=tokens)
     else:
         engine = local_image_batches
         if images.engine == "ray":
@@ -81,7 +84,9 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
             raise typer.Exit(1) from None
     manifest = result.manifest
     skipped = f", {manifest['skipped']} skipped (listed in manifest.json)" if manifest["skipped"] else ""
-    print(f"extract: {manifest['rows']} {feature_set} features of width {manifest['width']} "
+    with_tokens = (f" + per-token states of width {manifest['token_width']}"
+                   if manifest.get("token_width") else "")
+    print(f"extract: {manifest['rows']} {feature_set} features of width {manifest['width']}{with_tokens} "
           f"({manifest['precision']}) in {len(manifest['shards'])} shard(s): "
           f"{result.computed_shards} computed, {result.reused_shards} kept from an earlier run"
           f"{skipped}")

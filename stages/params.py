@@ -139,6 +139,7 @@ class ExtractImages(Section):
 
 class ExtractTexts(Section):
     batch_size: int = Field(1024, ge=1)
+    tokens: bool = False  # also keep per-token states (train_qformer.text_input: tokens needs them)
 
 
 class Extract(Section):
@@ -159,7 +160,7 @@ class Extract(Section):
 
 
 class TrainQFormer(Section):
-    text_input: Literal["pooled"] = "pooled"
+    text_input: Literal["pooled", "tokens"] = "pooled"  # tokens: needs extract.texts.tokens
     num_queries: int = Field(8, ge=1)
     hidden_size: int = Field(128, ge=8)
     num_layers: int = Field(2, ge=1)
@@ -208,6 +209,13 @@ class Params(Section):
     train_adapter: TrainAdapter = TrainAdapter()
     report: Report = Report()
 
+    @model_validator(mode="after")
+    def _token_features_are_extracted(self) -> Params:
+        if self.train_qformer.text_input == "tokens" and not self.extract.texts.tokens:
+            raise ValueError("train_qformer.text_input: 'tokens' needs the per-token features: "
+                             "set extract.texts.tokens: true")
+        return self
+
 
 class ParamsError(ValueError):
     """params.yaml is invalid; the message has one line per problem, each naming its key."""
@@ -215,6 +223,8 @@ class ParamsError(ValueError):
 
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
+    if not key:  # a rule across sections: its message names the keys
+        return error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (check the spelling; see params.yaml for the known keys)"
     message = error["msg"].removeprefix("Value error, ")

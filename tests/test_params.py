@@ -50,6 +50,8 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["describe"].update(backend="cbd_json"), "describe: backend 'cbd_json' needs cbd_json.path"),
     (lambda p: p["describe"]["prompts"]["paper"].update(user="a bird"), "describe.prompts.paper.user: must contain {class_name}"),
     (lambda p: p["describe"]["openai"].update(concurrency=0), "describe.openai.concurrency: Input should be greater than or equal to 1"),
+    (lambda p: p["train_qformer"].update(text_input="tokens"), "train_qformer.text_input: 'tokens' needs the per-token features: set extract.texts.tokens: true"),
+    (lambda p: p["train_qformer"].update(text_input="words"), "train_qformer.text_input: must be 'pooled' or 'tokens'"),
 ])
 def test_invalid_params_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as error:

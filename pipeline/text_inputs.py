@@ -1,0 +1,126 @@
+"""What the Q-Former reads for each text: the pooled CLIP text embedding, or the text tower's
+per-token hidden states.
+
+Token states are ragged (a caption of 12 tokens has 12 rows, not the context length's 77), so
+they are kept without padding, as one (T, W) array of every text's tokens back to back and an
+(N + 1,) offsets array: text i owns rows [offsets[i], offsets[i + 1]). A batch is padded only
+when it is gathered, on the device, in one indexing operation: no per-sample Python.
+
+Both kinds answer `batch(index) -> (inputs, mask)` for `TextToImageQFormer`, and `subset(rows)`
+without copying the features, so a training split and a validation split share one table on
+the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class RaggedTokens:
+    """Per-token states of N texts, on the host: values (T, W), offsets (N + 1,) int64."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self):
+        if self.offsets.ndim != 1 or self.offsets[0] != 0 or self.offsets[-1] != len(self.values):
+            raise ValueError(f"offsets must run from 0 to {len(self.values)} (the token rows)")
+        if (np.diff(self.offsets) < 1).any():
+            raise ValueError("every text needs at least one token")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> np.ndarray:
+        """The (L_i, W) token states of text i."""
+        return self.values[self.offsets[i]:self.offsets[i + 1]]
+
+    @classmethod
+    def from_rows(cls, rows: list[np.ndarray], width: int) -> RaggedTokens:
+        """Stack per-text (L_i, W) arrays."""
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        values = np.concatenate(rows) if rows else np.zeros((0, width), np.float16)
+        return cls(values, offsets)
+
+
+class PooledTexts:
+    """One vector per text: features (N, D) on the device."""
+
+    def __init__(self, features: torch.Tensor, rows: torch.Tensor | None = None):
+        self.features = features
+        self.rows = rows  # positions into `features` this view covers; None: all, in order
+
+    def __len__(self) -> int:
+        return len(self.features) if self.rows is None else len(self.rows)
+
+    @property
+    def width(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def subset(self, rows) -> PooledTexts:
+        rows = torch.as_tensor(rows, device=self.device)
+        return PooledTexts(self.features, rows if self.rows is None else self.rows[rows])
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(B, D) float32 features of the view's texts `index`; no mask."""
+        rows = index if self.rows is None else self.rows[index]
+        return self.features[rows].float(), None
+
+
+class TokenTexts:
+    """Per-token states of N texts on the device, without padding (see the module docstring)."""
+
+    def __init__(self, values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor | None = None):
+        self.values, self.offsets, self.rows = values, offsets, rows
+
+    @classmethod
+    def from_ragged(cls, tokens: RaggedTokens, device: torch.device | str) -> TokenTexts:
+        return cls(torch.as_tensor(tokens.values, device=device),
+                   torch.as_tensor(tokens.offsets, device=device))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def subset(self, rows) -> TokenTexts:
+        rows = torch.as_tensor(rows, device=self.device)
+        return TokenTexts(self.values, self.offsets, rows if self.rows is None else self.rows[rows])
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, W) float32 token states padded to the batch's longest text with zeros, and the
+        (B, L) attention mask (1 = a real token)."""
+        rows = index if self.rows is None else self.rows[index]
+        start = self.offsets[rows]  # (B,)
+        length = self.offsets[rows + 1] - start  # (B,)
+        steps = torch.arange(int(length.max()), device=self.device)  # (L,)
+        mask = steps[None, :] < length[:, None]  # (B, L)
+        position = torch.where(mask, start[:, None] + steps[None, :], 0)  # (B, L) rows of values
+        states = self.values[position].float() * mask[..., None]  # (B, L, W)
+        return states, mask.long()
+
+
+TextInputs = PooledTexts | TokenTexts
