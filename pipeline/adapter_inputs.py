@@ -1,7 +1,8 @@
 """What every adapter of the grid trains on: one stacked feature table on the device.
 
 CUB train images, then the Reed captions and LLM descriptions mapped into image space by the
-Q-Former (once, not per epoch), optionally L2-normalised; `table` says which row is what.
+Q-Former (once, not per epoch; from their pooled features or token states, whichever the
+Q-Former was trained on), optionally L2-normalised; `table` says which row is what.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.features import read_feature_set
+from pipeline.features import FeatureSet, read_feature_set
 from pipeline.qformer import load_qformer, map_texts
+from pipeline.text_inputs import PooledTexts, TokenTexts
 from pipeline.training_mix import TrainingTable, build_training_table
 
 
@@ -28,16 +30,23 @@ class AdapterInputs:
 
 def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
                         device: torch.device, normalize: bool) -> AdapterInputs:
+    model, saved = load_qformer(qformer, device)
+    tokens = saved.get("text_input", "pooled") == "tokens"  # what the Q-Former was trained on
     cub = read_feature_set(Path(features) / "cub_images", fingerprint)
-    reed = read_feature_set(Path(features) / "reed_captions", fingerprint)
-    llm = read_feature_set(Path(features) / "descriptions", fingerprint)
-    model, _ = load_qformer(qformer, device)
+    reed = read_feature_set(Path(features) / "reed_captions", fingerprint, tokens=tokens)
+    llm = read_feature_set(Path(features) / "descriptions", fingerprint, tokens=tokens)
     class_ids = np.sort(cub.ids["class_id"].unique())
     table, train, reed_train = build_training_table(cub.ids, reed.ids, llm.ids, class_ids)
-    stacked = torch.cat([
-        torch.as_tensor(cub.embeddings[train]),
-        torch.as_tensor(map_texts(model, torch.as_tensor(reed.embeddings[reed_train], device=device))),
-        torch.as_tensor(map_texts(model, torch.as_tensor(llm.embeddings, device=device)))]).to(device)
+
+    def mapped(texts: FeatureSet, rows=None) -> torch.Tensor:
+        inputs = (TokenTexts.from_ragged(texts.tokens, device) if tokens
+                  else PooledTexts(torch.as_tensor(texts.embeddings, device=device)))
+        if rows is not None:
+            inputs = inputs.subset(np.flatnonzero(rows))
+        return torch.as_tensor(map_texts(model, inputs))
+
+    stacked = torch.cat([torch.as_tensor(cub.embeddings[train]), mapped(reed, reed_train),
+                         mapped(llm)]).to(device)
     if normalize:
         stacked = F.normalize(stacked, dim=-1)
     return AdapterInputs(stacked, torch.as_tensor(table.labels, device=device), table, class_ids)

@@ -19,13 +19,15 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
+from pipeline.text_inputs import TextInputs
+
 WEIGHTS_FILE = "qformer.safetensors"
 CONFIG_FILE = "qformer.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class QFormerConfig:
-    text_width: int  # width of the CLIP text feature (cross-attention input)
+    text_width: int  # width of the CLIP text feature or token states (cross-attention input)
     image_width: int  # width of the CLIP image feature (output)
     num_queries: int = 8
     hidden_size: int = 128
@@ -88,10 +90,10 @@ def load_qformer(folder: Path, device: str | torch.device = "cpu") -> tuple[Text
 
 
 @torch.inference_mode()
-def map_texts(model: TextToImageQFormer, text: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
-    """Pseudo image features for a whole table of pooled text features, (N, D_t) -> (N, D_i)."""
+def map_texts(model: TextToImageQFormer, texts: TextInputs, batch_size: int = 4096) -> np.ndarray:
+    """Pseudo image features for a whole table of texts (pooled or token inputs): (N, D_i)."""
     model.eval()
-    device = next(model.parameters()).device
-    out = [model(text[i:i + batch_size].to(device)).float().cpu()
-           for i in range(0, len(text), batch_size)]
+    out = [model(*texts.batch(torch.arange(i, min(i + batch_size, len(texts)),
+                                           device=texts.device))).float().cpu()
+           for i in range(0, len(texts), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.image_width), np.float32)

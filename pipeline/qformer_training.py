@@ -13,20 +13,20 @@ from tqdm import tqdm
 
 from pipeline.clip_training import cosine_schedule
 from pipeline.losses import qformer_loss
-from pipeline.qformer import TextToImageQFormer
+from pipeline.qformer import TextToImageQFormer, map_texts
+from pipeline.text_inputs import TextInputs
 
 
 @torch.inference_mode()
-def validation_metrics(model: TextToImageQFormer, text: torch.Tensor, images: torch.Tensor,
+def validation_metrics(model: TextToImageQFormer, text: TextInputs, images: torch.Tensor,
                        caption_image: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
     """Held-out figures: mean cosine of each caption's pseudo feature with its own image, and
     text->image retrieval R@1/R@5 among the held-out images.
 
-    text: (N_cap, D_t); images: (N_img, D_i), one row per distinct image; caption_image: (N_cap,)
-    row of `images` each caption belongs to.
+    text: N_cap held-out captions; images: (N_img, D_i), one row per distinct image;
+    caption_image: (N_cap,) row of `images` each caption belongs to.
     """
-    model.eval()
-    pred = torch.cat([model(text[i:i + batch_size]).float() for i in range(0, len(text), batch_size)])
+    pred = torch.as_tensor(map_texts(model, text, batch_size), device=images.device)  # (N_cap, D_i)
     pred, gallery = F.normalize(pred, dim=-1), F.normalize(images.float(), dim=-1)
     sims = pred @ gallery.T  # (N_cap, N_img)
     own = sims.gather(1, caption_image[:, None])  # (N_cap, 1)
@@ -36,15 +36,16 @@ def validation_metrics(model: TextToImageQFormer, text: torch.Tensor, images: to
             "recall_at_5": 100.0 * (rank < 5).float().mean().item()}
 
 
-def train_qformer(model: TextToImageQFormer, text: torch.Tensor, image: torch.Tensor, *,
-                  val_text: torch.Tensor, val_images: torch.Tensor, val_caption_image: torch.Tensor,
+def train_qformer(model: TextToImageQFormer, text: TextInputs, image: torch.Tensor, *,
+                  val_text: TextInputs, val_images: torch.Tensor, val_caption_image: torch.Tensor,
                   loss: str, margin: float, weighting: str, temperature: float, epochs: int,
                   batch_size: int,
                   lr: float, weight_decay: float, warmup_fraction: float, grad_clip: float,
                   seed: int, show_progress: bool = True, on_epoch=None) -> list[dict]:
-    """Train on pairs (text[k], image[k]); returns one dict of figures per epoch (epoch 0 is the
-    untrained model). `on_epoch(figures)` is called after each, e.g. to log curves."""
-    device = text.device
+    """Train on pairs (text k, image[k]), text pooled features or token states (`text_inputs`);
+    returns one dict of figures per epoch (epoch 0 is the untrained model). `on_epoch(figures)`
+    is called after each, e.g. to log curves."""
+    device = image.device
     torch.manual_seed(seed)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     steps_per_epoch = max(1, len(text) // batch_size)
@@ -64,7 +65,7 @@ def train_qformer(model: TextToImageQFormer, text: torch.Tensor, image: torch.Te
         for step in range(steps_per_epoch):
             index = order[step * batch_size:(step + 1) * batch_size]
             with autocast:
-                pred = model(text[index])
+                pred = model(*text.batch(index))
             value = qformer_loss(loss, pred.float(), image[index], margin=margin,
                                  temperature=temperature, weighting=weighting)
             optimizer.zero_grad(set_to_none=True)

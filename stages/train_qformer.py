@@ -1,12 +1,16 @@
 """Stage `train_qformer`: train the Q-Former on the cached COCO caption/image features.
 
-Train pairs: Karpathy train + restval; held-out figures each epoch on Karpathy val.
-Outputs: <out>/qformer.safetensors + qformer.json (config, CLIP fingerprint, final figures),
-and <metrics> (per-epoch curves as CSV, declared as a DVC plot).
+Train pairs: Karpathy train + restval; held-out figures each epoch on Karpathy val. The text
+side is each caption's pooled CLIP feature, or its per-token states (`text_input: tokens`,
+extracted with `extract.texts.tokens: true`).
+Outputs: <out>/qformer.safetensors + qformer.json (config, text input, CLIP fingerprint, first
+and final figures), and <live> (DVCLive: per-epoch curves as DVC plots, last figures as metrics).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
 import typer
@@ -16,9 +20,9 @@ from stages.common import PARAMS_OPTION, params_or_exit, resolve_device
 
 def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature sets of `extract`."),
          clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
-         out: Path = typer.Option(Path("artifacts/train_qformer"), help="Checkpoint folder."),
-         curves: Path = typer.Option(Path("artifacts/train_qformer/curves.csv"),
-                                     help="Per-epoch training curves (CSV)."),
+         out: Path = typer.Option(Path("artifacts/train_qformer/checkpoint"), help="Checkpoint folder."),
+         live: Path = typer.Option(Path("artifacts/train_qformer/live"),
+                                   help="DVCLive folder: per-epoch curves and last figures."),
          params: Path = PARAMS_OPTION) -> None:
     """Train the Q-Former that maps CLIP text features to pseudo CLIP image features."""
     import numpy as np
@@ -29,12 +33,14 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     from pipeline.features import read_feature_set
     from pipeline.qformer import QFormerConfig, TextToImageQFormer, save_qformer
     from pipeline.qformer_training import train_qformer
+    from pipeline.text_inputs import PooledTexts, TokenTexts
 
     config = params_or_exit(params).train_qformer
     device = torch.device(resolve_device(config.device))
     fingerprint = fingerprint_of(read_card(clip_dir))
+    tokens = config.text_input == "tokens"
     images = read_feature_set(features / "coco_images", fingerprint)
-    captions = read_feature_set(features / "coco_captions", fingerprint)
+    captions = read_feature_set(features / "coco_captions", fingerprint, tokens=tokens)
     row_of = pd.Series(np.arange(len(images.ids)), index=images.ids["image_id"])
     caption_row = row_of.loc[captions.ids["image_id"]].to_numpy()
     caption_split = images.ids["split"].to_numpy()[caption_row]
@@ -42,28 +48,48 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     def tensor(array):
         return torch.as_tensor(array, dtype=torch.float32, device=device)
 
+    texts = (TokenTexts.from_ragged(captions.tokens, device) if tokens
+             else PooledTexts(tensor(captions.embeddings)))
     train = np.isin(caption_split, ["train", "restval"])
     val = caption_split == "val"
     val_image_rows, val_caption_image = np.unique(caption_row[val], return_inverse=True)
     torch.manual_seed(config.seed)  # the initial weights too, not only the training order
     model = TextToImageQFormer(QFormerConfig(
-        text_width=captions.manifest["width"], image_width=images.manifest["width"],
+        text_width=texts.width, image_width=images.manifest["width"],
         **config.model_dump(include={"num_queries", "hidden_size", "num_layers", "num_heads",
                                      "intermediate_size", "cross_attention_frequency", "pooling",
                                      "dropout"}))).to(device)
-    history = train_qformer(
-        model, tensor(captions.embeddings[train]), tensor(images.embeddings[caption_row[train]]),
-        val_text=tensor(captions.embeddings[val]), val_images=tensor(images.embeddings[val_image_rows]),
-        val_caption_image=torch.as_tensor(val_caption_image, device=device),
-        **config.model_dump(include={"loss", "margin", "weighting", "temperature", "epochs",
-                                     "batch_size", "lr", "weight_decay", "warmup_fraction",
-                                     "grad_clip", "seed"}))
+    with curve_logger(live) as log_epoch:
+        history = train_qformer(
+            model, texts.subset(np.flatnonzero(train)), tensor(images.embeddings[caption_row[train]]),
+            val_text=texts.subset(np.flatnonzero(val)),
+            val_images=tensor(images.embeddings[val_image_rows]),
+            val_caption_image=torch.as_tensor(val_caption_image, device=device), on_epoch=log_epoch,
+            **config.model_dump(include={"loss", "margin", "weighting", "temperature", "epochs",
+                                         "batch_size", "lr", "weight_decay", "warmup_fraction",
+                                         "grad_clip", "seed"}))
     save_qformer(model, out, {"clip_fingerprint": fingerprint, "text_input": config.text_input,
                               "untrained": history[0], "final": history[-1]})
-    tmp = curves.with_name(curves.name + ".tmp")
-    pd.DataFrame(history).to_csv(tmp, index=False)
-    tmp.replace(curves)
     first, last = history[0], history[-1]
     print(f"train_qformer: held-out matched cosine {first['mean_matched_cosine']:.3f} -> "
           f"{last['mean_matched_cosine']:.3f}, R@1 {first['recall_at_1']:.1f} -> "
           f"{last['recall_at_1']:.1f}, R@5 {first['recall_at_5']:.1f} -> {last['recall_at_5']:.1f}")
+
+
+@contextlib.contextmanager
+def curve_logger(folder: Path):
+    """Gives `log(figures)` for each epoch's figures, written with DVCLive: one TSV per curve
+    under <folder>/plots/metrics (step = epoch; 0 = untrained) and the last figures in
+    <folder>/metrics.json, so `dvc plots show` / `dvc plots diff` draw them."""
+    from dvclive import Live
+
+    # DVCLive only writes files here: the stage runs under `dvc repro`, which tracks them
+    with Live(str(folder), save_dvc_exp=False, dvcyaml=None) as live:
+        def log(figures: dict) -> None:
+            live.step = int(figures["epoch"])
+            for name, value in figures.items():
+                if name != "epoch" and not math.isnan(value):  # no loss before training
+                    live.log_metric("train/loss" if name == "train_loss" else f"val/{name}", value)
+            live.make_summary()
+
+        yield log

@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
 from pipeline.qformer import QFormerConfig, TextToImageQFormer, load_qformer, map_texts, save_qformer
 from pipeline.qformer_training import train_qformer, validation_metrics
+from pipeline.text_inputs import PooledTexts, RaggedTokens, TokenTexts
 
 SMALL = QFormerConfig(text_width=12, image_width=10, num_queries=4, hidden_size=32, num_layers=1,
                       num_heads=2, intermediate_size=64, dropout=0.0)
@@ -26,7 +28,7 @@ def test_checkpoint_rebuilds_the_same_model(tmp_path):
     x = torch.randn(4, 12)
     torch.testing.assert_close(model(x), loaded(x))
     assert saved["note"] == "x" and saved["config"]["hidden_size"] == 32
-    assert map_texts(loaded, x).shape == (4, 10)
+    assert map_texts(loaded, PooledTexts(x)).shape == (4, 10)
 
 
 @pytest.mark.parametrize("loss,weighting", [("pairwise_cosine", "balanced"),
@@ -42,16 +44,64 @@ def test_training_raises_held_out_matched_cosine(loss, weighting):
     val_index = torch.arange(100)
     torch.manual_seed(0)
     model = TextToImageQFormer(SMALL)
+    texts = PooledTexts(text)
     history = train_qformer(
-        model, text[:500], image[:500], val_text=text[val], val_images=image[val],
+        model, texts.subset(range(500)), image[:500], val_text=texts.subset(range(500, 600)),
+        val_images=image[val],
         val_caption_image=val_index, loss=loss, margin=0.0, weighting=weighting,
         temperature=0.07, epochs=15, batch_size=50, lr=3e-3, weight_decay=0.0,
         warmup_fraction=0.05, grad_clip=1.0, seed=0, show_progress=False)
     assert history[0]["epoch"] == 0 and len(history) == 16
     assert history[-1]["recall_at_5"] > history[0]["recall_at_5"] + 50
     assert history[-1]["mean_matched_cosine"] > 0.9 > history[0]["mean_matched_cosine"] + 0.5
-    again = validation_metrics(model, text[val], image[val], val_index)
+    again = validation_metrics(model, PooledTexts(text[val]), image[val], val_index)
     assert again["recall_at_1"] == history[-1]["recall_at_1"]
+
+
+def ragged(lengths, width, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(int(sum(lengths)), width, generator=g).numpy()
+    return RaggedTokens(values, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def test_token_batches_are_padded_on_gather_and_masked():
+    tokens = ragged([3, 1, 5, 2], width=6)
+    texts = TokenTexts.from_ragged(tokens, "cpu")
+    states, mask = texts.batch(torch.tensor([2, 1]))
+    assert states.shape == (2, 5, 6) and mask.tolist() == [[1] * 5, [1, 0, 0, 0, 0]]
+    np.testing.assert_array_equal(states[0].numpy(), tokens.row(2))
+    np.testing.assert_array_equal(states[1, :1].numpy(), tokens.row(1))
+    assert states[1, 1:].abs().sum() == 0  # padding is zeros, never a neighbour's tokens
+    view = texts.subset([3, 0]).subset([1])  # views compose without copying the values
+    states, mask = view.batch(torch.tensor([0]))
+    np.testing.assert_array_equal(states[0].numpy(), tokens.row(0))
+    assert len(view) == 1 and view.values is texts.values
+    # padding cannot change the output: a text alone or beside a longer one maps the same
+    model = TextToImageQFormer(QFormerConfig(**{**SMALL.__dict__, "text_width": 6})).eval()
+    alone = map_texts(model, texts.subset([1]))
+    beside = map_texts(model, texts.subset([1, 2]))
+    np.testing.assert_allclose(alone[0], beside[0], atol=1e-5)
+
+
+def test_training_on_token_states_raises_held_out_matched_cosine():
+    # The image feature is a fixed linear map of the *mean* of a text's token states: the
+    # Q-Former must attend over every real token (lengths 2-9) and ignore the padding.
+    g = np.random.default_rng(0)
+    lengths = g.integers(2, 10, 600)
+    tokens = ragged(lengths, width=12, seed=1)
+    mix = torch.randn(12, 10, generator=torch.Generator().manual_seed(2))
+    means = torch.stack([torch.as_tensor(tokens.row(i)).mean(dim=0) for i in range(600)])
+    image = means @ mix * 3 + 0.5
+    texts = TokenTexts.from_ragged(tokens, "cpu")
+    torch.manual_seed(0)
+    model = TextToImageQFormer(SMALL)
+    history = train_qformer(
+        model, texts.subset(range(500)), image[:500], val_text=texts.subset(range(500, 600)),
+        val_images=image[500:], val_caption_image=torch.arange(100), loss="pairwise_cosine",
+        margin=0.0, weighting="balanced", temperature=0.07, epochs=15, batch_size=50, lr=3e-3,
+        weight_decay=0.0, warmup_fraction=0.05, grad_clip=1.0, seed=0, show_progress=False)
+    assert history[-1]["mean_matched_cosine"] > 0.9 > history[0]["mean_matched_cosine"] + 0.5
+    assert history[-1]["recall_at_5"] > 90 > history[0]["recall_at_5"] + 50
 
 
 def test_paper_weighting_favours_a_degenerate_predictor():
