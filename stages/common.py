@@ -48,12 +48,21 @@ def write_parquet(table: pd.DataFrame, path: Path, metadata: dict[str, str] | No
     tmp.replace(path)
 
 
-def write_json(content: dict, path: Path) -> None:
+def write_bytes(path: Path, content: bytes) -> None:
+    """Write under a temporary name, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    tmp.write_bytes(content)
     tmp.replace(path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(content: dict, path: Path) -> None:
+    write_text(path, json.dumps(content, indent=2) + "\n")
 
 
 def read_parquet_with_metadata(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:

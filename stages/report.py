@@ -19,21 +19,9 @@ from typing import Optional
 
 import typer
 
-from stages.common import PARAMS_OPTION, params_or_exit
+from stages.common import PARAMS_OPTION, params_or_exit, write_bytes, write_text
 
 WORKSPACE = "workspace"
-
-
-def write_bytes(path: Path, content: bytes) -> None:
-    """Write under a temporary name, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(content)
-    tmp.replace(path)
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode())
 
 
 def main(results: Path = typer.Option(Path("artifacts/evaluate/results.parquet"),
