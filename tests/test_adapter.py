@@ -29,13 +29,36 @@ def test_batched_heads_equal_separate_runs():
     assert accuracy.shape == (3,) and (accuracy > 90).all()
 
 
+def test_step_matches_plain_autograd_reference():
+    """The batched step (logits laid out (H, C, B), baddbmm, one summed loss) is the textbook
+    per-head step: one head at a time, einsum logits, mean cross-entropy, AdamW."""
+    features, labels = blobs()
+    pools = [np.arange(len(labels)), np.arange(0, 160, 3)]
+    kwargs = dict(steps=30, batch_size=16, lr=0.05, weight_decay=0.01, logit_scale=2.0)
+    w, b = train_linear_heads(features, labels, pools, 4, seeds=[[0], [1]], show_progress=False,
+                              **kwargs)
+    streams = batch_streams(pools, 30, 16, [[0], [1]])
+    for h in range(2):
+        weight = torch.zeros(1, 4, 8, requires_grad=True)
+        bias = torch.zeros(1, 4, requires_grad=True)
+        optimizer = torch.optim.AdamW([weight, bias], lr=0.05, weight_decay=0.01)
+        for step in range(30):
+            index = torch.as_tensor(streams[step, h])
+            logits = head_logits(weight, bias, features[index], 2.0)[0]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(logits, labels[index]).backward()
+            optimizer.step()
+        torch.testing.assert_close(w[h], weight.detach()[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(b[h], bias.detach()[0], atol=1e-5, rtol=1e-4)
+
+
 def test_batch_streams_cover_each_pool_once_per_epoch():
     pools = [np.arange(10), np.arange(20, 26)]
     streams = batch_streams(pools, steps=5, batch_size=4, seeds=[1, 2])
-    assert streams.shape == (2, 5, 4)
-    assert sorted(streams[0].reshape(-1)[:10]) == list(range(10))
-    assert set(streams[1].reshape(-1)) == set(range(20, 26))
-    assert sorted(streams[1].reshape(-1)[:6]) == list(range(20, 26))
+    assert streams.shape == (5, 2, 4)  # step-major
+    assert sorted(streams[:, 0].reshape(-1)[:10]) == list(range(10))
+    assert set(streams[:, 1].reshape(-1)) == set(range(20, 26))
+    assert sorted(streams[:, 1].reshape(-1)[:6]) == list(range(20, 26))
 
 
 def test_topk_accuracy_hand_made():
