@@ -44,14 +44,14 @@ def bench_adapter(features: torch.Tensor, labels: torch.Tensor, pools: Sequence[
                        **dict(training, steps=2), show_progress=False)  # warm-up
     synchronize()
     start = time.perf_counter()
-    weight, _ = train_linear_heads(features, labels, pools, num_classes, seeds=seeds,
-                                   show_progress=False, **training)
+    weight = train_linear_heads(features, labels, pools, num_classes, seeds=seeds,
+                                show_progress=False, **training).weight
     synchronize()
     batched = time.perf_counter() - start
     start, difference = time.perf_counter(), 0.0
     for h, (pool, seed) in enumerate(zip(pools, seeds)):
-        alone, _ = train_linear_heads(features, labels, [pool], num_classes, seeds=[seed],
-                                      show_progress=False, **training)
+        alone = train_linear_heads(features, labels, [pool], num_classes, seeds=[seed],
+                                   show_progress=False, **training).weight
         difference = max(difference, (alone[0] - weight[h]).abs().max().item())
     synchronize()
     return AdapterBench(len(pools), training["steps"], batched, time.perf_counter() - start,

@@ -6,6 +6,9 @@ whatever their classes, which skews the class balance at low ratios.
 
 Both draw from one seeded permutation, so the images kept at a lower ratio are a subset of
 those kept at a higher one: the curve over ratios varies one thing at a time.
+
+`validation_mask` holds a class-balanced slice of the training images out of every run, for
+early stopping; selection then draws from the rest.
 """
 
 from __future__ import annotations
@@ -41,4 +44,26 @@ def keep_mask(labels: np.ndarray, image_ratio: float, selection: str, seed: int)
             mask[members[np.argsort(rank[members])[:keep]]] = True
     else:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    return mask
+
+
+_VALIDATION_STREAM = 0x76616C  # "val": the held-out draw is independent of the keep draw
+
+
+def validation_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over training images: True = held out for validation, used by no run.
+
+    In each class, round(fraction * n_c) images, at least one and never all of them: every class
+    is scored and every class keeps an image to train on. fraction in (0, 1).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, _VALIDATION_STREAM])
+    order = rng.permutation(len(labels))
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = order[labels[order] == c]  # the class's images in draw order
+        held = min(max(1, _round_half_up(fraction * len(members))), len(members) - 1)
+        mask[members[:held]] = True
     return mask

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from pipeline.selection import keep_mask
+from pipeline.selection import keep_mask, validation_mask
 
 TEXT_SOURCES = ("none", "reed", "llm")
 
@@ -85,21 +85,47 @@ def build_training_table(images: pd.DataFrame, reed: pd.DataFrame, llm: pd.DataF
     return TrainingTable(train, captions, descriptions), is_train, captions_train
 
 
-def run_pool(run: Run, table: TrainingTable, llm_per_image: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of `table` that `run` trains on, and the ids of the images it keeps."""
+def run_pool(run: Run, table: TrainingTable, llm_per_image: int,
+             held_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `table` that `run` trains on, and the ids of the images it keeps.
+
+    held_out: optional boolean mask over `table.images` (a validation slice): those images are
+    neither kept nor replaced by their texts; the ratio applies to the rest.
+    """
     labels = table.images["class_index"].to_numpy()
-    kept = keep_mask(labels, run.image_ratio / 100.0, run.selection, run.seed)
+    held = np.zeros(len(labels), bool) if held_out is None else np.asarray(held_out, bool)
+    rest = np.flatnonzero(~held)  # all images when nothing is held out: the same draw as before
+    kept = np.zeros(len(labels), dtype=bool)
+    kept[rest[keep_mask(labels[rest], run.image_ratio / 100.0, run.selection, run.seed)]] = True
+    replaced = ~kept & ~held
     rows = [np.flatnonzero(kept)]
-    replaced_ids = table.images["image_id"].to_numpy()[~kept]
+    replaced_ids = table.images["image_id"].to_numpy()[replaced]
     if run.text_source == "reed":
         offset = len(table.images)
         hit = np.isin(table.reed["image_id"].to_numpy(), replaced_ids)
         rows.append(offset + np.flatnonzero(hit))
     elif run.text_source == "llm":
-        rows.append(_llm_rows(labels[~kept], table, llm_per_image))
+        rows.append(_llm_rows(labels[replaced], table, llm_per_image))
     elif run.text_source != "none":
         raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {run.text_source!r}")
     return np.concatenate(rows), table.images["image_id"].to_numpy()[kept]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRows:
+    pool: np.ndarray  # rows of the table the run trains on
+    kept_ids: np.ndarray  # ids of the training images it keeps as images
+    val_rows: np.ndarray  # image rows held out to validate it (empty without validation)
+
+
+def run_rows(run: Run, table: TrainingTable, llm_per_image: int,
+             val_fraction: float = 0.0) -> RunRows:
+    """A run's pool, kept images and, with val_fraction > 0, its validation images: a
+    class-balanced slice drawn from the run's seed, so the runs of one seed share it."""
+    if val_fraction == 0:
+        return RunRows(*run_pool(run, table, llm_per_image), np.zeros(0, dtype=np.int64))
+    held = validation_mask(table.images["class_index"].to_numpy(), val_fraction, run.seed)
+    return RunRows(*run_pool(run, table, llm_per_image, held), np.flatnonzero(held))
 
 
 def _llm_rows(replaced_labels: np.ndarray, table: TrainingTable, per_image: int) -> np.ndarray:

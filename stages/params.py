@@ -183,6 +183,12 @@ class TrainQFormer(Section):
     device: Device = "auto"
 
 
+class AdapterEarlyStopping(Section):
+    val_fraction: float = Field(0.0, ge=0, le=0.5)  # of each class's train images; 0: off
+    eval_every: int = Field(50, ge=1)  # steps between validations
+    patience: int = Field(5, ge=1)  # validations without a better top-1 before a head freezes
+
+
 class TrainAdapter(Section):
     selection: list[Literal["class_balanced", "global"]] = Field(["class_balanced"], min_length=1)
     seeds: list[int] = Field([0], min_length=1)
@@ -193,7 +199,16 @@ class TrainAdapter(Section):
     weight_decay: float = Field(1e-4, ge=0)
     normalize: bool = True
     logit_scale: float = Field(10.0, gt=0)
+    early_stopping: AdapterEarlyStopping = AdapterEarlyStopping()
     device: Device = "auto"
+
+    @model_validator(mode="after")
+    def _validates_before_the_end(self) -> TrainAdapter:
+        every = self.early_stopping.eval_every
+        if self.early_stopping.val_fraction > 0 and every >= self.steps:
+            raise ValueError(f"early_stopping.eval_every ({every}) must be less than steps "
+                             f"({self.steps}), or early stopping never acts")
+        return self
 
 
 class Report(Section):

@@ -2,8 +2,10 @@
 x seed), trained together as stacked linear heads on cached features.
 
 Outputs in <out>: heads.safetensors (weight (H, C, D), bias (H, C)), heads.json (run order,
-class ids, feature settings, CLIP fingerprint), runs.parquet (one row per run with its pool
-sizes) and kept_images.parquet (run, image_id: which images each run kept, for audit).
+class ids, feature settings, training settings, CLIP fingerprint), runs.parquet (one row per
+run: pool sizes and, with early stopping, its best step and validation top-1),
+kept_images.parquet and val_images.parquet (run, image_id: which images each run kept, and
+which it was validated on; empty without early stopping), for audit.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
          out: Path = typer.Option(Path("artifacts/train_adapter"), help="Output folder."),
          params: Path = PARAMS_OPTION) -> None:
     """Train every adapter of Table 1 in one batched job."""
+    import numpy as np
     import pandas as pd
     import torch
     from safetensors.torch import save_file
 
-    from pipeline.adapter import train_linear_heads
+    from pipeline.adapter import EarlyStopping, train_linear_heads
     from pipeline.adapter_inputs import load_adapter_inputs
     from pipeline.clip import fingerprint_of, read_card
-    from pipeline.training_mix import run_pool, table1_runs
+    from pipeline.training_mix import run_rows, table1_runs
 
     config = params_or_exit(params).train_adapter
     device = torch.device(resolve_device(config.device))
@@ -36,27 +39,45 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
     inputs = load_adapter_inputs(features, fingerprint, qformer, device, config.normalize)
     table, class_ids = inputs.table, inputs.class_ids
     runs = table1_runs(config.selection, config.seeds)
-    pools, kept = zip(*(run_pool(run, table, config.llm_per_image) for run in runs))
-    weight, bias = train_linear_heads(
-        inputs.features, inputs.labels, pools, len(class_ids),
+    stopping = config.early_stopping
+    parts = [run_rows(run, table, config.llm_per_image, stopping.val_fraction) for run in runs]
+    heads = train_linear_heads(
+        inputs.features, inputs.labels, [part.pool for part in parts], len(class_ids),
         steps=config.steps, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, logit_scale=config.logit_scale,
-        seeds=[run.stream_seed for run in runs])
+        seeds=[run.stream_seed for run in runs],
+        early_stopping=EarlyStopping([part.val_rows for part in parts], stopping.eval_every,
+                                     stopping.patience) if stopping.val_fraction > 0 else None)
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "heads.safetensors.tmp"
-    save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, str(tmp))
+    save_file({"weight": heads.weight.cpu().contiguous(), "bias": heads.bias.cpu().contiguous()},
+              str(tmp))
     tmp.replace(out / "heads.safetensors")
     write_json({"runs": [run.name for run in runs], "class_ids": class_ids.tolist(),
                 "normalize": config.normalize, "logit_scale": config.logit_scale,
+                "steps": config.steps, "steps_run": heads.steps_run,
+                "early_stopping": stopping.model_dump(),
                 "clip_fingerprint": fingerprint}, out / "heads.json")
     rows = []
-    for run, pool, kept_ids in zip(runs, pools, kept):
+    for h, (run, part) in enumerate(zip(runs, parts)):
         rows.append({"run": run.name, "image_ratio": run.image_ratio, "text_ratio": run.text_ratio,
                      "text_source": run.text_source, "selection": run.selection, "seed": run.seed,
-                     "n_images": len(kept_ids), "n_texts": len(pool) - len(kept_ids)})
+                     "n_images": len(part.kept_ids), "n_texts": len(part.pool) - len(part.kept_ids),
+                     "n_val": len(part.val_rows), "best_step": int(heads.best_step[h]),
+                     "stop_step": int(heads.stop_step[h]), "val_top1": float(heads.val_top1[h])})
     write_parquet(pd.DataFrame(rows), out / "runs.parquet")
-    write_parquet(pd.DataFrame([(run.name, int(i)) for run, ids in zip(runs, kept) for i in ids],
-                               columns=["run", "image_id"]), out / "kept_images.parquet")
+    image_ids = table.images["image_id"].to_numpy()
+
+    def per_run(ids_of) -> pd.DataFrame:  # (run, image_id) rows
+        return pd.DataFrame([(run.name, int(i)) for run, part in zip(runs, parts)
+                             for i in ids_of(part)], columns=["run", "image_id"])
+
+    write_parquet(per_run(lambda part: part.kept_ids), out / "kept_images.parquet")
+    write_parquet(per_run(lambda part: image_ids[part.val_rows]), out / "val_images.parquet")
     print(f"train_adapter: {len(runs)} adapters on {len(table.images)} train images, "
           f"{len(table.reed)} Reed captions, {len(table.llm)} descriptions")
+    if stopping.val_fraction > 0:
+        print(f"early stopping on {len(parts[0].val_rows)} held-out images per run: best steps "
+              f"{heads.best_step.min()}-{heads.best_step.max()} (median "
+              f"{int(np.median(heads.best_step))}), {heads.steps_run} of {config.steps} steps run")

@@ -38,6 +38,12 @@ def test_preset_has_the_same_keys_as_the_demo():
 @pytest.mark.parametrize("edit,message", [
     (lambda p: p["train_adapter"].update(lr=-1), "train_adapter.lr: Input should be greater than 0"),
     (lambda p: p["train_adapter"].update(lerning_rate=0.1), "train_adapter.lerning_rate: unknown key"),
+    (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=0.8), "train_adapter.early_stopping.val_fraction: Input should be less than or equal to 0.5"),
+    (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=-0.1), "train_adapter.early_stopping.val_fraction: Input should be greater than or equal to 0"),
+    (lambda p: p["train_adapter"]["early_stopping"].update(eval_every=0), "train_adapter.early_stopping.eval_every: Input should be greater than or equal to 1"),
+    (lambda p: p["train_adapter"]["early_stopping"].update(patience="five"), "train_adapter.early_stopping.patience: Input should be a valid integer"),
+    (lambda p: p["train_adapter"]["early_stopping"].update(paitence=5), "train_adapter.early_stopping.paitence: unknown key"),
+    (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=0.1, eval_every=500), "train_adapter: early_stopping.eval_every (500) must be less than steps (500)"),
     (lambda p: p["extract"].update(precision="int8"), "extract.precision: must be 'float16' or 'float32'"),
     (lambda p: p["train_qformer"].update(epochs="ten"), "train_qformer.epochs: Input should be a valid integer"),
     (lambda p: p["data"]["demo"].update(num_classes=1), "data.demo.num_classes: Input should be greater than or equal to 2"),
@@ -72,3 +78,10 @@ def test_stage_exits_2_with_one_line_and_no_traceback(tmp_path):
 def test_missing_params_file_is_a_clear_error(tmp_path):
     with pytest.raises(ParamsError, match="no such params file"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_early_stopping_is_off_by_default_and_eval_every_only_matters_when_on(tmp_path):
+    assert load_params(REPO / "params.yaml").train_adapter.early_stopping.val_fraction == 0
+    off = load_params(write(tmp_path, lambda p: p["train_adapter"]["early_stopping"].update(
+        eval_every=10_000)))
+    assert off.train_adapter.early_stopping.eval_every == 10_000

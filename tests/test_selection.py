@@ -40,3 +40,18 @@ def test_bad_arguments_are_refused():
         keep_mask(np.zeros(3, int), 1.5, "global", 0)
     with pytest.raises(ValueError, match="selection"):
         keep_mask(np.zeros(3, int), 0.5, "random", 0)
+
+
+def test_validation_slice_is_class_balanced_seeded_and_never_empties_a_class():
+    from pipeline.selection import validation_mask
+
+    labels = np.repeat([0, 1, 2, 3], [30, 30, 10, 2])
+    held = validation_mask(labels, 0.1, seed=0)
+    assert counts(labels, held) == [3, 3, 1, 1]  # at least one per class, never all of a class
+    assert np.array_equal(held, validation_mask(labels, 0.1, seed=0))
+    assert not np.array_equal(held, validation_mask(labels, 0.1, seed=1))
+    assert counts(labels, validation_mask(labels, 0.5, seed=0)) == [15, 15, 5, 1]
+    # its own draw: not the images keep_mask would replace first
+    assert not np.array_equal(held, ~keep_mask(labels, 0.9, "class_balanced", seed=0))
+    with pytest.raises(ValueError, match="validation fraction"):
+        validation_mask(labels, 0.0, seed=0)

@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.training_mix import Run, build_training_table, run_pool, table1_runs
+from pipeline.selection import keep_mask
+from pipeline.training_mix import Run, build_training_table, run_pool, run_rows, table1_runs
 
 
 def tiny_world():
@@ -47,3 +48,41 @@ def test_table1_has_thirty_cells_per_selection_and_seed():
     cells = {(r.image_ratio, r.text_source) for r in runs}
     assert (100, "none") in cells and (0, "llm") in cells
     assert (0, "none") not in cells and (100, "reed") not in cells
+
+
+def test_validation_images_are_held_out_of_every_run():
+    # 2 classes x 20 train images (+1 test each), 10 captions per image, 3 descriptions per class
+    images = pd.DataFrame({"image_id": np.arange(1, 43), "class_id": np.repeat([7, 9], 21),
+                           "split": (["train"] * 20 + ["test"]) * 2})
+    reed = pd.DataFrame({"image_id": np.repeat(np.arange(1, 43), 10)})
+    llm = pd.DataFrame({"class_id": np.repeat([7, 9], 3)})
+    table, _, _ = build_training_table(images, reed, llm, np.array([7, 9]))
+    ids = table.images["image_id"].to_numpy()
+    runs = table1_runs(["class_balanced", "global"], [0, 1])
+    for run in runs:
+        part = run_rows(run, table, llm_per_image=10, val_fraction=0.2)
+        assert np.bincount(table.labels[part.val_rows]).tolist() == [4, 4]  # class-balanced
+        val_ids = set(ids[part.val_rows])
+        assert not val_ids & set(part.kept_ids)
+        assert not set(part.val_rows) & set(part.pool)  # not trained on as images...
+        caption_rows = part.pool[part.pool >= 40] - 40 if run.text_source == "reed" else []
+        assert not val_ids & set(table.reed["image_id"].to_numpy()[caption_rows])  # nor captions
+        same_seed = run_rows(Run(50, "none", "global", run.seed), table, 10, 0.2)
+        assert np.array_equal(part.val_rows, same_seed.val_rows)  # one slice per seed
+        if run.image_ratio == 100:
+            assert len(part.kept_ids) == 32  # (100, 0) keeps every image but the slice
+        if run.text_source == "reed" and run.image_ratio == 0:
+            assert len(part.pool) == 32 * 10  # the captions of the 32 images not held out
+    slices = {seed: run_rows(Run(100, "none", "class_balanced", seed), table, 10, 0.2).val_rows
+              for seed in (0, 1)}
+    assert not np.array_equal(slices[0], slices[1])
+
+
+def test_no_validation_keeps_the_draw_over_all_images():
+    table, _, _ = tiny_world()
+    labels, ids = table.images["class_index"].to_numpy(), table.images["image_id"].to_numpy()
+    for run in table1_runs(["class_balanced", "global"], [0, 3]):
+        part = run_rows(run, table, llm_per_image=10)
+        mask = keep_mask(labels, run.image_ratio / 100, run.selection, run.seed)
+        assert np.array_equal(part.kept_ids, ids[mask]) and len(part.val_rows) == 0
+        assert np.array_equal(part.pool, run_pool(run, table, llm_per_image=10)[0])
