@@ -17,6 +17,8 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
 
     results: one row per adapter run (image_ratio, text_source, selection, seed, top1, top5).
     """
+    # ratios are whole percents; a results table with zero-shot rows (no ratio) holds floats
+    results = results.astype({"image_ratio": int})
     cells = (results.groupby(["image_ratio", "text_source", "selection"], as_index=False)
              .agg(top1=("top1", "mean"), top5=("top5", "mean"), top1_std=("top1", "std"),
                   seeds=("seed", "nunique")))

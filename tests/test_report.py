@@ -47,6 +47,14 @@ def fake_results(selections=("class_balanced", "global"), seeds=(0,)) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def test_ratios_stay_whole_percents_when_results_hold_zero_shot_rows():
+    # evaluate's results table has a zero-shot row without a ratio, so its ratios load as floats
+    results = fake_results(selections=("class_balanced",)).astype({"image_ratio": float})
+    cells = table1(results)
+    assert cells["image_ratio"].dtype.kind == "i" and cells["text_ratio"].dtype.kind == "i"
+    assert cells.to_csv(index=False, float_format="%.2f").splitlines()[1].startswith("100,0,none,")
+
+
 def test_table1_has_every_cell_of_each_selection_with_the_papers_numbers():
     cells = table1(fake_results())
     assert len(cells) == 60
