@@ -17,16 +17,17 @@ from pipeline.adapter import train_linear_heads
 class AdapterBench:
     heads: int
     steps: int
-    batched_seconds: float
-    sequential_seconds: float
+    batched_seconds: float  # the best of `repeats` timings
+    sequential_seconds: float  # the best of `repeats` timings
     max_weight_difference: float  # between the two ways: they must train the same heads
+    repeats: int = 1
 
     @property
     def speedup(self) -> float:
         return self.sequential_seconds / self.batched_seconds
 
     def report(self) -> str:
-        return (f"{self.heads} heads x {self.steps} steps\n"
+        return (f"{self.heads} heads x {self.steps} steps, best of {self.repeats}\n"
                 f"batched     {self.batched_seconds:8.2f} s\n"
                 f"sequential  {self.sequential_seconds:8.2f} s\n"
                 f"sequential / batched = {self.speedup:.1f}x (goal >= 10x); max |weight "
@@ -34,25 +35,31 @@ class AdapterBench:
 
 
 def bench_adapter(features: torch.Tensor, labels: torch.Tensor, pools: Sequence[np.ndarray],
-                  seeds: Sequence, num_classes: int, **training) -> AdapterBench:
-    """Time `train_linear_heads` on all pools at once and on each pool alone."""
+                  seeds: Sequence, num_classes: int, repeats: int = 3,
+                  **training) -> AdapterBench:
+    """Time `train_linear_heads` on all pools at once and on each pool alone, `repeats` times
+    each, interleaved. The best time of each way is kept (as `timeit` advises): the one least
+    disturbed by other work on the machine, which on a shared 2-core box is most of the noise."""
     def synchronize():
         if features.is_cuda:
             torch.cuda.synchronize()
 
     train_linear_heads(features, labels, pools[:1], num_classes, seeds=seeds[:1],
                        **dict(training, steps=2), show_progress=False)  # warm-up
-    synchronize()
-    start = time.perf_counter()
-    weight = train_linear_heads(features, labels, pools, num_classes, seeds=seeds,
-                                show_progress=False, **training).weight
-    synchronize()
-    batched = time.perf_counter() - start
-    start, difference = time.perf_counter(), 0.0
-    for h, (pool, seed) in enumerate(zip(pools, seeds)):
-        alone = train_linear_heads(features, labels, [pool], num_classes, seeds=[seed],
-                                   show_progress=False, **training).weight
-        difference = max(difference, (alone[0] - weight[h]).abs().max().item())
-    synchronize()
-    return AdapterBench(len(pools), training["steps"], batched, time.perf_counter() - start,
-                        difference)
+    batched, sequential, difference = [], [], 0.0
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        weight = train_linear_heads(features, labels, pools, num_classes, seeds=seeds,
+                                    show_progress=False, **training).weight
+        synchronize()
+        batched.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for h, (pool, seed) in enumerate(zip(pools, seeds)):
+            alone = train_linear_heads(features, labels, [pool], num_classes, seeds=[seed],
+                                       show_progress=False, **training).weight
+            difference = max(difference, (alone[0] - weight[h]).abs().max().item())
+        synchronize()
+        sequential.append(time.perf_counter() - start)
+    return AdapterBench(len(pools), training["steps"], min(batched), min(sequential),
+                        difference, repeats)

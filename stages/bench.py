@@ -75,11 +75,14 @@ def adapter(
     clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
     qformer: Path = typer.Option(Path("artifacts/train_qformer/checkpoint"),
                                  help="Q-Former checkpoint."),
+    repeats: int = typer.Option(3, min=1, help="Time each way this many times, interleaved, "
+                                "and keep the best of each."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     params: Path = PARAMS_OPTION,
 ) -> None:
     """The Table-1 adapter grid trained as stacked heads in one job vs one head after another:
-    the same heads, timed in one run (train_adapter params; the demo's artifacts by default)."""
+    the same heads, timed in one run (train_adapter params, early stopping aside: every head
+    trains all `steps`; the demo's artifacts by default)."""
     import torch
 
     from pipeline.adapter_inputs import load_adapter_inputs
@@ -100,8 +103,9 @@ def adapter(
     print(f"bench adapter: {len(runs)} heads on {len(inputs.labels)} training rows, {device}")
     result = bench_adapter(inputs.features, inputs.labels, pools,
                            [run.stream_seed for run in runs], len(inputs.class_ids),
-                           steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                           weight_decay=config.weight_decay, logit_scale=config.logit_scale)
+                           repeats=repeats, steps=config.steps, batch_size=config.batch_size,
+                           lr=config.lr, weight_decay=config.weight_decay,
+                           logit_scale=config.logit_scale)
     print(result.report())
     if json_out:
         json_out.write_text(json.dumps(dict(result.__dict__, speedup=result.speedup,
