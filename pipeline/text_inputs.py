@@ -13,6 +13,7 @@ the device.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -56,47 +57,16 @@ class RaggedTokens:
         return cls(values, offsets)
 
 
-class PooledTexts:
-    """One vector per text: features (N, D) on the device."""
+class TextView:
+    """Texts of a table that stays on the device, by row: a view holds row positions, so
+    `subset` copies no features and a training and a validation split share one table."""
 
-    def __init__(self, features: torch.Tensor, rows: torch.Tensor | None = None):
-        self.features = features
-        self.rows = rows  # positions into `features` this view covers; None: all, in order
-
-    def __len__(self) -> int:
-        return len(self.features) if self.rows is None else len(self.rows)
-
-    @property
-    def width(self) -> int:
-        return self.features.shape[1]
-
-    @property
-    def device(self) -> torch.device:
-        return self.features.device
-
-    def subset(self, rows) -> PooledTexts:
-        rows = torch.as_tensor(rows, device=self.device)
-        return PooledTexts(self.features, rows if self.rows is None else self.rows[rows])
-
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """(B, D) float32 features of the view's texts `index`; no mask."""
-        rows = index if self.rows is None else self.rows[index]
-        return self.features[rows].float(), None
-
-
-class TokenTexts:
-    """Per-token states of N texts on the device, without padding (see the module docstring)."""
-
-    def __init__(self, values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor | None = None):
-        self.values, self.offsets, self.rows = values, offsets, rows
-
-    @classmethod
-    def from_ragged(cls, tokens: RaggedTokens, device: torch.device | str) -> TokenTexts:
-        return cls(torch.as_tensor(tokens.values, device=device),
-                   torch.as_tensor(tokens.offsets, device=device))
+    def __init__(self, values: torch.Tensor, count: int):
+        self.values = values  # the table: (N, D) pooled features or (T, W) token states
+        self.rows = torch.arange(count, device=values.device)  # (n,) the texts of this view
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
+        return len(self.rows)
 
     @property
     def width(self) -> int:
@@ -106,14 +76,46 @@ class TokenTexts:
     def device(self) -> torch.device:
         return self.values.device
 
-    def subset(self, rows) -> TokenTexts:
-        rows = torch.as_tensor(rows, device=self.device)
-        return TokenTexts(self.values, self.offsets, rows if self.rows is None else self.rows[rows])
+    def subset(self, rows) -> TextView:
+        view = copy.copy(self)
+        view.rows = self.rows[torch.as_tensor(rows, device=self.device)]
+        return view
 
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The Q-Former's (inputs, mask) for the view's texts `index`."""
+        return self.gather(self.rows[index])
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+class PooledTexts(TextView):
+    """One vector per text: features (N, D) on the device."""
+
+    def __init__(self, features: torch.Tensor):
+        super().__init__(features, len(features))
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(B, D) float32 features; no mask."""
+        return self.values[rows].float(), None
+
+
+class TokenTexts(TextView):
+    """Per-token states of N texts on the device, without padding (see the module docstring):
+    values (T, W), offsets (N + 1,)."""
+
+    def __init__(self, values: torch.Tensor, offsets: torch.Tensor):
+        super().__init__(values, len(offsets) - 1)
+        self.offsets = offsets
+
+    @classmethod
+    def from_ragged(cls, tokens: RaggedTokens, device: torch.device | str) -> TokenTexts:
+        return cls(torch.as_tensor(tokens.values, device=device),
+                   torch.as_tensor(tokens.offsets, device=device))
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, W) float32 token states padded to the batch's longest text with zeros, and the
         (B, L) attention mask (1 = a real token)."""
-        rows = index if self.rows is None else self.rows[index]
         start = self.offsets[rows]  # (B,)
         length = self.offsets[rows + 1] - start  # (B,)
         steps = torch.arange(int(length.max()), device=self.device)  # (L,)
@@ -123,4 +125,4 @@ class TokenTexts:
         return states, mask.long()
 
 
-TextInputs = PooledTexts | TokenTexts
+TextInputs = TextView  # PooledTexts or TokenTexts
