@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.jsonl_store import JsonlStore, append_record
-from pipeline.text_inputs import RaggedTokens
 
 EMBEDDING = "embedding"
 TOKENS = "tokens"
@@ -44,6 +43,43 @@ HEADER_KEY = b"fgvc.header"
 
 class FingerprintMismatch(ValueError):
     """Features were made by a different CLIP (or preprocessing) than the caller expects."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RaggedTokens:
+    """Per-token states of N texts, on the host: values (T, W), offsets (N + 1,) int64."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self):
+        if self.offsets.ndim != 1 or self.offsets[0] != 0 or self.offsets[-1] != len(self.values):
+            raise ValueError(f"offsets must run from 0 to {len(self.values)} (the token rows)")
+        if (np.diff(self.offsets) < 1).any():
+            raise ValueError("every text needs at least one token")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> np.ndarray:
+        """The (L_i, W) token states of text i."""
+        return self.values[self.offsets[i]:self.offsets[i + 1]]
+
+    @classmethod
+    def from_rows(cls, rows: list[np.ndarray], width: int) -> RaggedTokens:
+        """Stack per-text (L_i, W) arrays."""
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        values = np.concatenate(rows) if rows else np.zeros((0, width), np.float16)
+        return cls(values, offsets)
 
 
 def sha256_file(path: Path) -> str:
@@ -239,6 +275,7 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
                 and path.name == shard_file(index)
                 and {k: header.get(k) for k in plan.header()} == plan.header()
                 and header.get("key") == plan.keys[index]
+                and header.get("token_width") == plan.token_width  # absent on both: None
                 and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
             checksum = sha256_file(path)
             if _locally_current(log, plan, index, checksum):
@@ -367,7 +404,8 @@ def read_feature_set(folder: Path, expected_fingerprint: dict | None = None, *,
     """Load a feature set as one (N, D) float32 array plus its id table, and with `tokens` its
     per-token states (in their stored precision: float16 by default keeps them half the size).
 
-    The float32 array is filled shard by shard, so peak memory is the result plus one shard."""
+    The float32 array is filled shard by shard, so peak memory is the result plus one shard;
+    token states are gathered per shard and joined at the end (twice their size at the peak)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_fingerprint(manifest, expected_fingerprint, folder)

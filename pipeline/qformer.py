@@ -19,7 +19,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
-from pipeline.text_inputs import TextInputs
+from pipeline.text_inputs import TextView
 
 WEIGHTS_FILE = "qformer.safetensors"
 CONFIG_FILE = "qformer.json"
@@ -90,7 +90,7 @@ def load_qformer(folder: Path, device: str | torch.device = "cpu") -> tuple[Text
 
 
 @torch.inference_mode()
-def map_texts(model: TextToImageQFormer, texts: TextInputs, batch_size: int = 4096) -> np.ndarray:
+def map_texts(model: TextToImageQFormer, texts: TextView, batch_size: int = 4096) -> np.ndarray:
     """Pseudo image features for a whole table of texts (pooled or token inputs): (N, D_i)."""
     model.eval()
     out = [model(*texts.batch(torch.arange(i, min(i + batch_size, len(texts)),

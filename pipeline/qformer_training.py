@@ -14,11 +14,11 @@ from tqdm import tqdm
 from pipeline.clip_training import cosine_schedule
 from pipeline.losses import qformer_loss
 from pipeline.qformer import TextToImageQFormer, map_texts
-from pipeline.text_inputs import TextInputs
+from pipeline.text_inputs import TextView
 
 
 @torch.inference_mode()
-def validation_metrics(model: TextToImageQFormer, text: TextInputs, images: torch.Tensor,
+def validation_metrics(model: TextToImageQFormer, text: TextView, images: torch.Tensor,
                        caption_image: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
     """Held-out figures: mean cosine of each caption's pseudo feature with its own image, and
     text->image retrieval R@1/R@5 among the held-out images.
@@ -36,8 +36,8 @@ def validation_metrics(model: TextToImageQFormer, text: TextInputs, images: torc
             "recall_at_5": 100.0 * (rank < 5).float().mean().item()}
 
 
-def train_qformer(model: TextToImageQFormer, text: TextInputs, image: torch.Tensor, *,
-                  val_text: TextInputs, val_images: torch.Tensor, val_caption_image: torch.Tensor,
+def train_qformer(model: TextToImageQFormer, text: TextView, image: torch.Tensor, *,
+                  val_text: TextView, val_images: torch.Tensor, val_caption_image: torch.Tensor,
                   loss: str, margin: float, weighting: str, temperature: float, epochs: int,
                   batch_size: int,
                   lr: float, weight_decay: float, warmup_fraction: float, grad_clip: float,

@@ -25,6 +25,8 @@ def compare_table1(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in CELL_KEYS + ["top1"] if c not in table.columns]
         if missing:
             raise ValueError(f"{name}'s Table 1 lacks the columns {missing}")
+    # older table1.csv files wrote ratios as 100.00: compare whole percents
+    a, b = (t.astype({"image_ratio": int}) for t in (a, b))
     merged = a[CELL_KEYS + ["top1"]].merge(b[CELL_KEYS + ["top1"]], on=CELL_KEYS, how="outer",
                                            suffixes=("_a", "_b"), validate="one_to_one")
     merged["text_ratio"] = 100 - merged["image_ratio"]

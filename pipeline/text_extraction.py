@@ -19,13 +19,12 @@ from tqdm import tqdm
 from pipeline.clip import Clip
 from pipeline.extraction import (ExtractOptions, ExtractResult, amp_dtype, autocast_context,
                                  compute_variant)
-from pipeline.features import ShardPlan, resume, write_manifest, write_shard
-from pipeline.text_inputs import RaggedTokens
+from pipeline.features import RaggedTokens, ShardPlan, resume, write_manifest, write_shard
 
 
 def token_width(clip: Clip) -> int:
-    """Width of the text tower's per-token states (its transformer width, often not the
-    embedding width: 768 vs 768 for ViT-L-14, 512 vs 512 for ViT-B-32, 64 for the demo)."""
+    """Width of the text tower's per-token states: its transformer width, which need not be the
+    embedding width (RN50: 512 states, 1024 embedding; ViT-B-32: 512 and 512)."""
     text_cfg = clip.card["config"].get("text_cfg", {})
     if "hf_model_name" in text_cfg:
         raise ValueError(f"{clip.card['model_name']}: per-token states are supported for "

@@ -14,47 +14,10 @@ the device.
 from __future__ import annotations
 
 import copy
-import dataclasses
 
-import numpy as np
 import torch
 
-
-@dataclasses.dataclass(frozen=True)
-class RaggedTokens:
-    """Per-token states of N texts, on the host: values (T, W), offsets (N + 1,) int64."""
-
-    values: np.ndarray
-    offsets: np.ndarray
-
-    def __post_init__(self):
-        if self.offsets.ndim != 1 or self.offsets[0] != 0 or self.offsets[-1] != len(self.values):
-            raise ValueError(f"offsets must run from 0 to {len(self.values)} (the token rows)")
-        if (np.diff(self.offsets) < 1).any():
-            raise ValueError("every text needs at least one token")
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def width(self) -> int:
-        return self.values.shape[1]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def row(self, i: int) -> np.ndarray:
-        """The (L_i, W) token states of text i."""
-        return self.values[self.offsets[i]:self.offsets[i + 1]]
-
-    @classmethod
-    def from_rows(cls, rows: list[np.ndarray], width: int) -> RaggedTokens:
-        """Stack per-text (L_i, W) arrays."""
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        values = np.concatenate(rows) if rows else np.zeros((0, width), np.float16)
-        return cls(values, offsets)
+from pipeline.features import RaggedTokens
 
 
 class TextView:
@@ -124,5 +87,3 @@ class TokenTexts(TextView):
         states = self.values[position].float() * mask[..., None]  # (B, L, W)
         return states, mask.long()
 
-
-TextInputs = TextView  # PooledTexts or TokenTexts

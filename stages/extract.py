@@ -67,6 +67,13 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
     if kind == "text":
         # per-token states for the Q-Former's `text_input: tokens`; class prompts never need them
         tokens = config.texts.tokens and feature_set != "class_prompts"
+        if tokens:
+            from pipeline.text_extraction import token_width
+            try:
+                token_width(clip)
+            except ValueError as error:
+                print(f"error: extract.texts.tokens: {error}", file=sys.stderr)
+                raise typer.Exit(2) from None
         result = extract_text_features(clip, table, out, name=feature_set, id_columns=id_columns,
                                        options=options, tokens=tokens)
     else:

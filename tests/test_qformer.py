@@ -4,7 +4,8 @@ import torch
 
 from pipeline.qformer import QFormerConfig, TextToImageQFormer, load_qformer, map_texts, save_qformer
 from pipeline.qformer_training import train_qformer, validation_metrics
-from pipeline.text_inputs import PooledTexts, RaggedTokens, TokenTexts
+from pipeline.features import RaggedTokens
+from pipeline.text_inputs import PooledTexts, TokenTexts
 
 SMALL = QFormerConfig(text_width=12, image_width=10, num_queries=4, hidden_size=32, num_layers=1,
                       num_heads=2, intermediate_size=64, dropout=0.0)

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from pipeline.clip import create_clip, save_clip
 from pipeline.extraction import ExtractOptions
-from pipeline.features import read_feature_set
+from pipeline.features import read_feature_set, read_manifest
 from pipeline.text_extraction import extract_text_features
 
 TEXTS = ["a small red bird", "a bird", "a large bird with a long hooked bill and grey wings",
@@ -65,3 +66,8 @@ def test_switching_tokens_on_recomputes_and_a_rerun_keeps(clip, tmp_path):
     again = extract(clip, tmp_path / "fs", tokens=True)
     assert (again.computed_shards, again.reused_shards) == (0, 2)
     assert read_feature_set(tmp_path / "fs", tokens=True).tokens.lengths.sum() > len(TEXTS) * 2
+    # and off again: the shards are rewritten without their token states, not kept with them
+    assert extract(clip, tmp_path / "fs", tokens=False).computed_shards == 2
+    assert all("tokens" not in pq.read_schema(path).names for path in (tmp_path / "fs").glob("*.parquet"))
+    extract(clip, tmp_path / "clean", tokens=False)
+    assert read_manifest(tmp_path / "fs")["shards"] == read_manifest(tmp_path / "clean")["shards"]
