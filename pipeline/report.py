@@ -43,7 +43,8 @@ def selections(cells: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(cells["selection"]))
 
 
-def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
+def format_number(value: float | None, fmt: str = "{:.2f}") -> str:
+    """A table cell: the number, or "-" where there is none (None or NaN)."""
     return "-" if value is None or pd.isna(value) else fmt.format(value)
 
 
@@ -66,8 +67,8 @@ def table1_markdown(cells: pd.DataFrame, zero_shot: dict[str, float]) -> str:
                     continue
                 cell = hit.iloc[0]
                 std = "" if pd.isna(cell["top1_std"]) else f" ± {cell['top1_std']:.2f}"
-                row.append(f"{cell['top1']:.2f}{std} / {_cell(cell['paper_top1'])} / "
-                           f"{_cell(cell['diff_top1'], '{:+.2f}')}")
+                row.append(f"{cell['top1']:.2f}{std} / {format_number(cell['paper_top1'])} / "
+                           f"{format_number(cell['diff_top1'], '{:+.2f}')}")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report import SOURCE_LABELS, selections, sort_cells
+from pipeline.report import SOURCE_LABELS, format_number, selections, sort_cells
 
 CELL_KEYS = ["selection", "text_source", "image_ratio"]
 ABSENT = "(absent)"
@@ -63,10 +63,6 @@ def _value(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _num(value: float, fmt: str = "{:.2f}") -> str:
-    return "-" if pd.isna(value) else fmt.format(value)
-
-
 def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, name_b: str) -> str:
     """The comparison as Markdown: per selection a row per cell, then the differing params."""
     a, b = _value(name_a), _value(name_b)
@@ -82,7 +78,7 @@ def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, nam
         for row in cells[cells["selection"] == selection].itertuples():
             lines.append(f"| ({row.image_ratio}, {row.text_ratio}) | "
                          f"{SOURCE_LABELS.get(row.text_source, row.text_source)} | "
-                         f"{_num(row.top1_a)} | {_num(row.top1_b)} | {_num(row.diff, '{:+.2f}')} |")
+                         f"{format_number(row.top1_a)} | {format_number(row.top1_b)} | {format_number(row.diff, '{:+.2f}')} |")
     lines += ["", "## params that differ", ""]
     if params.empty:
         lines.append("None: A and B have the same params.")

@@ -9,7 +9,7 @@ import html
 
 import pandas as pd
 
-from pipeline.report import SOURCE_LABELS, selections
+from pipeline.report import SOURCE_LABELS, format_number, selections
 
 # A difference of this many points (or more) gets the strongest colour.
 FULL_COLOUR_AT = 10.0
@@ -24,10 +24,6 @@ td.missing { color: #aaa; text-align: center; }
 .note { color: #555; }
 img { max-width: 100%; }
 """
-
-
-def _num(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "-" if value is None or pd.isna(value) else fmt.format(value)
 
 
 def diff_style(diff: float | None) -> str:
@@ -67,8 +63,8 @@ def table1_html(cells: pd.DataFrame, selection: str) -> str:
                 continue
             cell = group.loc[(ratio, source)]
             std = "" if pd.isna(cell["top1_std"]) else f" ± {cell['top1_std']:.2f}"
-            row.append(f"<td>{cell['top1']:.2f}{std}</td><td>{_num(cell['paper_top1'])}</td>"
-                       f"<td{diff_style(cell['diff_top1'])}>{_num(cell['diff_top1'], '{:+.2f}')}</td>")
+            row.append(f"<td>{cell['top1']:.2f}{std}</td><td>{format_number(cell['paper_top1'])}</td>"
+                       f"<td{diff_style(cell['diff_top1'])}>{format_number(cell['diff_top1'], '{:+.2f}')}</td>")
         rows.append("<tr>" + "".join(row) + "</tr>")
     return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
 
