@@ -4,24 +4,27 @@ measured in the same run, so they compare across machines; see docs/benchmarks.m
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS_OPTION, params_or_exit, resolve_device
+from pipeline.common import InputError
+from stages.common import PARAMS_OPTION, one_line_errors, resolve_device
+from stages.layout import artifact_option, require
+from stages.params import load_params
 
 app = typer.Typer(help="Speed measurements: ratios against baselines measured in the same run.",
                   no_args_is_help=True)
 
 
 @app.command("extract")
+@one_line_errors
 def extract(
-    images: Path = typer.Option(Path("artifacts/data/world"),
-                                help="A folder of images, searched recursively. Default: the "
-                                "demo world's COCO- and CUB-like images (`dvc repro data`)."),
-    clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip",
-                                  help="A resolved CLIP folder (the `clip` stage's output)."),
+    images: Path = artifact_option("data", "world",
+                                   help="A folder of images, searched recursively. Default: the "
+                                   "demo world's COCO- and CUB-like images (`dvc repro data`)."),
+    clip_dir: Path = artifact_option("clip", flag="--clip",
+                                     help="A resolved CLIP folder (the `clip` stage's output)."),
     model: str = typer.Option(None, help="An open_clip model name instead of --clip, e.g. "
                               "ViT-B-32 (with --pretrained; downloads weights)."),
     pretrained: str = typer.Option(None, help="open_clip pretrained tag for --model, e.g. openai."),
@@ -34,22 +37,20 @@ def extract(
 ) -> None:
     """Image extraction throughput: decode-only, model-only, ours end to end, and a naive loop,
     on the same files and model, with the ratios and peak memory of each phase."""
-    from pipeline.bench_extraction import bench_extraction, format_figures, image_files
+    from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
-    from pipeline.extraction import ExtractOptions
+    from pipeline.features import ExtractOptions
 
-    config = params_or_exit(params).extract
+    config = load_params(params).extract
     device = resolve_device(device or config.device)
     root, paths = images, image_files(images, limit) if images.is_dir() else []
     if not paths:
-        print(f"error: no images found under {root} (the demo's: `dvc repro data`)",
-              file=sys.stderr)
-        raise typer.Exit(2)
+        raise InputError(f"no images found under {root} (the demo's: `dvc repro data`)")
     if model:
         clip = create_clip(model, pretrained)
         clip.card["weights_sha256"] = None  # not pinned to a file: the bench's features are throwaway
     else:
-        clip = load_clip(clip_dir, device)
+        clip = load_clip(require(clip_dir, made_by="clip"), device)
     options = ExtractOptions(
         batch_size=batch_size or config.images.batch_size,
         num_workers=config.images.num_workers if workers is None else workers, device=device,
@@ -70,11 +71,11 @@ def extract(
 
 
 @app.command("adapter")
+@one_line_errors
 def adapter(
-    features: Path = typer.Option(Path("artifacts/extract"), help="Feature sets of `extract`."),
-    clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
-    qformer: Path = typer.Option(Path("artifacts/train_qformer/checkpoint"),
-                                 help="Q-Former checkpoint."),
+    features: Path = artifact_option("extract", help="Feature sets of `extract`."),
+    clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+    qformer: Path = artifact_option("train_qformer", "checkpoint", help="Q-Former checkpoint."),
     repeats: int = typer.Option(3, min=1, help="Time each way this many times, interleaved, "
                                 "and keep the best of each."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
@@ -85,19 +86,13 @@ def adapter(
     trains all `steps`; the demo's artifacts by default)."""
     import torch
 
-    from pipeline.adapter_inputs import load_adapter_inputs
-    from pipeline.bench_adapter import bench_adapter
-    from pipeline.clip import fingerprint_of, read_card
-    from pipeline.training_mix import run_pool, table1_runs
+    from pipeline.adapter import run_pool, table1_runs
+    from pipeline.bench import bench_adapter
+    from stages.train_adapter import load_inputs
 
-    config = params_or_exit(params).train_adapter
+    config = load_params(params).train_adapter
     device = torch.device(resolve_device(config.device))
-    if not qformer.is_dir():
-        print(f"error: no Q-Former at {qformer}: run `dvc repro train_qformer` first",
-              file=sys.stderr)
-        raise typer.Exit(2)
-    inputs = load_adapter_inputs(features, fingerprint_of(read_card(clip_dir)), qformer, device,
-                                 config.normalize)
+    _, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
     runs = table1_runs(config.selection, config.seeds)
     pools = [run_pool(run, inputs.table, config.llm_per_image)[0] for run in runs]
     print(f"bench adapter: {len(runs)} heads on {len(inputs.labels)} training rows, {device}")

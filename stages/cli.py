@@ -10,7 +10,9 @@ import sys
 
 import typer
 
-from stages import bench, clip, data, describe, evaluate, extract, report, train_adapter, train_qformer
+from stages import (bench, clip, data, describe, evaluate, extract, report, train_adapter,
+                    train_qformer)
+from stages.common import one_line_errors
 
 app = typer.Typer(
     help="fgvc: fine-grained classifiers trained partly from text on frozen CLIP. Each command "
@@ -21,7 +23,7 @@ app = typer.Typer(
 for name, module in [("data", data), ("clip", clip), ("describe", describe), ("extract", extract),
                      ("train_qformer", train_qformer), ("train_adapter", train_adapter),
                      ("evaluate", evaluate), ("report", report)]:
-    app.command(name)(module.main)
+    app.command(name)(one_line_errors(module.main))
 app.add_typer(bench.app, name="bench")
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS_OPTION, params_or_exit, read_parquet_with_metadata, write_parquet
+from pipeline.common import InputError, read_parquet_with_metadata, write_parquet
+from stages.common import PARAMS_OPTION
+from stages.layout import artifact_option, require
+from stages.params import load_params
 
 
-def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index tables of `data`."),
-         out: Path = typer.Option(Path("artifacts/describe/descriptions.parquet"),
-                                  help="The descriptions table to write."),
+def main(index: Path = artifact_option("data", "index", help="Index tables of `data`."),
+         out: Path = artifact_option("describe", help="The descriptions table to write."),
          cache: Path = typer.Option(None, help="The LLM answer cache (append-only JSONL). "
                                     "Default: $FGVC_CACHE_DIR/llm_answers.jsonl, "
                                     "FGVC_CACHE_DIR defaulting to ~/.cache/fgvc."),
@@ -32,8 +34,10 @@ def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index ta
          params: Path = PARAMS_OPTION) -> None:
     """Write class descriptions: an LLM (OpenAI or any OpenAI-compatible server, cached), an
     imported CBD file, your own file, or offline sentences from class attributes."""
-    config = params_or_exit(params).describe
-    classes, _ = read_parquet_with_metadata(index / "cub_classes.parquet")
+    from pipeline.describe import describe_from_attributes, describe_from_cbd, describe_from_file
+
+    config = load_params(params).describe
+    classes, _ = read_parquet_with_metadata(require(index / "cub_classes.parquet", made_by="data"))
     if config.backend == "openai":
         cache = cache or Path(os.environ.get("FGVC_CACHE_DIR", Path.home() / ".cache" / "fgvc"),
                               "llm_answers.jsonl")
@@ -44,19 +48,14 @@ def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index ta
         print(f"describe: backend {config.backend!r} makes no requests")
         return
     elif config.backend in ("cbd_json", "file"):
-        from pipeline.describe.imported import (UnmatchedClasses, describe_from_cbd,
-                                                describe_from_file)
-
         read = describe_from_cbd if config.backend == "cbd_json" else describe_from_file
         try:
             table = read(Path(getattr(config, config.backend).path), classes)
-        except (UnmatchedClasses, FileNotFoundError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise typer.Exit(1) from None
+        except InputError as error:
+            raise InputError(f"describe.{config.backend}.path: {error}") from None
     else:
-        from pipeline.describe.attributes import describe_from_attributes
-
-        attributes, _ = read_parquet_with_metadata(index / "cub_attributes.parquet")
+        attributes, _ = read_parquet_with_metadata(
+            require(index / "cub_attributes.parquet", made_by="data"))
         table = describe_from_attributes(
             attributes, classes, samples_per_class=config.samples_per_class,
             traits_per_sample=config.attributes.traits_per_sample,
@@ -69,10 +68,8 @@ def main(index: Path = typer.Option(Path("artifacts/data/index"), help="Index ta
 def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
     from tqdm import tqdm
 
-    from pipeline.describe.answer_cache import AnswerCache
-    from pipeline.describe.llm import (API_KEY_VARIABLE, LLMError, LLMSettings, ask_all,
-                                       descriptions_table, estimate, plan_requests)
-    from pipeline.describe.prompts import PromptTemplate
+    from pipeline.describe import (API_KEY_VARIABLE, AnswerCache, LLMSettings, PromptTemplate,
+                                   ask_all, descriptions_table, estimate, plan_requests)
 
     settings = LLMSettings(**config.openai.model_dump(exclude={"prompt"}))
     prompt = config.prompts[config.openai.prompt]
@@ -84,11 +81,7 @@ def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
     if settings.temperature == 0 and config.samples_per_class > 1:
         print(f"describe: warning: temperature 0 asks for {config.samples_per_class} samples a "
               "class that will mostly repeat each other", file=sys.stderr)
-    try:
-        requests = plan_requests(classes, template, config.samples_per_class, settings)
-    except LLMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    requests = plan_requests(classes, template, config.samples_per_class, settings)
     pending = [r for r in requests if r.key not in cache]
     before = estimate(pending, settings)
     print(f"describe: {len(requests)} requests ({len(classes)} classes x {config.samples_per_class}"
@@ -97,14 +90,10 @@ def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
           f"{before.describe(settings.model)}")
     if dry_run:
         return None
-    try:
-        with tqdm(total=len(pending), desc=f"ask {settings.model}", unit="req",
-                  disable=not pending) as bar:
-            report = ask_all(requests, template, cache, settings,
-                             os.environ.get(API_KEY_VARIABLE), progress=bar)
-    except LLMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    with tqdm(total=len(pending), desc=f"ask {settings.model}", unit="req",
+              disable=not pending) as bar:
+        report = ask_all(requests, template, cache, settings, os.environ.get(API_KEY_VARIABLE),
+                         progress=bar)
     if pending:
         print(f"describe: {report.answered} answered with {report.asked} request(s): "
               f"{report.prompt_tokens:,} prompt + {report.completion_tokens:,} completion tokens "

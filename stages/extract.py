@@ -7,12 +7,15 @@ resumes, keeping every finished shard whose inputs and model are unchanged.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from stages.common import PARAMS_OPTION, params_or_exit, read_parquet_with_metadata, resolve_device
+from pipeline.common import InputError, read_parquet_with_metadata
+from stages.common import PARAMS_OPTION, resolve_device
+from stages.layout import artifact, artifact_option, require, shown_path
+from stages.params import ParamsError, load_params
 
 # set name -> (input table, id columns, kind)
 FEATURE_SETS = {
@@ -26,32 +29,31 @@ FEATURE_SETS = {
 
 
 def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATURE_SETS)}."),
-         index: Path = typer.Option(Path("artifacts/data/index"), help="Index tables of `data`."),
-         descriptions: Path = typer.Option(Path("artifacts/describe/descriptions.parquet"),
-                                           help="Descriptions of `describe`."),
-         clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
-         out: Path = typer.Option(..., help="Folder of the feature set to write."),
+         index: Path = artifact_option("data", "index", help="Index tables of `data`."),
+         descriptions: Path = artifact_option("describe", help="Descriptions of `describe`."),
+         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         out: Optional[Path] = typer.Option(
+             None, help=f"Folder of the feature set to write. Default: "
+             f"{shown_path('extract')}/<feature set>."),
          params: Path = PARAMS_OPTION) -> None:
     """Encode one image or text set with the frozen CLIP into Parquet feature shards."""
     import pandas as pd
 
     from pipeline.clip import load_clip
-    from pipeline.extraction import (ExtractOptions, TooManyBadImages, extract_image_features,
-                                     local_image_batches)
-    from pipeline.text_extraction import extract_text_features
+    from pipeline.features import (ExtractOptions, extract_image_features, extract_text_features,
+                                   local_image_batches, token_width)
 
     if feature_set not in FEATURE_SETS:
-        print(f"error: unknown feature set {feature_set!r}; choose from {', '.join(FEATURE_SETS)}",
-              file=sys.stderr)
-        raise typer.Exit(2)
-    config = params_or_exit(params).extract
+        raise ParamsError(f"unknown feature set {feature_set!r}; choose from "
+                          f"{', '.join(FEATURE_SETS)}")
+    out = artifact("extract") / feature_set if out is None else out
+    config = load_params(params).extract
     device = resolve_device(config.device)
-    clip = load_clip(clip_dir, device)
     table_name, id_columns, kind = FEATURE_SETS[feature_set]
-    if feature_set == "descriptions":
-        table, meta = read_parquet_with_metadata(descriptions)
-    else:
-        table, meta = read_parquet_with_metadata(index / f"{table_name}.parquet")
+    source = (require(descriptions, made_by="describe") if feature_set == "descriptions"
+              else require(index / f"{table_name}.parquet", made_by="data"))
+    clip = load_clip(require(clip_dir, made_by="clip"), device)
+    table, meta = read_parquet_with_metadata(source)
     if feature_set == "class_prompts":
         table = pd.DataFrame([(c, t, template.format(name)) for c, name in
                               zip(table["class_id"], table["class_name"])
@@ -68,27 +70,21 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         # per-token states for the Q-Former's `text_input: tokens`; class prompts never need them
         tokens = config.texts.tokens and feature_set != "class_prompts"
         if tokens:
-            from pipeline.text_extraction import token_width
             try:
                 token_width(clip)
-            except ValueError as error:
-                print(f"error: extract.texts.tokens: {error}", file=sys.stderr)
-                raise typer.Exit(2) from None
+            except InputError as error:
+                raise ParamsError(f"extract.texts.tokens: {error}") from None
         result = extract_text_features(clip, table, out, name=feature_set, id_columns=id_columns,
                                        options=options, tokens=tokens)
     else:
         engine = local_image_batches
         if images.engine == "ray":
-            from pipeline.extraction_ray import RayImageEngine
+            from pipeline.features import RayImageEngine
 
             engine = RayImageEngine(clip_dir, **images.ray.model_dump())
-        try:
-            result = extract_image_features(clip, Path(meta["fgvc.root"]), table, out,
-                                            name=feature_set, id_columns=id_columns,
-                                            options=options, engine=engine)
-        except TooManyBadImages as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise typer.Exit(1) from None
+        result = extract_image_features(clip, Path(meta["fgvc.root"]), table, out,
+                                        name=feature_set, id_columns=id_columns, options=options,
+                                        engine=engine)
     manifest = result.manifest
     skipped = f", {manifest['skipped']} skipped (listed in manifest.json)" if manifest["skipped"] else ""
     with_tokens = (f" + per-token states of width {manifest['token_width']}"

@@ -19,14 +19,17 @@ from typing import Optional
 
 import typer
 
-from stages.common import PARAMS_OPTION, params_or_exit, write_bytes, write_text
+from pipeline.common import InputError, write_bytes, write_text
+from stages.common import PARAMS_OPTION
+from stages.layout import artifact, artifact_option, require, shown_path
+from stages.params import ParamsError, load_params
 
 WORKSPACE = "workspace"
 
 
-def main(results: Path = typer.Option(Path("artifacts/evaluate/results.parquet"),
-                                      help="Results of `evaluate`."),
-         out: Path = typer.Option(Path("artifacts/report"), help="Report folder."),
+def main(results: Optional[Path] = typer.Option(
+             None, help=f"Results of `evaluate`. Default: {shown_path('evaluate')}/results.parquet."),
+         out: Path = artifact_option("report", help="Report folder."),
          params: Path = PARAMS_OPTION,
          compare: Optional[tuple[str, str]] = typer.Option(
              None, "--compare", metavar="A B",
@@ -41,16 +44,16 @@ def main(results: Path = typer.Option(Path("artifacts/evaluate/results.parquet")
         compare_revs(*compare, table_path=out / "table1.csv", out_file=out_file)
         return
     if out_file is not None:
-        print("error: --out-file goes with --compare", file=sys.stderr)
-        raise typer.Exit(2)
+        raise ParamsError("--out-file goes with --compare")
 
     import pandas as pd
 
-    from pipeline.report import plot_series, selections, table1, table1_markdown, table1_png
-    from pipeline.report_html import summary_html
+    from pipeline.report import (plot_series, selections, summary_html, table1, table1_markdown,
+                                 table1_png)
 
-    config = params_or_exit(params).report
-    runs = pd.read_parquet(results)
+    config = load_params(params).report
+    results = artifact("evaluate") / "results.parquet" if results is None else results
+    runs = pd.read_parquet(require(results, made_by="evaluate"))
     zero_shot_row = runs[runs["text_source"] == "zero_shot"].iloc[0]
     zero_shot = {"top1": float(zero_shot_row["top1"]), "top5": float(zero_shot_row["top5"])}
     cells = table1(runs[runs["text_source"] != "zero_shot"])
@@ -87,27 +90,24 @@ def load_experiment(rev: str, table_path: Path):
             table = pd.read_csv(handle)
         params = dvc.api.params_show(rev=dvc_rev)
     except RevError:
-        print(f"error: '{rev}' is neither a git rev, branch or tag nor a DVC experiment "
-              f"(see `git log --all`, `dvc exp show`), nor '{WORKSPACE}'", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise InputError(f"'{rev}' is neither a git rev, branch or tag nor a DVC experiment "
+                         f"(see `git log --all`, `dvc exp show`), nor '{WORKSPACE}'") from None
     except (DvcException, FileNotFoundError) as error:
-        print(f"error: {rev}: cannot read {table_path} ({type(error).__name__}: {error}).\n"
-              f"Did the report stage run there? If its outputs are only on a DVC remote, "
-              f"`dvc pull` them first.", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise InputError(f"{rev}: cannot read {table_path} ({type(error).__name__}: {error}). "
+                         "Did the report stage run there? If its outputs are only on a DVC "
+                         "remote, `dvc pull` them first.") from None
     return table, params
 
 
 def compare_revs(rev_a: str, rev_b: str, table_path: Path, out_file: Path | None) -> None:
-    from pipeline.report_compare import compare_markdown, compare_table1, params_diff
+    from pipeline.report import compare_markdown, compare_table1, params_diff
 
     table_a, params_a = load_experiment(rev_a, table_path)
     table_b, params_b = load_experiment(rev_b, table_path)
     try:
         cells = compare_table1(table_a, table_b)
     except ValueError as error:
-        print(f"error: {error} ({table_path})", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise InputError(f"{error} ({table_path})") from None
     markdown = compare_markdown(cells, params_diff(params_a, params_b), rev_a, rev_b)
     print(markdown, end="")
     if out_file is not None:

@@ -12,31 +12,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
+from pipeline.common import write_parquet
+from stages.common import PARAMS_OPTION, resolve_device
+from stages.layout import artifact_option, require
+from stages.params import load_params
 
-from stages.common import PARAMS_OPTION, params_or_exit, resolve_device, write_json, write_parquet
 
-
-def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature sets of `extract`."),
-         clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
-         qformer: Path = typer.Option(Path("artifacts/train_qformer"), help="Q-Former checkpoint."),
-         out: Path = typer.Option(Path("artifacts/train_adapter"), help="Output folder."),
+def main(features: Path = artifact_option("extract", help="Feature sets of `extract`."),
+         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         qformer: Path = artifact_option("train_qformer", "checkpoint",
+                                         help="Q-Former checkpoint."),
+         out: Path = artifact_option("train_adapter", help="Output folder."),
          params: Path = PARAMS_OPTION) -> None:
     """Train every adapter of Table 1 in one batched job."""
     import numpy as np
     import pandas as pd
     import torch
-    from safetensors.torch import save_file
 
-    from pipeline.adapter import EarlyStopping, train_linear_heads
-    from pipeline.adapter_inputs import load_adapter_inputs
-    from pipeline.clip import fingerprint_of, read_card
-    from pipeline.training_mix import run_rows, table1_runs
+    from pipeline.adapter import EarlyStopping, run_rows, save_heads, table1_runs, train_linear_heads
 
-    config = params_or_exit(params).train_adapter
+    config = load_params(params).train_adapter
     device = torch.device(resolve_device(config.device))
-    fingerprint = fingerprint_of(read_card(clip_dir))
-    inputs = load_adapter_inputs(features, fingerprint, qformer, device, config.normalize)
+    fingerprint, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
     table, class_ids = inputs.table, inputs.class_ids
     runs = table1_runs(config.selection, config.seeds)
     stopping = config.early_stopping
@@ -49,16 +46,11 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
         early_stopping=EarlyStopping([part.val_rows for part in parts], stopping.eval_every,
                                      stopping.patience) if stopping.val_fraction > 0 else None)
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "heads.safetensors.tmp"
-    save_file({"weight": heads.weight.cpu().contiguous(), "bias": heads.bias.cpu().contiguous()},
-              str(tmp))
-    tmp.replace(out / "heads.safetensors")
-    write_json({"runs": [run.name for run in runs], "class_ids": class_ids.tolist(),
-                "normalize": config.normalize, "logit_scale": config.logit_scale,
-                "steps": config.steps, "steps_run": heads.steps_run,
-                "early_stopping": stopping.model_dump(),
-                "clip_fingerprint": fingerprint}, out / "heads.json")
+    save_heads(out, heads.weight, heads.bias, {
+        "runs": [run.name for run in runs], "class_ids": class_ids.tolist(),
+        "normalize": config.normalize, "logit_scale": config.logit_scale, "steps": config.steps,
+        "steps_run": heads.steps_run, "early_stopping": stopping.model_dump(),
+        "clip_fingerprint": fingerprint})
     rows = []
     for h, (run, part) in enumerate(zip(runs, parts)):
         rows.append({"run": run.name, "image_ratio": run.image_ratio, "text_ratio": run.text_ratio,
@@ -81,3 +73,17 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
         print(f"early stopping on {len(parts[0].val_rows)} held-out images per run: best steps "
               f"{heads.best_step.min()}-{heads.best_step.max()} (median "
               f"{int(np.median(heads.best_step))}), {heads.steps_run} of {config.steps} steps run")
+
+
+def load_inputs(features: Path, clip_dir: Path, qformer: Path, device, normalize: bool):
+    """The CLIP's fingerprint and the feature table every adapter trains on (`AdapterInputs`),
+    after checking that every input exists."""
+    from pipeline.adapter import load_adapter_inputs
+    from pipeline.clip import fingerprint_of, read_card
+
+    fingerprint = fingerprint_of(read_card(require(clip_dir, made_by="clip")))
+    for name in ("cub_images", "reed_captions", "descriptions"):
+        require(features / name, made_by=f"extract@{name}")
+    return fingerprint, load_adapter_inputs(features, fingerprint,
+                                            require(qformer, made_by="train_qformer"), device,
+                                            normalize)

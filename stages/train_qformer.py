@@ -13,16 +13,16 @@ import contextlib
 import math
 from pathlib import Path
 
-import typer
+from stages.common import PARAMS_OPTION, resolve_device
+from stages.layout import artifact_option, require
+from stages.params import load_params
 
-from stages.common import PARAMS_OPTION, params_or_exit, resolve_device
 
-
-def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature sets of `extract`."),
-         clip_dir: Path = typer.Option(Path("artifacts/clip"), "--clip", help="The resolved CLIP."),
-         out: Path = typer.Option(Path("artifacts/train_qformer/checkpoint"), help="Checkpoint folder."),
-         live: Path = typer.Option(Path("artifacts/train_qformer/live"),
-                                   help="DVCLive folder: per-epoch curves and last figures."),
+def main(features: Path = artifact_option("extract", help="Feature sets of `extract`."),
+         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         out: Path = artifact_option("train_qformer", "checkpoint", help="Checkpoint folder."),
+         live: Path = artifact_option("train_qformer", "live",
+                                      help="DVCLive folder: per-epoch curves and last figures."),
          params: Path = PARAMS_OPTION) -> None:
     """Train the Q-Former that maps CLIP text features to pseudo CLIP image features."""
     import numpy as np
@@ -31,16 +31,18 @@ def main(features: Path = typer.Option(Path("artifacts/extract"), help="Feature 
 
     from pipeline.clip import fingerprint_of, read_card
     from pipeline.features import read_feature_set
-    from pipeline.qformer import QFormerConfig, TextToImageQFormer, save_qformer
-    from pipeline.qformer_training import train_qformer
-    from pipeline.text_inputs import PooledTexts, TokenTexts
+    from pipeline.qformer import (PooledTexts, QFormerConfig, TextToImageQFormer, TokenTexts,
+                                  save_qformer, train_qformer)
 
-    config = params_or_exit(params).train_qformer
+    config = load_params(params).train_qformer
     device = torch.device(resolve_device(config.device))
-    fingerprint = fingerprint_of(read_card(clip_dir))
+    fingerprint = fingerprint_of(read_card(require(clip_dir, made_by="clip")))
     tokens = config.text_input == "tokens"
-    images = read_feature_set(features / "coco_images", fingerprint)
-    captions = read_feature_set(features / "coco_captions", fingerprint, tokens=tokens)
+    images = read_feature_set(require(features / "coco_images", made_by="extract@coco_images"),
+                              fingerprint)
+    captions = read_feature_set(
+        require(features / "coco_captions", made_by="extract@coco_captions"), fingerprint,
+        tokens=tokens)
     row_of = pd.Series(np.arange(len(images.ids)), index=images.ids["image_id"])
     caption_row = row_of.loc[captions.ids["image_id"]].to_numpy()
     caption_split = images.ids["split"].to_numpy()[caption_row]

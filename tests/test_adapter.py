@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.adapter import EarlyStopping, batch_streams, head_logits, train_linear_heads
-from pipeline.evaluate import topk_accuracy
+from pipeline.adapter.heads import EarlyStopping, batch_streams, head_logits, train_linear_heads
+from pipeline.evaluate.metrics import topk_accuracy
 
 
 def blobs(n_per_class=40, classes=4, width=8, seed=0):
@@ -150,9 +150,8 @@ def test_topk_accuracy_hand_made():
     assert topk_accuracy(logits, labels, 3).item() == pytest.approx(100.0, abs=1e-4)
 
 
-
 def test_bench_adapter_times_the_same_heads_both_ways():
-    from pipeline.bench_adapter import bench_adapter
+    from pipeline.bench.adapter import bench_adapter
 
     features, labels = blobs()
     pools = [np.arange(len(labels)), np.arange(0, 160, 2), np.arange(0, 160, 5)]

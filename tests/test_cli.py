@@ -3,11 +3,10 @@
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
 from stages.cli import app
-
-from conftest import REPO
 
 STAGES = ["data", "clip", "describe", "extract", "train_qformer", "train_adapter", "evaluate", "report"]
 runner = CliRunner()

@@ -11,13 +11,12 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from stages.cli import app
-from stages.common import write_parquet
-
 from conftest import REPO
 from llm_server import ScriptedLLM
+from typer.testing import CliRunner
+
+from pipeline.common import write_parquet
+from stages.cli import app
 
 SECRET = "sk-test-NEVER-WRITE-ME-0123456789"
 

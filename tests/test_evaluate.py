@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from pipeline.evaluate import confusion_counts, per_class_accuracy
+from pipeline.evaluate.metrics import confusion_counts, per_class_accuracy
 
 
 def one_hot_logits(predictions, num_classes):

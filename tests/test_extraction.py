@@ -15,16 +15,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.clip import create_clip, load_clip, save_clip
-from pipeline.extraction import ExtractOptions, extract_image_features
-from pipeline.features import read_feature_set, read_manifest
+from pipeline.clip.loading import create_clip, load_clip, save_clip
+from pipeline.common import write_parquet
+from pipeline.features.images import ExtractOptions, extract_image_features
+from pipeline.features.store import read_feature_set, read_manifest
 from stages.cli import app
-from stages.common import write_parquet
-
-from conftest import REPO
 
 BAD_FILES = {  # name -> (bytes or None for "do not create", expected reason)
     "missing.jpg": (None, "missing file"),
@@ -196,7 +195,7 @@ def test_raising_the_pixel_limit_encodes_the_skipped_image(tmp_path, clip_dir):
 
 def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
     pytest.importorskip("ray")
-    from pipeline.extraction_ray import RayImageEngine
+    from pipeline.features.ray_engine import RayImageEngine
 
     index = make_world(tmp_path / "world", good=30, bad=True)
     clip = load_clip(clip_dir)

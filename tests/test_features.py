@@ -5,8 +5,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.features import (FingerprintMismatch, ShardPlan, iter_shards, read_feature_set,
-                               resume, write_feature_set, write_shard)
+from pipeline.clip import FingerprintMismatch
+from pipeline.common import InputError
+from pipeline.features.store import (ShardPlan, iter_shards, read_feature_set, resume,
+                                     write_feature_set, write_shard)
 
 FINGERPRINT = {"model_name": "m", "pretrained": None, "weights_sha256": "abc", "embed_dim": 6,
                "preprocess": {"size": [64, 64]}}
@@ -106,7 +108,7 @@ def test_features_of_another_model_are_refused(tmp_path):
 
 def test_unfinished_feature_set_is_not_read(tmp_path):
     (tmp_path / "fs").mkdir()
-    with pytest.raises(FileNotFoundError, match="manifest.json"):
+    with pytest.raises(InputError, match="manifest.json"):
         read_feature_set(tmp_path / "fs")
 
 
@@ -114,6 +116,6 @@ def test_resume_refuses_a_folder_that_is_not_a_feature_set(tmp_path):
     ids, emb = make(n=10)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README.md").write_text("my notes")
-    with pytest.raises(ValueError, match=r"holds files that are not part of a feature set \(README.md\)"):
+    with pytest.raises(InputError, match=r"holds files that are not part of a feature set \(README.md\)"):
         resume(tmp_path / "notes", plan_for(ids))
     assert (tmp_path / "notes" / "README.md").read_text() == "my notes"

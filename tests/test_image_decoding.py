@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.image_decoding import BadImage, load_rgb
+from pipeline.features.decoding import BadImage, load_rgb
 
 
 def photo(width=80, height=60, seed=0):

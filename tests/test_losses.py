@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import info_nce_loss, pairwise_cosine_loss, qformer_loss
+from pipeline.qformer.losses import info_nce_loss, pairwise_cosine_loss, qformer_loss
 
 I = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 

@@ -1,13 +1,11 @@
-import shutil
 
 import pytest
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
 from stages.cli import app
 from stages.params import ParamsError, load_params
-
-from conftest import REPO
 
 
 def write(tmp_path, edit):

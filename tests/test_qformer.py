@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.qformer import QFormerConfig, TextToImageQFormer, load_qformer, map_texts, save_qformer
-from pipeline.qformer_training import train_qformer, validation_metrics
-from pipeline.features import RaggedTokens
-from pipeline.text_inputs import PooledTexts, TokenTexts
+from pipeline.features.store import RaggedTokens
+from pipeline.qformer.model import (QFormerConfig, TextToImageQFormer, load_qformer, map_texts,
+                                    save_qformer)
+from pipeline.qformer.text_inputs import PooledTexts, TokenTexts
+from pipeline.qformer.training import train_qformer, validation_metrics
 
 SMALL = QFormerConfig(text_width=12, image_width=10, num_queries=4, hidden_size=32, num_layers=1,
                       num_heads=2, intermediate_size=64, dropout=0.0)
@@ -109,7 +110,7 @@ def test_paper_weighting_favours_a_degenerate_predictor():
     # Why `weighting: balanced` exists: under the paper's 1/N^2 weighting the N^2 - N unmatched
     # hinge terms dominate, and one constant output opposite to every image (so every unmatched
     # cosine is <= 0) scores about 1/N, below a predictor that is right up to modest noise.
-    from pipeline.losses import pairwise_cosine_loss
+    from pipeline.qformer.losses import pairwise_cosine_loss
     g = torch.Generator().manual_seed(0)
     images = torch.randn(64, 10, generator=g) + 1.0
     constant = -images.mean(dim=0, keepdim=True).expand(64, -1)

@@ -13,15 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
-from pipeline.paper import TABLE1
-from pipeline.report import table1, table1_markdown, table1_png
-from pipeline.report_compare import compare_markdown, compare_table1, flatten_params, params_diff
-from pipeline.report_html import summary_html
+from pipeline.report.compare import compare_markdown, compare_table1, flatten_params, params_diff
+from pipeline.report.paper import TABLE1
+from pipeline.report.summary import summary_html
+from pipeline.report.tables import table1, table1_markdown, table1_png
 from stages.cli import app
-
-from conftest import REPO
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.selection import keep_mask
+from pipeline.adapter.selection import keep_mask
 
 
 def counts(labels, mask):
@@ -43,7 +43,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_validation_slice_is_class_balanced_seeded_and_never_empties_a_class():
-    from pipeline.selection import validation_mask
+    from pipeline.adapter.selection import validation_mask
 
     labels = np.repeat([0, 1, 2, 3], [30, 30, 10, 2])
     held = validation_mask(labels, 0.1, seed=0)

@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.clip import create_clip, save_clip
-from pipeline.extraction import ExtractOptions
-from pipeline.features import read_feature_set, read_manifest
-from pipeline.text_extraction import extract_text_features
+from pipeline.clip.loading import create_clip, save_clip
+from pipeline.features.images import ExtractOptions
+from pipeline.features.store import read_feature_set, read_manifest
+from pipeline.features.texts import extract_text_features
 
 TEXTS = ["a small red bird", "a bird", "a large bird with a long hooked bill and grey wings",
          "blue", "a bird with a spotted breast and a short tail", "wings"]

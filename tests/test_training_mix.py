@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.selection import keep_mask
-from pipeline.training_mix import Run, build_training_table, run_pool, run_rows, table1_runs
+from pipeline.adapter.selection import keep_mask
+from pipeline.adapter.training_mix import Run, build_training_table, run_pool, run_rows, table1_runs
 
 
 def tiny_world():

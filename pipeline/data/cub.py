@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.common import InputError
 
-class DatasetLayoutError(ValueError):
+
+class DatasetLayoutError(InputError):
     """A dataset directory does not have the layout its reader expects."""
 
 

@@ -1,6 +1,19 @@
-"""Class descriptions: the text that stands in for images of a class.
+"""Class descriptions, the text that stands in for images of a class (the `describe` stage).
 
-Every backend returns the same table, `DESCRIPTION_COLUMNS`: one row per description.
+Backends: an LLM (the OpenAI API or any OpenAI-compatible server) with the papers' prompts and
+an append-only answer cache; a published CBD descriptor file or the user's own file; offline
+sentences from the class x attribute matrix. Each returns the same table (`DESCRIPTION_COLUMNS`).
 """
 
-DESCRIPTION_COLUMNS = ["class_id", "class_name", "text", "source", "prompt_id", "sample_index"]
+from pipeline.describe.answer_cache import AnswerCache
+from pipeline.describe.attributes import describe_from_attributes
+from pipeline.describe.imported import UnmatchedClasses, describe_from_cbd, describe_from_file
+from pipeline.describe.llm import (API_KEY_VARIABLE, LLMError, LLMSettings, ask_all,
+                                   descriptions_table, estimate, plan_requests)
+from pipeline.describe.prompts import DEFAULT_PROMPTS, PromptTemplate
+from pipeline.describe.table import DESCRIPTION_COLUMNS
+
+__all__ = ["API_KEY_VARIABLE", "AnswerCache", "DEFAULT_PROMPTS", "DESCRIPTION_COLUMNS", "LLMError",
+           "LLMSettings", "PromptTemplate", "UnmatchedClasses", "ask_all", "describe_from_attributes",
+           "describe_from_cbd", "describe_from_file", "descriptions_table", "estimate",
+           "plan_requests"]

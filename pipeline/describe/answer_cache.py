@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pipeline.jsonl_store import JsonlStore
+from pipeline.common import JsonlStore
 
 
 def request_key(**fields) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.describe import DESCRIPTION_COLUMNS
+from pipeline.describe.table import DESCRIPTION_COLUMNS
 
 FRAMES = (
     "The {name} is a bird with {traits}.",

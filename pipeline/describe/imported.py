@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.describe import DESCRIPTION_COLUMNS
+from pipeline.common import InputError
 from pipeline.describe.prompts import descriptor_sentence
+from pipeline.describe.table import DESCRIPTION_COLUMNS
 
 
-class UnmatchedClasses(ValueError):
+class UnmatchedClasses(InputError):
     """Some dataset classes have no entry in the imported file."""
 
 
@@ -34,16 +35,21 @@ def read_mapping(path: Path) -> dict[str, list[str]]:
     """A JSON or YAML file {class name: [texts] or text}."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"descriptions file {path} does not exist")
+        raise InputError(f"descriptions file {path} does not exist")
     text = path.read_text()
-    raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        detail = " ".join(str(error).split())
+        raise InputError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                         f"{detail}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping {{class name: [descriptions]}}")
+        raise InputError(f"{path}: expected a mapping {{class name: [descriptions]}}")
     mapping = {}
     for name, texts in raw.items():
         texts = [texts] if isinstance(texts, str) else texts
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"{path}: the entry for {name!r} must be a text or a list of texts")
+            raise InputError(f"{path}: the entry for {name!r} must be a text or a list of texts")
         mapping[str(name)] = [t.strip() for t in texts if t.strip()]
     return mapping
 

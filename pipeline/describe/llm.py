@@ -21,9 +21,10 @@ from urllib.parse import urlparse
 import openai
 import pandas as pd
 
-from pipeline.describe import DESCRIPTION_COLUMNS
+from pipeline.common import InputError
 from pipeline.describe.answer_cache import AnswerCache, request_key
 from pipeline.describe.prompts import PromptTemplate, rendered_hash
+from pipeline.describe.table import DESCRIPTION_COLUMNS
 
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_HOST = "api.openai.com"
@@ -37,8 +38,11 @@ PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": 
 FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
-class LLMError(RuntimeError):
-    """The backend cannot run at all (missing key, refused credentials, unknown model)."""
+class LLMError(InputError):
+    """The backend cannot run at all (missing key, refused credentials, unknown model): a
+    setting to fix, so the command exits as for invalid params."""
+
+    exit_code = 2
 
 
 @dataclasses.dataclass(frozen=True)

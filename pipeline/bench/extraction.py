@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from pipeline.clip import Clip
-from pipeline.extraction import (BatchFinisher, ExtractOptions, ImageEncoder,
-                                 extract_image_features, image_loader)
+from pipeline.clip.loading import Clip
+from pipeline.features.images import (BatchFinisher, ExtractOptions, ImageEncoder,
+                                      extract_image_features, image_loader)
 
 MODEL_ONLY_CACHED_BATCHES = 8  # pre-decoded batches the model phase cycles through (bounded RAM)
 

@@ -3,14 +3,13 @@
 A resolved CLIP is a folder with two files: `model.safetensors` (the weights) and `card.json`
 (model name, pretrained tag, architecture config, preprocessing, width, weights hash). Everything
 downstream loads the model from that folder alone, and features carry the card's fingerprint
-(encoding itself lives in `extraction`).
+(encoding itself lives in `pipeline.features`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import tempfile
@@ -20,9 +19,12 @@ import open_clip
 import torch
 from safetensors.torch import load_model, save_model
 
+from pipeline.clip.fingerprint import fingerprint_of
+from pipeline.common import InputError, sha256_file, write_json
+
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
-BUILTIN_CONFIGS = Path(__file__).parent / "clip_configs"  # our own architectures, e.g. the demo's
+BUILTIN_CONFIGS = Path(__file__).parent / "configs"  # our own architectures, e.g. the demo's
 
 
 @dataclasses.dataclass
@@ -37,12 +39,6 @@ class Clip:
     @property
     def fingerprint(self) -> dict:
         return fingerprint_of(self.card)
-
-
-def fingerprint_of(card: dict) -> dict:
-    """What identifies the features a CLIP makes: same fingerprint, same features."""
-    return {key: card[key] for key in ("model_name", "pretrained", "weights_sha256", "embed_dim",
-                                       "preprocess")}
 
 
 def input_size(preprocess: dict) -> tuple[int, int]:
@@ -67,9 +63,20 @@ def create_clip(model_name: str, pretrained: str | None, config: dict | None = N
     elif model_name not in open_clip.list_models() and (BUILTIN_CONFIGS / f"{model_name}.json").is_file():
         open_clip.add_model_config(BUILTIN_CONFIGS)
     if model_name not in open_clip.list_models():
-        raise ValueError(f"open_clip has no model {model_name!r}; known: see open_clip.list_models()")
-    with _quiet_random_init(pretrained is None):
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+        raise InputError(f"open_clip has no model {model_name!r} (open_clip.list_models() lists "
+                         "them, e.g. ViT-B-32, ViT-B-16, ViT-L-14, ViT-L-14-336)")
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained is not None and pretrained not in tags and not Path(pretrained).is_file():
+        raise InputError(f"{model_name} has no pretrained tag {pretrained!r} and no such file "
+                         f"exists; its tags: {', '.join(tags) or 'none'}")
+    with _quiet_open_clip_logs():
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name,
+                                                                         pretrained=pretrained)
+        except RuntimeError as error:
+            if "Failed to download" not in str(error):
+                raise
+            raise InputError(_download_failure(model_name, pretrained, error)) from None
     card = {
         "model_name": model_name,
         "pretrained": pretrained,
@@ -80,32 +87,42 @@ def create_clip(model_name: str, pretrained: str | None, config: dict | None = N
     return Clip(model.eval(), preprocess, open_clip.get_tokenizer(model_name), card)
 
 
-@contextlib.contextmanager
-def _quiet_random_init(quiet: bool):
-    """open_clip warns (on the root logger) when it initialises randomly; here that is the intent."""
-    class DropRandomInitWarning(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "No pretrained weights loaded" not in record.getMessage()
+def _download_failure(model_name: str, tag: str, error: Exception) -> str:
+    """One line: which weights, where from, why not, and how to run without a network."""
+    hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "").strip("/")
+    reason = str(error).splitlines()[0].split("Last error: ")[-1][:160]
+    return (f"could not fetch the {tag!r} weights of {model_name} from the Hugging Face hub"
+            f"{f' ({hub})' if hub else ''}: {reason} To run offline, fetch them once where there "
+            f"is a network (python -c \"import open_clip; open_clip.create_model('{model_name}', "
+            f"pretrained='{tag}')\"), copy the hub cache (~/.cache/huggingface, or $HF_HOME) to "
+            "this machine and set HF_HUB_OFFLINE=1; or set clip.pretrained to a checkpoint file")
 
-    root, drop = logging.getLogger(), DropRandomInitWarning()
-    if quiet:
-        root.addFilter(drop)
+
+@contextlib.contextmanager
+def _quiet_open_clip_logs():
+    """open_clip logs a warning when it initialises randomly (here that is the intent) and an
+    error before it raises a failed download (which `create_clip` reports itself); the hub
+    client logs each retry. Keep them off the terminal while a model is built."""
+    class DropExpected(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            message = record.getMessage()
+            return not ("No pretrained weights loaded" in message
+                        or "Failed to download" in message)
+
+    root, drop = logging.getLogger(), DropExpected()
+    hub = logging.getLogger("huggingface_hub")
+    hub_level = hub.level
+    root.addFilter(drop)
+    hub.setLevel(logging.ERROR)
     try:
         yield
     finally:
         root.removeFilter(drop)
+        hub.setLevel(hub_level)
 
 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=list))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_clip(clip: Clip, folder: Path, extra: dict | None = None) -> dict:
@@ -114,12 +131,10 @@ def save_clip(clip: Clip, folder: Path, extra: dict | None = None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
     save_model(clip.model, str(tmp_weights))
-    card = dict(clip.card, weights_sha256=_sha256(tmp_weights), weights_file=WEIGHTS_FILE,
+    card = dict(clip.card, weights_sha256=sha256_file(tmp_weights), weights_file=WEIGHTS_FILE,
                 **(extra or {}))
     tmp_weights.replace(folder / WEIGHTS_FILE)
-    tmp_card = folder / (CARD_FILE + ".tmp")
-    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
-    tmp_card.replace(folder / CARD_FILE)
+    write_json(card, folder / CARD_FILE)
     clip.card = card
     return card
 
@@ -127,7 +142,7 @@ def save_clip(clip: Clip, folder: Path, extra: dict | None = None) -> dict:
 def read_card(folder: Path) -> dict:
     path = Path(folder) / CARD_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no CLIP card at {path}: run the `clip` stage first")
+        raise InputError(f"no CLIP at {folder} (no {CARD_FILE}): the `clip` stage makes it")
     return json.loads(path.read_text())
 
 
@@ -135,8 +150,9 @@ def load_clip(folder: Path, device: str | torch.device = "cpu") -> Clip:
     """Rebuild the CLIP saved in `folder` from its card and weights alone (no download)."""
     card = read_card(folder)
     weights = Path(folder) / card["weights_file"]
-    if _sha256(weights) != card["weights_sha256"]:
-        raise ValueError(f"{weights} does not match the hash in its card: the folder is corrupt")
+    if sha256_file(weights) != card["weights_sha256"]:
+        raise InputError(f"{weights} does not match the hash in its card: the folder is corrupt "
+                         "(rerun the `clip` stage, or `dvc checkout`)")
     clip = create_clip(card["model_name"], None, card["config"])
     load_model(clip.model, str(weights), device=str(device))
     clip.model.to(device).eval()

@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import open_clip
+import pandas as pd
 import torch
+from PIL import Image
 from tqdm import tqdm
 
+from pipeline.clip.loading import Clip
+from pipeline.common import cosine_schedule
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
-    """Linear warmup to the base learning rate, then cosine decay to zero."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+TRAIN_SPLITS = ("train", "restval")  # Karpathy's: what the demo CLIP trains on
+
+
+def train_demo_clip(clip: Clip, images: pd.DataFrame, captions: pd.DataFrame, root: Path,
+                    **training) -> list[float]:
+    """Train `clip` in place on the train + restval pairs of a COCO-style index (images:
+    image_id, path relative to `root`, split; captions: image_id, text). `training`: the
+    arguments of `train_clip_contrastive`. Returns the mean loss of each epoch."""
+    images = images[images["split"].isin(TRAIN_SPLITS)].reset_index(drop=True)
+    captions = captions[captions["image_id"].isin(images["image_id"])]
+    pixels = torch.stack([clip.preprocess(Image.open(Path(root) / p).convert("RGB"))
+                          for p in tqdm(images["path"], desc="decode COCO-like images", unit="img")])
+    row_of = {image_id: row for row, image_id in enumerate(images["image_id"])}
+    return train_clip_contrastive(clip.model, pixels, clip.tokenizer(captions["text"].tolist()),
+                                  [row_of[i] for i in captions["image_id"]], **training)
 
 
 def train_clip_contrastive(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor,

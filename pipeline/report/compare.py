@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report import SOURCE_LABELS, format_number, selections, sort_cells
+from pipeline.report.tables import SOURCE_LABELS, format_number, selections, sort_cells
 
 CELL_KEYS = ["selection", "text_source", "image_ratio"]
 ABSENT = "(absent)"

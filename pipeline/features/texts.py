@@ -16,10 +16,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pipeline.clip import Clip
-from pipeline.extraction import (ExtractOptions, ExtractResult, amp_dtype, autocast_context,
-                                 compute_variant)
-from pipeline.features import RaggedTokens, ShardPlan, resume, write_manifest, write_shard
+from pipeline.clip.loading import Clip
+from pipeline.common import InputError
+from pipeline.features.encoding import (ExtractOptions, ExtractResult, amp_dtype, autocast_context,
+                                        compute_variant)
+from pipeline.features.store import RaggedTokens, ShardPlan, resume, write_manifest, write_shard
 
 
 def token_width(clip: Clip) -> int:
@@ -27,7 +28,7 @@ def token_width(clip: Clip) -> int:
     embedding width (RN50: 512 states, 1024 embedding; ViT-B-32: 512 and 512)."""
     text_cfg = clip.card["config"].get("text_cfg", {})
     if "hf_model_name" in text_cfg:
-        raise ValueError(f"{clip.card['model_name']}: per-token states are supported for "
+        raise InputError(f"{clip.card['model_name']}: per-token states are supported for "
                          "open_clip's own text transformers, not Hugging Face text towers")
     return int(text_cfg.get("width", 512))  # open_clip's CLIPTextCfg default
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from pipeline.adapter import train_linear_heads
+from pipeline.adapter.heads import train_linear_heads
 
 
 @dataclasses.dataclass

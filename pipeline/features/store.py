@@ -32,17 +32,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.jsonl_store import JsonlStore, append_record
+from pipeline.clip.fingerprint import check_same_clip
+from pipeline.common import InputError, JsonlStore, append_record, sha256_file, write_json
 
 EMBEDDING = "embedding"
 TOKENS = "tokens"
 MANIFEST = "manifest.json"
 PRECISIONS = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
 HEADER_KEY = b"fgvc.header"
-
-
-class FingerprintMismatch(ValueError):
-    """Features were made by a different CLIP (or preprocessing) than the caller expects."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,14 +77,6 @@ class RaggedTokens:
         np.cumsum([len(r) for r in rows], out=offsets[1:])
         values = np.concatenate(rows) if rows else np.zeros((0, width), np.float16)
         return cls(values, offsets)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hash_table(table: pd.DataFrame) -> str:
@@ -265,8 +254,9 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
         return kept
     foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and OWN_FILE.match(p.name)))
     if foreign:
-        raise ValueError(f"{folder} holds files that are not part of a feature set "
-                         f"({', '.join(foreign[:5])}): refusing to write features there")
+        raise InputError(f"{folder} holds files that are not part of a feature set "
+                         f"({', '.join(foreign[:5])}): refusing to write features there (pick "
+                         "an empty folder or this set's own)")
     log = JsonlStore(resume_log_path(folder)) if plan.local_keys else None
     for path in sorted(folder.iterdir()):
         header = _read_header(path) if path.suffix == ".parquet" else None
@@ -309,11 +299,7 @@ def write_manifest(folder: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
     manifest = dict(plan.header(), rows=sum(s.rows for s in ordered), input_rows=plan.rows,
                     input_hash=plan.input_hash, skipped=len(errors),
                     shards=[s.record(plan) for s in ordered], errors=errors)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(folder / MANIFEST)
+    write_json(manifest, Path(folder) / MANIFEST)
     return manifest
 
 
@@ -349,18 +335,15 @@ class FeatureSet:
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"no feature set at {folder} (missing {MANIFEST}): run `extract`")
+        raise InputError(f"no finished feature set at {folder} (no {MANIFEST}): the `extract` "
+                         "stage makes it")
     return json.loads(path.read_text())
 
 
 def check_fingerprint(manifest: dict, expected: dict | None, where: Path) -> None:
-    if expected is None or manifest["fingerprint"] == expected:
-        return
-    differs = sorted(k for k in set(expected) | set(manifest["fingerprint"])
-                     if expected.get(k) != manifest["fingerprint"].get(k))
-    raise FingerprintMismatch(
-        f"features in {where} were made by a different CLIP than expected (differs in: "
-        f"{', '.join(differs)}); re-run `extract` for this model")
+    """Refuse features made by another CLIP than `expected` (the one in use)."""
+    check_same_clip(expected, manifest["fingerprint"], f"the feature set {where}",
+                    "extract it again with this CLIP (the `extract` stage)")
 
 
 def iter_shards(folder: Path, expected_fingerprint: dict | None = None, *,
@@ -378,7 +361,7 @@ def _shard_tables(folder: Path, manifest: dict, verify: bool) -> Iterator[pa.Tab
     for shard in manifest["shards"]:
         path = folder / shard["file"]
         if verify and sha256_file(path) != shard["sha256"]:
-            raise ValueError(f"{path} does not match the checksum in {MANIFEST}: the feature set "
+            raise InputError(f"{path} does not match the checksum in {MANIFEST}: the feature set "
                              "is corrupt; re-run `extract` (or `dvc checkout`)")
         yield pq.read_table(path, memory_map=True)
 
@@ -410,7 +393,7 @@ def read_feature_set(folder: Path, expected_fingerprint: dict | None = None, *,
     manifest = read_manifest(folder)
     check_fingerprint(manifest, expected_fingerprint, folder)
     if tokens and manifest.get("token_width") is None:
-        raise ValueError(f"{folder} holds no per-token states: extract it again with "
+        raise InputError(f"{folder} holds no per-token states: extract it again with "
                          "extract.texts.tokens: true")
     embeddings = np.empty((manifest["rows"], manifest["width"]), np.float32)
     ids, token_values, token_lengths, done = [], [], [], 0

@@ -1,4 +1,4 @@
-"""Encode image files and texts with a frozen CLIP into a resumable feature set (see `features`).
+"""Encode image files with a frozen CLIP into a resumable feature set (see `store`).
 
 The work is cut into the feature set's shards. Shards that a previous (killed) run finished are
 kept; the rest are computed and each is written the moment its last row is encoded, so a kill
@@ -8,14 +8,12 @@ uninterrupted one.
 
 Images are decoded and preprocessed by DataLoader workers (pinned memory, prefetch) while the
 model encodes earlier batches; on CUDA the model runs under autocast, channels-last. Bad images
-are skipped with a reason (see `image_decoding`) and listed in the manifest. Text sets are
-encoded by `text_extraction`.
+are skipped with a reason (see `decoding`) and listed in the manifest. Text sets are encoded
+by `texts`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -31,12 +29,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.clip import Clip
-from pipeline.device_decoding import JPEG_END, DevicePreprocess, decode_jpegs, is_jpeg
-from pipeline.features import ShardInfo, ShardPlan, resume, write_manifest, write_shard
-from pipeline.image_decoding import DEFAULT_MAX_PIXELS, BadImage, load_rgb
+from pipeline.clip.loading import Clip
+from pipeline.common import InputError, write_text
+from pipeline.features.decoding import BadImage, load_rgb
+from pipeline.features.device_decoding import JPEG_END, DevicePreprocess, decode_jpegs, is_jpeg
+from pipeline.features.encoding import ExtractOptions, ExtractResult, ImageEncoder, compute_variant
+from pipeline.features.store import ShardInfo, ShardPlan, resume, write_manifest, write_shard
 
-AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "none": None}
 ERRORS_FILE = "errors.json"
 
 # A batch of encoded rows: input row numbers, their (n, D) float32 embeddings, and the rows that
@@ -44,70 +43,8 @@ ERRORS_FILE = "errors.json"
 Batch = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]
 
 
-class TooManyBadImages(RuntimeError):
+class TooManyBadImages(InputError):
     """More images than allowed could not be decoded; the feature set is left unfinished."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractOptions:
-    batch_size: int = 256
-    num_workers: int = 0  # DataLoader decode processes; 0 decodes in the main process
-    device: str = "cpu"
-    amp: str = "float16"  # autocast dtype on CUDA ("none": full precision); ignored on CPU
-    precision: str = "float16"  # stored embeddings
-    shard_rows: int = 65536
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_bad_fraction: float = 0.01
-    decode: str = "pil"  # "torchvision": JPEGs decoded and preprocessed on `device`
-
-
-@dataclasses.dataclass
-class ExtractResult:
-    manifest: dict
-    reused_shards: int
-    computed_shards: int
-
-
-# --- the model side -----------------------------------------------------------------------------
-
-class ImageEncoder:
-    """A CLIP image tower ready for throughput: eval, inference mode, autocast and channels-last
-    on CUDA. Call it with a preprocessed (B, 3, H, W) batch; returns (B, D) float32 numpy."""
-
-    def __init__(self, model: torch.nn.Module, device: str, amp: str = "float16"):
-        self.model, self.device = model.eval().to(device), torch.device(device)
-        self.cuda = self.device.type == "cuda"
-        self.amp_dtype = amp_dtype(self.device, amp)
-        if self.cuda:
-            self.model.to(memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
-        pixels = pixels.to(self.device, non_blocking=True)
-        if self.cuda:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with autocast_context(self.device, self.amp_dtype):
-            features = self.model.encode_image(pixels)
-        return features.float().cpu().numpy()
-
-
-def compute_variant(options: ExtractOptions) -> dict:
-    """The settings besides the model that change the numbers: the device type and the autocast
-    dtype actually used. Batch size and worker count are throughput knobs (they move results by
-    float rounding only), so shards are kept across them."""
-    device = torch.device(options.device)
-    return {"device": device.type, "amp": options.amp if amp_dtype(device, options.amp) else "none"}
-
-
-def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
-    """The autocast dtype actually used: `amp` on CUDA, none on CPU (float32 there)."""
-    return AMP_DTYPES[amp] if device.type == "cuda" else None
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 # --- the data side ------------------------------------------------------------------------------
@@ -348,7 +285,7 @@ def _check_bad_images(out: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
     if not plan.rows or len(errors) <= max_fraction * plan.rows:
         return
     listed = [dict(e, **ids.iloc[e["row"]].to_dict()) for e in sorted(errors, key=lambda e: e["row"])]
-    (Path(out) / ERRORS_FILE).write_text(json.dumps(listed, indent=2, default=str) + "\n")
+    write_text(Path(out) / ERRORS_FILE, json.dumps(listed, indent=2, default=str) + "\n")
     reasons = Counter(e["reason"].split(":")[0] for e in errors)
     raise TooManyBadImages(
         f"{len(errors)} of {plan.rows} images ({len(errors) / plan.rows:.1%}) could not be "

@@ -6,7 +6,7 @@ import io
 
 import pandas as pd
 
-from pipeline.paper import TABLE1
+from pipeline.report.paper import TABLE1
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
 SOURCE_LABELS = {"none": "image only", "reed": "image + Reed", "llm": "image + LLM"}

@@ -19,7 +19,9 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
-from pipeline.text_inputs import TextView
+from pipeline.clip.fingerprint import check_same_clip
+from pipeline.common import InputError, write_json
+from pipeline.qformer.text_inputs import TextView
 
 WEIGHTS_FILE = "qformer.safetensors"
 CONFIG_FILE = "qformer.json"
@@ -75,15 +77,21 @@ def save_qformer(model: TextToImageQFormer, folder: Path, extra: dict | None = N
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_model(model, str(tmp))
     tmp.replace(folder / WEIGHTS_FILE)
-    tmp = folder / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps({"config": dataclasses.asdict(model.config), **(extra or {})},
-                              indent=2) + "\n")
-    tmp.replace(folder / CONFIG_FILE)
+    write_json({"config": dataclasses.asdict(model.config), **(extra or {})}, folder / CONFIG_FILE)
 
 
-def load_qformer(folder: Path, device: str | torch.device = "cpu") -> tuple[TextToImageQFormer, dict]:
-    """Rebuild a saved Q-Former from its folder alone. Returns (model in eval mode, saved JSON)."""
-    saved = json.loads((Path(folder) / CONFIG_FILE).read_text())
+def load_qformer(folder: Path, device: str | torch.device = "cpu",
+                 clip_fingerprint: dict | None = None) -> tuple[TextToImageQFormer, dict]:
+    """Rebuild a saved Q-Former from its folder alone. Returns (model in eval mode, saved JSON).
+    With `clip_fingerprint`, refuses a Q-Former trained on another CLIP's features."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(f"no Q-Former at {folder} (no {CONFIG_FILE}): the `train_qformer` stage "
+                         "makes it")
+    saved = json.loads(path.read_text())
+    check_same_clip(clip_fingerprint, saved.get("clip_fingerprint", {}),
+                    f"the Q-Former in {folder}",
+                    "train it again on this CLIP's features (the `train_qformer` stage)")
     model = TextToImageQFormer(QFormerConfig(**saved["config"]))
     load_model(model, str(Path(folder) / WEIGHTS_FILE), device=str(device))
     return model.to(device).eval(), saved

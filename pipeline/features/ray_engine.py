@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.clip import Clip, input_size, load_clip
-from pipeline.extraction import Batch, ExtractOptions, ImageEncoder, preprocess_file
+from pipeline.clip.loading import Clip, input_size, load_clip
+from pipeline.features.images import Batch, ExtractOptions, ImageEncoder, preprocess_file
 
 
 def decode_images(batch: dict[str, np.ndarray], root: str, preprocess, max_pixels: int,

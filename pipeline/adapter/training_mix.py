@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from pipeline.selection import keep_mask, validation_mask
+from pipeline.adapter.selection import keep_mask, validation_mask
 
 TEXT_SOURCES = ("none", "reed", "llm")
 

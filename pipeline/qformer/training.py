@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.clip_training import cosine_schedule
-from pipeline.losses import qformer_loss
-from pipeline.qformer import TextToImageQFormer, map_texts
-from pipeline.text_inputs import TextView
+from pipeline.common import cosine_schedule
+from pipeline.qformer.losses import qformer_loss
+from pipeline.qformer.model import TextToImageQFormer, map_texts
+from pipeline.qformer.text_inputs import TextView
 
 
 @torch.inference_mode()

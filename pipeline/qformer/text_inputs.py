@@ -17,7 +17,7 @@ import copy
 
 import torch
 
-from pipeline.features import RaggedTokens
+from pipeline.features.store import RaggedTokens
 
 
 class TextView:

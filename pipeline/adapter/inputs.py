@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.features import FeatureSet, read_feature_set
-from pipeline.qformer import load_qformer, map_texts
-from pipeline.text_inputs import PooledTexts, TokenTexts
-from pipeline.training_mix import TrainingTable, build_training_table
+from pipeline.adapter.training_mix import TrainingTable, build_training_table
+from pipeline.features.store import FeatureSet, read_feature_set
+from pipeline.qformer.model import load_qformer, map_texts
+from pipeline.qformer.text_inputs import PooledTexts, TokenTexts
 
 
 @dataclasses.dataclass
@@ -30,7 +30,7 @@ class AdapterInputs:
 
 def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
                         device: torch.device, normalize: bool) -> AdapterInputs:
-    model, saved = load_qformer(qformer, device)
+    model, saved = load_qformer(qformer, device, clip_fingerprint=fingerprint)
     tokens = saved.get("text_input", "pooled") == "tokens"  # what the Q-Former was trained on
     cub = read_feature_set(Path(features) / "cub_images", fingerprint)
     reed = read_feature_set(Path(features) / "reed_captions", fingerprint, tokens=tokens)

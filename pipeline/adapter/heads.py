@@ -12,12 +12,21 @@ weights of its own best score and stops being tracked when its own patience runs
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+
+from pipeline.clip.fingerprint import check_same_clip
+from pipeline.common import InputError, write_json
+
+WEIGHTS_FILE = "heads.safetensors"
+INFO_FILE = "heads.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,3 +182,38 @@ def head_logits(weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor
     if features.dim() == 2:
         return logit_scale * torch.einsum("bd,hcd->hbc", features, weight) + bias[:, None, :]
     return logit_scale * torch.einsum("hbd,hcd->hbc", features, weight) + bias[:, None, :]
+
+
+@dataclasses.dataclass
+class SavedHeads:
+    weight: torch.Tensor  # (H, C, D)
+    bias: torch.Tensor  # (H, C)
+    info: dict  # run names in head order, class ids, feature and training settings, CLIP
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(H, N, C) logits of every head for (N, D) raw features, normalised as in training."""
+        inputs = F.normalize(features, dim=-1) if self.info["normalize"] else features
+        return head_logits(self.weight, self.bias, inputs, self.info["logit_scale"])
+
+
+def save_heads(folder: Path, weight: torch.Tensor, bias: torch.Tensor, info: dict) -> None:
+    """The grid's weights (safetensors) and what they mean (JSON, with the CLIP fingerprint)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, str(tmp))
+    tmp.replace(folder / WEIGHTS_FILE)
+    write_json(info, folder / INFO_FILE)
+
+
+def load_heads(folder: Path, clip_fingerprint: dict | None = None) -> SavedHeads:
+    """The saved grid; with `clip_fingerprint`, refuses heads trained on another CLIP."""
+    folder = Path(folder)
+    if not (folder / INFO_FILE).is_file():
+        raise InputError(f"no adapters at {folder} (no {INFO_FILE}): the `train_adapter` stage "
+                         "makes them")
+    info = json.loads((folder / INFO_FILE).read_text())
+    check_same_clip(clip_fingerprint, info.get("clip_fingerprint", {}), f"the adapters in {folder}",
+                    "train them again on this CLIP's features (the `train_adapter` stage)")
+    tensors = load_file(str(folder / WEIGHTS_FILE))
+    return SavedHeads(tensors["weight"], tensors["bias"], info)

@@ -9,7 +9,7 @@ import html
 
 import pandas as pd
 
-from pipeline.report import SOURCE_LABELS, format_number, selections
+from pipeline.report.tables import SOURCE_LABELS, format_number, selections
 
 # A difference of this many points (or more) gets the strongest colour.
 FULL_COLOUR_AT = 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -53,3 +54,21 @@ def confusion_counts(logits: torch.Tensor, labels: torch.Tensor, num_classes: in
     counts = torch.zeros(predicted.shape[0], num_classes * num_classes, dtype=torch.long)
     counts.scatter_add_(1, cells, torch.ones_like(cells))
     return counts.view(-1, num_classes, num_classes)
+
+
+def class_tables(logits: torch.Tensor, labels: torch.Tensor, run_names: list[str],
+                 class_ids: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class top-1 and confusion counts of every run (logits (H, N, C)), long format:
+    (run, class_id, test_images, top1) and (run, true_class_id, predicted_class_id, count), the
+    latter without its zero cells."""
+    num_classes = len(class_ids)
+    accuracy = per_class_accuracy(logits, labels, num_classes).numpy()  # (H, C)
+    counts = torch.bincount(labels, minlength=num_classes).numpy()
+    per_class = pd.DataFrame({
+        "run": np.repeat(run_names, num_classes), "class_id": np.tile(class_ids, len(run_names)),
+        "test_images": np.tile(counts, len(run_names)), "top1": accuracy.reshape(-1)})
+    confusion = confusion_counts(logits, labels, num_classes).numpy()  # (H, C, C)
+    head, true, predicted = np.nonzero(confusion)
+    return per_class, pd.DataFrame({
+        "run": np.asarray(run_names)[head], "true_class_id": class_ids[true],
+        "predicted_class_id": class_ids[predicted], "count": confusion[head, true, predicted]})

@@ -1,0 +1,42 @@
+"""What identifies a CLIP's features, and the check wherever an artifact of one model meets
+another's.
+
+Features, the Q-Former and the adapter heads each record the fingerprint of the CLIP they were
+made with (model name, pretrained tag, weights hash, preprocessing, width). Anything that joins
+two of them compares fingerprints first: a Q-Former trained on one CLIP's features would map
+another CLIP's texts into a space that means nothing there, silently.
+"""
+
+from __future__ import annotations
+
+from pipeline.common import InputError
+
+FINGERPRINT_KEYS = ("model_name", "pretrained", "weights_sha256", "embed_dim", "preprocess")
+
+
+class FingerprintMismatch(InputError):
+    """An artifact was made with a different CLIP (or preprocessing) than the one it meets."""
+
+
+def fingerprint_of(card: dict) -> dict:
+    """What identifies the features a CLIP makes: same fingerprint, same features."""
+    return {key: card[key] for key in FINGERPRINT_KEYS}
+
+
+def describe_clip(fingerprint: dict) -> str:
+    """A CLIP in a few words: 'ViT-B-32 (openai, weights 1a2b3c4d5e6f)'."""
+    weights = fingerprint.get("weights_sha256")
+    source = fingerprint.get("pretrained") or "trained here"
+    return (f"{fingerprint.get('model_name')} ({source}"
+            + (f", weights {weights[:12]})" if weights else ")"))
+
+
+def check_same_clip(expected: dict | None, found: dict, what: str, remedy: str) -> None:
+    """Raise `FingerprintMismatch`, naming both models and what differs, unless `found` (the
+    fingerprint `what` records) is `expected` (the CLIP in use). `expected` None skips the check."""
+    if expected is None or found == expected:
+        return
+    differs = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+    raise FingerprintMismatch(
+        f"{what} was made with CLIP {describe_clip(found)}, but the CLIP in use is "
+        f"{describe_clip(expected)} (differs in: {', '.join(differs)}); {remedy}")

@@ -1,0 +1,136 @@
+"""What several packages of the library share: the error a user can fix, atomic file writers,
+file checksums, an append-only JSONL store and the learning-rate schedule of the training loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class InputError(ValueError):
+    """Something the user gave is wrong (a file, a folder, a setting, an artifact made for
+    another model), not a bug in the code. Its message says what and how to fix it, in one line:
+    the command line prints it as it is, without a traceback, and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+# --- files -----------------------------------------------------------------------------------
+
+def write_bytes(path: Path, content: bytes) -> None:
+    """Write under a temporary name, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(content: dict | list, path: Path) -> None:
+    write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_parquet(table: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a table (zstd) under a temporary name, then rename; `metadata` goes into the schema."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if metadata:
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **metadata})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(arrow, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def read_parquet_with_metadata(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A table and its schema metadata (pandas' own entry left out)."""
+    table = pq.read_table(path)
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()
+                if not k.startswith(b"pandas")}
+    return table.to_pandas(), metadata
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- an append-only store ----------------------------------------------------------------------
+
+class JsonlStore:
+    """Keyed JSON records, one line each, flushed and synced as they are written, so a process
+    killed at any moment loses nothing it had recorded. The last line for a key wins. A line cut
+    short by a kill is ignored on load (and counted); the next record starts on a fresh line.
+    Used for paid LLM answers and for the resume log of feature sets: both must survive a kill
+    and only ever grow."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}
+        self.damaged_lines = 0
+        if self.path.is_file():
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    self.records[record["key"]] = record
+                except (ValueError, KeyError, TypeError):
+                    self.damaged_lines += 1
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, key: str) -> dict | None:
+        return self.records.get(key)
+
+    def put(self, key: str, record: dict) -> None:
+        self.records[key] = append_record(self.path, key, record)
+
+
+def append_record(path: Path, key: str, record: dict) -> dict:
+    """Append one keyed record to the store at `path` without loading it; returns the record."""
+    record = dict(record, key=key)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():  # after a kill mid-line, start on a fresh line
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode())
+        f.flush()
+        os.fsync(f.fileno())
+    return record
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def cosine_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup to the base learning rate, then cosine decay to zero (a torch LambdaLR)."""
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
