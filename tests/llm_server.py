@@ -2,9 +2,11 @@
 class: each class name maps to the behaviours of its successive calls (then "ok" for ever).
 
 Behaviours: ok | 429 (with Retry-After: 1) | 500 | 401 (OpenAI's refusal, quoting the key's end) |
-hang (answers after `hang_seconds`, past the client's timeout) | malformed (invalid JSON body) |
-empty | cut (an answer stopped by max_tokens, finish_reason "length"). A CBD-style question gets
-a "- " list answer, any other a prose answer.
+403 (a project without access) | 404 (an unknown model) | hang (answers after `hang_seconds`, past
+the client's timeout) | malformed (invalid JSON body) | empty | cut (an answer stopped by
+max_tokens, finish_reason "length"). A CBD-style question gets a "- " list answer, any other a
+prose answer. `revoke_after`: every call after that many is refused (401) whatever the script, as
+when a key is revoked mid-run.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class ScriptedLLM:
     def __init__(self, script: dict[str, list[str]] | None = None, hang_seconds: float = 3.0,
-                 delay: float = 0.0):
+                 delay: float = 0.0, revoke_after: int | None = None):
         self.script = {name: list(steps) for name, steps in (script or {}).items()}
-        self.hang_seconds, self.delay = hang_seconds, delay
+        self.hang_seconds, self.delay, self.revoke_after = hang_seconds, delay, revoke_after
         self.calls: list[dict] = []  # class_name, behaviour, authorization
         self.count: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
@@ -48,6 +50,8 @@ class ScriptedLLM:
         with self.lock:
             n = self.count[class_name]
             self.count[class_name] += 1
+            if self.revoke_after is not None and sum(self.count.values()) > self.revoke_after:
+                return "401", n
             steps = self.script.get(class_name, [])
             return (steps[n] if n < len(steps) else "ok"), n
 
@@ -80,6 +84,15 @@ class ScriptedLLM:
                     return self._send(401, {"error": {
                         "message": f"Incorrect API key provided: sk-test-***{key}.",
                         "type": "invalid_request_error", "code": "invalid_api_key"}})
+                if behaviour == "403":
+                    return self._send(403, {"error": {
+                        "message": "Project does not have access to this model.",
+                        "type": "invalid_request_error", "code": "model_not_found"}})
+                if behaviour == "404":
+                    return self._send(404, {"error": {
+                        "message": f"The model `{body['model']}` does not exist or you do not "
+                                   "have access to it.",
+                        "type": "invalid_request_error", "code": "model_not_found"}})
                 if behaviour == "hang":
                     time.sleep(llm.hang_seconds)
                 if behaviour == "malformed":

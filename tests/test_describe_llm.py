@@ -2,13 +2,16 @@
 answers, retries, failures, the cache, kill-and-resume, and the key never written anywhere."""
 
 import json
+import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO
@@ -16,9 +19,16 @@ from llm_server import ScriptedLLM
 from typer.testing import CliRunner
 
 from pipeline.common import write_parquet
+from pipeline.describe.llm import PRICES
 from stages.cli import app
 
 SECRET = "sk-test-NEVER-WRITE-ME-0123456789"
+BIRDS = ["Alpha Finch", "Beta Warbler", "Gamma Tern", "Least Flycatcher", "Black-footed Albatross"]
+
+
+def shipped(name):
+    """A describe.openai setting as the repo's params.yaml ships it."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())["describe"]["openai"][name]
 
 
 def setup(tmp_path, classes, base_url, **openai):
@@ -49,6 +59,67 @@ def api_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
 
 
+def assert_secret_not_written(root) -> list[str]:
+    """Scan every file under `root` as its reader sees it and return their names: a Parquet
+    table cell by cell with its schema and metadata (compressed pages can hide a key from a byte
+    scan), JSON and JSONL decoded (an escaped key reads the same), every other file as bytes."""
+    scanned = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            text = parquet_text(path)
+        else:
+            data = path.read_bytes()
+            assert SECRET.encode() not in data, path
+            text = data.decode(errors="replace")
+            if path.suffix in (".json", ".jsonl"):
+                text += "\n" + json_text(text, lines=path.suffix == ".jsonl")
+        assert SECRET not in text, path
+        scanned.append(path.relative_to(root).as_posix())
+    return scanned
+
+
+def parquet_text(path) -> str:
+    """Every column name, cell and schema or file metadata entry of a Parquet table, as text."""
+    table = pq.read_table(path)
+    metadata = {**(table.schema.metadata or {}), **(pq.read_metadata(path).metadata or {})}
+    cells = [value for row in table.to_pylist() for value in row.values()]
+    entries = [as_text(key) + as_text(value) for key, value in metadata.items()]
+    schema = table.schema.to_string(truncate_metadata=False, show_field_metadata=True)
+    return "\n".join([schema, *map(as_text, cells), *entries])
+
+
+def json_text(text: str, lines: bool) -> str:
+    """The decoded values of a JSON document, or of each line of a JSONL file (a line cut short
+    is skipped: the byte scan has read it)."""
+    values = []
+    for document in text.splitlines() if lines else [text]:
+        try:
+            values.append(json.dumps(json.loads(document), ensure_ascii=False))
+        except ValueError:
+            continue
+    return "\n".join(values)
+
+
+def as_text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def test_the_leak_scan_finds_a_key_wherever_a_reader_would(tmp_path):
+    """The scan itself: it must not pass for want of looking."""
+    write_parquet(pd.DataFrame({"text": ["a"]}), tmp_path / "clean" / "t.parquet", {"note": "x"})
+    (tmp_path / "clean" / "a.jsonl").write_text('{"answer": "fine"}\n')
+    assert assert_secret_not_written(tmp_path / "clean") == ["a.jsonl", "t.parquet"]
+    write_parquet(pd.DataFrame({"text": ["a", SECRET]}), tmp_path / "cell" / "t.parquet")
+    write_parquet(pd.DataFrame({"t": [1]}), tmp_path / "meta" / "t.parquet", {"k": SECRET})
+    (tmp_path / "escaped").mkdir()  # JSON may escape any character: "\u0073k-test-..."
+    escaped = json.dumps({"answer": SECRET}).replace("sk-", "\\u0073k-")
+    (tmp_path / "escaped" / "a.jsonl").write_text(escaped + "\n")
+    assert SECRET not in escaped
+    for leak in ("cell", "meta", "escaped"):
+        with pytest.raises(AssertionError):
+            assert_secret_not_written(tmp_path / leak)
+
+
 def test_answers_become_descriptions_and_a_rerun_asks_nothing(tmp_path):
     with ScriptedLLM() as llm:
         setup(tmp_path, ["Alpha Finch", "Beta Warbler"], llm.base_url)
@@ -71,8 +142,8 @@ def test_answers_become_descriptions_and_a_rerun_asks_nothing(tmp_path):
         assert len(llm.calls) == 4  # zero requests on a rerun
         assert "4 answered in" in again.output and "; 0 request(s) to make" in again.output
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), table)
-    written = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert written and not any(SECRET.encode() in p.read_bytes() for p in written)
+    scanned = assert_secret_not_written(tmp_path)
+    assert {"d.parquet", "cache/answers.jsonl", "params.yaml"} <= set(scanned)  # all looked at
     assert SECRET not in result.output + again.output
 
 
@@ -111,14 +182,51 @@ def test_rate_limits_wait_as_retry_after_says(tmp_path):
 
 
 def test_a_refused_key_stops_at_once_and_is_not_printed(tmp_path):
-    classes = [f"Bird {i}" for i in range(6)]
-    with ScriptedLLM({name: ["401"] * 10 for name in classes}) as llm:
-        setup(tmp_path, classes, llm.base_url, concurrency=1)
+    concurrency = shipped("concurrency")
+    assert concurrency > 1  # with one in flight, "one request" would prove nothing
+    classes = [f"Bird {i}" for i in range(40)]
+    with ScriptedLLM(revoke_after=0) as llm:  # every request refused
+        setup(tmp_path, classes, llm.base_url, concurrency=concurrency)
         result = describe(tmp_path)
-        assert result.exit_code == 2
-        assert "the API key was refused" in result.output
-        assert len(llm.calls) == 1  # not one refused request per class
-    assert SECRET[-4:] not in result.output
+        assert result.exit_code == 2, result.output
+        assert "HTTP 401: the API key was refused" in result.output
+        assert len(llm.calls) == 1  # of 80: not one a class, nor one a request in flight
+        assert llm.calls[0]["authorization"] == f"Bearer {SECRET}"  # refused, it was sent
+    assert SECRET not in result.output and SECRET[-4:] not in result.output  # OpenAI quotes it
+    assert_secret_not_written(tmp_path)
+
+
+@pytest.mark.parametrize("status, says", [("403", "Project does not have access"),
+                                          ("404", "The model `gpt-3.5-turbo` does not exist")])
+def test_a_forbidden_or_unknown_model_stops_at_once(tmp_path, status, says):
+    classes = [f"Bird {i}" for i in range(40)]
+    with ScriptedLLM({name: [status] * 3 for name in classes}) as llm:
+        setup(tmp_path, classes, llm.base_url, concurrency=shipped("concurrency"))
+        result = describe(tmp_path)
+        assert result.exit_code == 2, result.output
+        assert f"HTTP {status}" in result.output and says in result.output
+        assert len(llm.calls) == 1
+
+
+def test_a_key_revoked_mid_run_stops_without_waiting_for_requests_in_flight(tmp_path):
+    concurrency = shipped("concurrency")
+    classes = [f"Bird {i}" for i in range(40)]
+    # The first request, asked alone, is answered. Of the `concurrency` sent next, all but the
+    # last to arrive hang (well within the timeout), and that last one finds the key revoked.
+    with ScriptedLLM({name: ["hang"] for name in classes[1:]}, hang_seconds=30,
+                     revoke_after=concurrency) as llm:
+        setup(tmp_path, classes, llm.base_url, concurrency=concurrency, timeout=60.0)
+        one_sample(tmp_path)
+        start = time.monotonic()
+        result = describe(tmp_path)
+        elapsed = time.monotonic() - start
+        assert result.exit_code == 2, result.output
+        assert "HTTP 401: the API key was refused" in result.output
+        assert len(llm.calls) == 1 + concurrency  # of 40: none sent after the refusal
+        assert elapsed < 10  # the requests in flight were dropped, not waited for (30 s)
+    cached = (tmp_path / "cache" / "answers.jsonl").read_text().splitlines()
+    assert [json.loads(line)["class_name"] for line in cached] == ["Bird 0"]  # kept, paid for
+    assert not (tmp_path / "d.parquet").exists()
 
 
 def test_base_url_from_the_environment_is_the_one_asked_and_cached(tmp_path, monkeypatch):
@@ -210,13 +318,50 @@ def test_killed_run_resumes_without_asking_again(tmp_path):
     assert len(pd.read_parquet(tmp_path / "d.parquet")) == 16 * 2
 
 
+def expected_estimate(params: dict, classes: list[str]) -> tuple[int, int, int]:
+    """(requests, prompt tokens, completion tokens) by llm.py's documented rule, worked out here
+    from the prompt texts: about 4 characters a token, 4 more a message and 3 a request;
+    completions counted at max_tokens."""
+    describe, settings = params["describe"], params["describe"]["openai"]
+    prompt = describe["prompts"][settings["prompt"]]
+    per_class = [sum(math.ceil(len(text) / 4) + 4
+                     for text in (prompt["system"], prompt["user"].replace("{class_name}", name))
+                     if text) + 3 for name in classes]
+    requests = len(classes) * describe["samples_per_class"]
+    return (requests, describe["samples_per_class"] * sum(per_class),
+            requests * settings["max_tokens"])
+
+
 def test_dry_run_estimates_before_spending(tmp_path, monkeypatch):
-    setup(tmp_path, ["Alpha Finch", "Beta Warbler", "Gamma Tern"], None)  # the real endpoint
-    result = describe(tmp_path, "--dry-run")  # makes no request, so no network is needed
+    classes = [f"{name} {i}" for i in range(10) for name in BIRDS]  # 50, of varied lengths
+    with ScriptedLLM() as llm:  # a local server: no price, and every request it gets is seen
+        params = yaml.safe_load(setup(tmp_path, classes, llm.base_url).read_text())
+        result = describe(tmp_path, "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert llm.calls == []
+    requests, prompt_tokens, completion_tokens = expected_estimate(params, classes)
+    assert (requests, completion_tokens) == (100, 100 * 256)
+    figures = (f"{requests} request(s) to make to gpt-3.5-turbo: about {prompt_tokens:,} prompt "
+               f"+ at most {completion_tokens:,} completion tokens, ")
+    assert figures + "cost unknown (no price for 'gpt-3.5-turbo'" in result.output
+
+    connections = []  # the real endpoint: any connection attempt is recorded and refused
+
+    def refuse(sock, address):
+        connections.append(address)
+        raise OSError("a dry run connects to nothing")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    setup(tmp_path, classes, None)
+    result = describe(tmp_path, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "6 request(s) to make to gpt-3.5-turbo" in result.output
-    assert "at most 1,536 completion tokens, at most $0.00" in result.output
+    assert connections == []
+    prompt_price, completion_price = PRICES["gpt-3.5-turbo"]  # USD per million tokens
+    assert 0 < prompt_price < completion_price  # a zeroed or swapped table would not do
+    cost = (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1e6
+    assert figures + f"at most ${cost:.4f} (before any retries)" in result.output
     assert not (tmp_path / "d.parquet").exists()
+    assert not (tmp_path / "cache" / "answers.jsonl").exists()
 
 
 def test_missing_key_for_the_real_endpoint_names_the_variable(tmp_path, monkeypatch):

@@ -1,11 +1,14 @@
 """The LLM backend: class descriptions from the OpenAI API or any OpenAI-compatible server
 (vLLM, Ollama, llama.cpp server) through the official `openai` client.
 
-Requests run concurrently under a bound. Transient failures (408/409/429/5xx, timeouts,
-connection errors) are retried by the client's own machinery with exponential backoff, honouring
-`Retry-After`; an empty, unparseable or malformed answer is asked again up to `parse_retries`
-times, then reported for its class. Every usable answer goes to the `AnswerCache` at once, so a
-rerun asks only what is not answered yet, and a rerun with the same settings asks nothing.
+Requests run concurrently under a bound, after a first one asked alone: a refused key or an
+unknown model fails every request alike, so it costs one request, and a fatal error later on (a
+key revoked mid-run) drops the requests in flight at once. Transient failures (408/409/429/5xx,
+timeouts, connection errors) are retried by the client's own machinery with exponential backoff,
+honouring `Retry-After`; an empty, unparseable or malformed answer is asked again up to
+`parse_retries` times, then reported for its class. Every usable answer goes to the `AnswerCache`
+at once, so a rerun asks only what is not answered yet, and a rerun with the same settings asks
+nothing.
 """
 
 from __future__ import annotations
@@ -167,13 +170,21 @@ async def _ask_all(pending, template, cache, settings, api_key, report, progress
     client = make_client(settings, api_key)
     bound = asyncio.Semaphore(settings.concurrency)
     stop = asyncio.Event()  # set by the first fatal error: requests not yet sent are not sent
+
+    def start(requests):
+        return [asyncio.ensure_future(
+            _ask(client, bound, stop, request, template, cache, settings, report, progress))
+            for request in requests]
+
     try:
-        outcomes = await asyncio.gather(
-            *(_ask(client, bound, stop, request, template, cache, settings, report, progress)
-              for request in pending), return_exceptions=True)
+        # The first request goes alone: were the key refused or the model unknown, the
+        # `concurrency` requests sent together would all go out before the first refusal came
+        # back. So a setting to fix costs one request, whatever the concurrency.
+        errors = await _until_fatal(start(pending[:1]))
+        if not stop.is_set():
+            errors += await _until_fatal(start(pending[1:]))
     finally:
         await client.close()
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
     fatal = [e for e in errors if isinstance(e, FATAL_ERRORS)]
     if fatal:
         error = fatal[0]
@@ -184,6 +195,25 @@ async def _ask_all(pending, template, cache, settings, api_key, report, progress
                        f"{API_KEY_VARIABLE}")
     if errors:
         raise errors[0]
+
+
+async def _until_fatal(tasks: list[asyncio.Future]) -> list[BaseException]:
+    """Wait for every task, unless one fails fatally (e.g. a key revoked mid-run): then the
+    others are cancelled at once rather than waited for, up to `timeout` each, as they would
+    fail alike. Returns the errors the finished tasks raised."""
+    errors, waiting = [], set(tasks)
+    try:
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_EXCEPTION)
+            errors += [t.exception() for t in tasks
+                       if t in done and not t.cancelled() and t.exception() is not None]
+            if any(isinstance(e, FATAL_ERRORS) for e in errors):
+                break
+    finally:  # also on Ctrl-C: nothing is left running against a closed client
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+    return errors
 
 
 async def _ask(client, bound, stop, request: Request, template: PromptTemplate,
