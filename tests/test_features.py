@@ -1,12 +1,17 @@
+import hashlib
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
-from pipeline.clip import FingerprintMismatch
+from pipeline.clip import (FingerprintMismatch, create_clip, fingerprint_of, load_clip, read_card,
+                           save_clip)
 from pipeline.common import InputError
+from pipeline.features import ExtractOptions, extract_text_features
 from pipeline.features.store import (ShardPlan, iter_shards, read_feature_set, resume,
                                      write_feature_set, write_shard)
 
@@ -98,11 +103,81 @@ def test_a_shard_must_account_for_every_row_of_its_span(tmp_path):
     assert info.rows == 9 and info.errors == [{"row": 9, "reason": "bad"}]
 
 
-def test_features_of_another_model_are_refused(tmp_path):
+@pytest.fixture(scope="module")
+def two_clips(tmp_path_factory):
+    """Two real CLIPs saved as the `clip` stage saves them: the same tiny architecture and
+    preprocessing, initialised from different seeds, so only their weights differ."""
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        folder = tmp_path_factory.mktemp(f"clip-seed{seed}")
+        save_clip(create_clip("fgvc-demo-tiny", None), folder)
+        folders.append(folder)
+    return folders
+
+
+CAPTIONS = pd.DataFrame({"image_id": np.arange(7), "text": [
+    "a small red bird", "a bird", "a large bird with a long hooked bill", "blue",
+    "a bird with a spotted breast and a short tail", "wings", "a grey bird on a branch"]})
+
+
+def extract_captions(clip, out):
+    return extract_text_features(clip, CAPTIONS, out, name="captions", id_columns=["image_id"],
+                                 options=ExtractOptions(batch_size=4, shard_rows=3))
+
+
+def test_features_of_another_model_are_refused(tmp_path, two_clips):
+    dir_a, dir_b = two_clips
+    a, b = fingerprint_of(read_card(dir_a)), fingerprint_of(read_card(dir_b))
+    weights = [hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest()
+               for d in (dir_a, dir_b)]
+    assert [a["weights_sha256"], b["weights_sha256"]] == weights
+    assert weights[0][:12] != weights[1][:12]
+    clip_a = load_clip(dir_a)
+    extract_captions(clip_a, tmp_path / "fs")
+
+    with pytest.raises(FingerprintMismatch) as refused:
+        read_feature_set(tmp_path / "fs", b)
+    message = str(refused.value)  # one line naming the set, both models and what differs
+    assert "\n" not in message and str(tmp_path / "fs") in message
+    assert f"made with CLIP fgvc-demo-tiny (trained here, weights {weights[0][:12]})" in message
+    assert f"in use is fgvc-demo-tiny (trained here, weights {weights[1][:12]})" in message
+    assert "(differs in: weights_sha256); extract it again with this CLIP" in message
+    with pytest.raises(FingerprintMismatch, match=f"weights {weights[0][:12]}.*weights "
+                                                  f"{weights[1][:12]}"):
+        next(iter_shards(tmp_path / "fs", b))
+
+    # With CLIP A's fingerprint the set reads, and it holds A's features, which B's are not.
+    features = read_feature_set(tmp_path / "fs", a, verify=True)
+    assert features.ids["image_id"].tolist() == CAPTIONS["image_id"].tolist()
+    assert [len(ids) for ids, _ in iter_shards(tmp_path / "fs", a)] == [3, 3, 1]
+    with torch.no_grad():
+        by_a, by_b = (load_clip(d).model.encode_text(clip_a.tokenizer(CAPTIONS["text"].tolist()))
+                      .numpy() for d in (dir_a, dir_b))
+    np.testing.assert_allclose(features.embeddings, by_a, atol=2e-3, rtol=2e-3)  # float16
+    assert np.abs(by_a - by_b).max() > 0.1
+
+
+def test_extracting_with_another_model_recomputes_every_shard(tmp_path, two_clips):
+    clip_a, clip_b = (load_clip(d) for d in two_clips)
+    assert extract_captions(clip_a, tmp_path / "fs").computed_shards == 3
+    again = extract_captions(clip_b, tmp_path / "fs")
+    assert (again.computed_shards, again.reused_shards) == (3, 0)
+    assert again.manifest["fingerprint"] == clip_b.fingerprint
+    read_feature_set(tmp_path / "fs", clip_b.fingerprint, verify=True)
+    with pytest.raises(FingerprintMismatch, match="differs in: weights_sha256"):
+        read_feature_set(tmp_path / "fs", clip_a.fingerprint)
+
+
+def test_a_refusal_names_every_difference_and_the_pretrained_tag(tmp_path):
+    """What two seeds of one architecture cannot show: another tag and preprocessing."""
     ids, emb = make()
     write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT)
-    other = dict(FINGERPRINT, weights_sha256="def")
-    with pytest.raises(FingerprintMismatch, match="weights_sha256"):
+    other = dict(FINGERPRINT, pretrained="openai", weights_sha256="0123456789abcdef",
+                 preprocess={"size": [224, 224]})
+    with pytest.raises(FingerprintMismatch, match=re.escape(
+            "made with CLIP m (trained here, weights abc), but the CLIP in use is m (openai, "
+            "weights 0123456789ab) (differs in: preprocess, pretrained, weights_sha256)")):
         read_feature_set(tmp_path / "fs", other)
 
 

@@ -1,7 +1,11 @@
 """Text feature sets: pooled embeddings and, when asked, per-token states stored without padding."""
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -23,13 +27,17 @@ def clip(tmp_path_factory):
     return clip
 
 
-def texts():
-    return pd.DataFrame({"image_id": np.arange(len(TEXTS)), "caption_index": 0, "text": TEXTS})
+MORE_TEXTS = ["a tiny brown bird with a striped crown", "black and white", "a bird on a branch",
+              "a yellow throat and a thin pointed bill", "grey"]
 
 
-def extract(clip, out, tokens, shard_rows=4):
-    options = ExtractOptions(batch_size=3, shard_rows=shard_rows, precision="float32")
-    return extract_text_features(clip, texts(), out, name="captions",
+def texts(rows=TEXTS):
+    return pd.DataFrame({"image_id": np.arange(len(rows)), "caption_index": 0, "text": rows})
+
+
+def extract(clip, out, tokens, shard_rows=4, batch_size=3, rows=TEXTS):
+    options = ExtractOptions(batch_size=batch_size, shard_rows=shard_rows, precision="float32")
+    return extract_text_features(clip, texts(rows), out, name="captions",
                                  id_columns=["image_id", "caption_index"], options=options,
                                  tokens=tokens)
 
@@ -71,3 +79,56 @@ def test_switching_tokens_on_recomputes_and_a_rerun_keeps(clip, tmp_path):
     assert all("tokens" not in pq.read_schema(path).names for path in (tmp_path / "fs").glob("*.parquet"))
     extract(clip, tmp_path / "clean", tokens=False)
     assert read_manifest(tmp_path / "fs")["shards"] == read_manifest(tmp_path / "clean")["shards"]
+
+
+def shard_files(folder):
+    """Every shard of a feature set: name -> (bytes, inode, mtime_ns); a rewritten shard (temp
+    name, then renamed) gets another inode and time even if its bytes come out the same."""
+    return {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(folder.glob("shard-*.parquet"))}
+
+
+LOST = "shard-00001.parquet"
+
+
+def resume_with(clip, tmp_path, tokens, first, second):
+    """Extract 11 texts (shards of 4, 4, 3) with batch size `first`, lose shard 1 and the manifest
+    as a kill would, and resume with batch size `second`. Returns the first run's shards and
+    manifest bytes, the resumed run's result and its shards."""
+    run = dict(tokens=tokens, rows=TEXTS + MORE_TEXTS)
+    before = extract(clip, tmp_path / "fs", batch_size=first, **run)
+    assert (before.computed_shards, before.reused_shards) == (3, 0)
+    shards, manifest = shard_files(tmp_path / "fs"), (tmp_path / "fs" / "manifest.json").read_bytes()
+    (tmp_path / "fs" / LOST).unlink()
+    (tmp_path / "fs" / "manifest.json").unlink()
+    after = extract(clip, tmp_path / "fs", batch_size=second, **run)
+    return shards, manifest, after, shard_files(tmp_path / "fs")
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["pooled", "tokens"])
+def test_a_resume_with_another_batch_size_keeps_the_shards(clip, tmp_path, tokens):
+    shards, manifest, after, now = resume_with(clip, tmp_path, tokens, first=4, second=3)
+    assert (after.computed_shards, after.reused_shards) == (1, 2)
+    assert sorted(now) == sorted(shards)
+    for name in shards:
+        if name != LOST:  # kept, not rewritten: same bytes, same file, same time
+            assert now[name] == shards[name], f"{name} was rewritten"
+    # The lost shard is what an uninterrupted run with the new batch size writes ...
+    extract(clip, tmp_path / "fresh", tokens=tokens, batch_size=3, rows=TEXTS + MORE_TEXTS)
+    assert now[LOST][0] == (tmp_path / "fresh" / LOST).read_bytes()
+    # ... and holds what the first run's did: ids and texts, header, and the same numbers up to
+    # float rounding, token states included.
+    old, new = (pq.read_table(pa.BufferReader(shards[LOST][0])),
+                pq.read_table(pa.BufferReader(now[LOST][0])))
+    assert new.schema.metadata == old.schema.metadata
+    assert new.select(["image_id", "caption_index", "text"]).equals(
+        old.select(["image_id", "caption_index", "text"]))
+    assert new.column_names == old.column_names == (
+        ["image_id", "caption_index", "text", "embedding"] + (["tokens"] if tokens else []))
+    for column in new.column_names[3:]:  # per text: (W,) embedding, (L_i, W) token states
+        a, b = ([np.asarray(row) for row in t.column(column).to_pylist()] for t in (new, old))
+        assert [x.shape for x in a] == [x.shape for x in b]
+        np.testing.assert_allclose(np.concatenate(a), np.concatenate(b), atol=1e-5)
+    expected = json.loads(manifest)
+    expected["shards"][1]["sha256"] = hashlib.sha256(now[LOST][0]).hexdigest()
+    assert after.manifest == expected == read_manifest(tmp_path / "fs")
