@@ -7,12 +7,26 @@ names the key (`train_adapter.lr: ...`) and says what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 Device = Literal["auto", "cpu", "cuda"]
+T = TypeVar("T")
+
+
+def _no_repeats(values: list[T]) -> list[T]:
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"must not repeat a value; repeated: {', '.join(repeated)}")
+    return values
+
+
+# A list whose entries must differ: `seeds: [0, 0]` would train every head twice and report a
+# standard deviation of 0 over what is one seed.
+Distinct = Annotated[list[T], AfterValidator(_no_repeats)]
 
 
 class Section(BaseModel):
@@ -86,7 +100,7 @@ class Prompt(Section):
 
 
 def _default_prompts() -> dict[str, Prompt]:
-    from pipeline.describe.prompts import DEFAULT_PROMPTS
+    from pipeline.describe import DEFAULT_PROMPTS
 
     return {name: Prompt(**prompt) for name, prompt in DEFAULT_PROMPTS.items()}
 
@@ -148,7 +162,7 @@ class Extract(Section):
     amp: Literal["float16", "bfloat16", "none"] = "float16"  # autocast on CUDA; CPU: float32
     images: ExtractImages = ExtractImages()
     texts: ExtractTexts = ExtractTexts()
-    class_prompts: list[str] = ["a photo of a {}, a type of bird."]
+    class_prompts: Distinct[str] = ["a photo of a {}, a type of bird."]
 
     @field_validator("class_prompts")
     @classmethod
@@ -189,8 +203,9 @@ class AdapterEarlyStopping(Section):
 
 
 class TrainAdapter(Section):
-    selection: list[Literal["class_balanced", "global"]] = Field(["class_balanced"], min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    selection: Distinct[Literal["class_balanced", "global"]] = Field(["class_balanced"],
+                                                                      min_length=1)
+    seeds: Distinct[int] = Field([0], min_length=1)
     llm_per_image: int = Field(10, ge=1)
     steps: int = Field(500, ge=1)
     batch_size: int = Field(256, ge=1)
