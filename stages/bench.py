@@ -37,20 +37,24 @@ def extract(
 ) -> None:
     """Image extraction throughput: decode-only, model-only, ours end to end, and a naive loop,
     on the same files and model, with the ratios and peak memory of each phase."""
+    config = load_params(params).extract
+    require(images, made_by="data")
+    if not model:
+        require(clip_dir, made_by="clip")
+
     from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
     from pipeline.features import ExtractOptions
 
-    config = load_params(params).extract
     device = resolve_device(device or config.device)
-    root, paths = images, image_files(images, limit) if images.is_dir() else []
+    root, paths = images, image_files(images, limit)
     if not paths:
         raise InputError(f"no images found under {root} (the demo's: `dvc repro data`)")
     if model:
         clip = create_clip(model, pretrained)
         clip.card["weights_sha256"] = None  # not pinned to a file: the bench's features are throwaway
     else:
-        clip = load_clip(require(clip_dir, made_by="clip"), device)
+        clip = load_clip(clip_dir, device)
     options = ExtractOptions(
         batch_size=batch_size or config.images.batch_size,
         num_workers=config.images.num_workers if workers is None else workers, device=device,
@@ -84,13 +88,16 @@ def adapter(
     """The Table-1 adapter grid trained as stacked heads in one job vs one head after another:
     the same heads, timed in one run (train_adapter params, early stopping aside: every head
     trains all `steps`; the demo's artifacts by default)."""
+    from stages.train_adapter import load_inputs, require_inputs
+
+    config = load_params(params).train_adapter
+    require_inputs(features, clip_dir, qformer)
+
     import torch
 
     from pipeline.adapter import run_pool, table1_runs
     from pipeline.bench import bench_adapter
-    from stages.train_adapter import load_inputs
 
-    config = load_params(params).train_adapter
     device = torch.device(resolve_device(config.device))
     _, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
     runs = table1_runs(config.selection, config.seeds)

@@ -12,6 +12,7 @@ import typer
 
 from stages import (bench, clip, data, describe, evaluate, extract, report, train_adapter,
                     train_qformer)
+from pipeline.common import InputError
 from stages.common import one_line_errors
 
 app = typer.Typer(
@@ -32,4 +33,8 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not sys.stderr.isatty():  # logs (CI, nohup) get a progress line every 10 s, not every step
         os.environ.setdefault("TQDM_MININTERVAL", "10")
-    app()
+    try:
+        app()
+    except InputError as error:  # raised while the options are read, before a command runs:
+        print(f"error: {error}", file=sys.stderr)  # e.g. no dvc.yaml to take default paths from
+        sys.exit(error.exit_code)

@@ -19,15 +19,16 @@ def main(index: Path = artifact_option("data", "index", help="Index tables of `d
          out: Path = artifact_option("clip", help="Folder for weights and card."),
          params: Path = PARAMS_OPTION) -> None:
     """Resolve the frozen CLIP (download pretrained weights, or train the demo's tiny CLIP)."""
-    import torch
-
-    from pipeline.clip import create_clip, save_clip, train_demo_clip
-
     config = load_params(params).clip
     if config.pretrained is None:  # checked before the model is built: training needs the data
         for table in ("coco_images", "coco_captions"):
             require(index / f"{table}.parquet", made_by="data")
-    else:
+
+    import torch
+
+    from pipeline.clip import create_clip, save_clip, train_demo_clip
+
+    if config.pretrained is not None:
         print(f"clip: {config.model} with the {config.pretrained!r} weights (from the Hugging "
               "Face hub, or its cache)")
     torch.manual_seed(config.demo_train.seed)  # a random init (the demo's) is seeded too

@@ -34,10 +34,12 @@ def main(index: Path = artifact_option("data", "index", help="Index tables of `d
          params: Path = PARAMS_OPTION) -> None:
     """Write class descriptions: an LLM (OpenAI or any OpenAI-compatible server, cached), an
     imported CBD file, your own file, or offline sentences from class attributes."""
+    config = load_params(params).describe
+    require(index / "cub_classes.parquet", made_by="data")
+
     from pipeline.describe import describe_from_attributes, describe_from_cbd, describe_from_file
 
-    config = load_params(params).describe
-    classes, _ = read_parquet_with_metadata(require(index / "cub_classes.parquet", made_by="data"))
+    classes, _ = read_parquet_with_metadata(index / "cub_classes.parquet")
     if config.backend == "openai":
         cache = cache or Path(os.environ.get("FGVC_CACHE_DIR", Path.home() / ".cache" / "fgvc"),
                               "llm_answers.jsonl")

@@ -17,6 +17,11 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
          out: Path = artifact_option("evaluate", help="Folder for the results and metrics.")
          ) -> None:
     """Score every adapter and zero-shot CLIP on the test images."""
+    require(clip_dir, made_by="clip")
+    for name in ("cub_images", "class_prompts"):
+        require(features / name, made_by=f"extract@{name}")
+    require(adapters, made_by="train_adapter")
+
     import numpy as np
     import pandas as pd
     import torch
@@ -27,12 +32,10 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
                                    zero_shot_logits)
     from pipeline.features import read_feature_set
 
-    fingerprint = fingerprint_of(read_card(require(clip_dir, made_by="clip")))
-    cub = read_feature_set(require(features / "cub_images", made_by="extract@cub_images"),
-                           fingerprint)
-    prompts = read_feature_set(require(features / "class_prompts", made_by="extract@class_prompts"),
-                               fingerprint)
-    heads = load_heads(require(adapters, made_by="train_adapter"), fingerprint)
+    fingerprint = fingerprint_of(read_card(clip_dir))
+    cub = read_feature_set(features / "cub_images", fingerprint)
+    prompts = read_feature_set(features / "class_prompts", fingerprint)
+    heads = load_heads(adapters, fingerprint)
     info = heads.info
     runs = pd.read_parquet(adapters / "runs.parquet").set_index("run").loc[info["runs"]].reset_index()
 

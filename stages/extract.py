@@ -37,22 +37,24 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
              f"{shown_path('extract')}/<feature set>."),
          params: Path = PARAMS_OPTION) -> None:
     """Encode one image or text set with the frozen CLIP into Parquet feature shards."""
+    if feature_set not in FEATURE_SETS:
+        raise ParamsError(f"unknown feature set {feature_set!r}; choose from "
+                          f"{', '.join(FEATURE_SETS)}")
+    out = artifact("extract") / feature_set if out is None else out
+    config = load_params(params).extract
+    table_name, id_columns, kind = FEATURE_SETS[feature_set]
+    source = (require(descriptions, made_by="describe") if feature_set == "descriptions"
+              else require(index / f"{table_name}.parquet", made_by="data"))
+    require(clip_dir, made_by="clip")
+
     import pandas as pd
 
     from pipeline.clip import load_clip
     from pipeline.features import (ExtractOptions, extract_image_features, extract_text_features,
                                    local_image_batches, token_width)
 
-    if feature_set not in FEATURE_SETS:
-        raise ParamsError(f"unknown feature set {feature_set!r}; choose from "
-                          f"{', '.join(FEATURE_SETS)}")
-    out = artifact("extract") / feature_set if out is None else out
-    config = load_params(params).extract
     device = resolve_device(config.device)
-    table_name, id_columns, kind = FEATURE_SETS[feature_set]
-    source = (require(descriptions, made_by="describe") if feature_set == "descriptions"
-              else require(index / f"{table_name}.parquet", made_by="data"))
-    clip = load_clip(require(clip_dir, made_by="clip"), device)
+    clip = load_clip(clip_dir, device)
     table, meta = read_parquet_with_metadata(source)
     if feature_set == "class_prompts":
         table = pd.DataFrame([(c, t, template.format(name)) for c, name in

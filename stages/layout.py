@@ -24,12 +24,16 @@ class MissingInput(InputError):
     """A stage's input does not exist: the stage that makes it has not run."""
 
 
-@functools.cache
 def _paths() -> dict:
+    return _paths_in(Path.cwd())
+
+
+@functools.lru_cache(maxsize=8)
+def _paths_in(folder: Path) -> dict:
     try:
-        declared = yaml.safe_load(DVC_YAML.read_text()) or {}
+        declared = yaml.safe_load((folder / DVC_YAML).read_text()) or {}
     except FileNotFoundError:
-        raise InputError(f"no {DVC_YAML} in {Path.cwd()}: run fgvc in the project's root folder, "
+        raise InputError(f"no {DVC_YAML} in {folder}: run fgvc in the project's root folder, "
                          "or give every path on the command line") from None
     for block in declared.get("vars", []):
         if isinstance(block, dict) and "paths" in block:

@@ -46,14 +46,16 @@ def main(results: Optional[Path] = typer.Option(
     if out_file is not None:
         raise ParamsError("--out-file goes with --compare")
 
+    config = load_params(params).report
+    results = artifact("evaluate") / "results.parquet" if results is None else results
+    require(results, made_by="evaluate")
+
     import pandas as pd
 
     from pipeline.report import (plot_series, selections, summary_html, table1, table1_markdown,
                                  table1_png)
 
-    config = load_params(params).report
-    results = artifact("evaluate") / "results.parquet" if results is None else results
-    runs = pd.read_parquet(require(results, made_by="evaluate"))
+    runs = pd.read_parquet(results)
     zero_shot_row = runs[runs["text_source"] == "zero_shot"].iloc[0]
     zero_shot = {"top1": float(zero_shot_row["top1"]), "top5": float(zero_shot_row["top5"])}
     cells = table1(runs[runs["text_source"] != "zero_shot"])

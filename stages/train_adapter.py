@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.common import write_parquet
+from pipeline.common import InputError, write_parquet
 from stages.common import PARAMS_OPTION, resolve_device
 from stages.layout import artifact_option, require
 from stages.params import load_params
@@ -25,19 +25,25 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
          out: Path = artifact_option("train_adapter", help="Output folder."),
          params: Path = PARAMS_OPTION) -> None:
     """Train every adapter of Table 1 in one batched job."""
+    config = load_params(params).train_adapter
+    require_inputs(features, clip_dir, qformer)
+
     import numpy as np
     import pandas as pd
     import torch
 
     from pipeline.adapter import EarlyStopping, run_rows, save_heads, table1_runs, train_linear_heads
 
-    config = load_params(params).train_adapter
     device = torch.device(resolve_device(config.device))
     fingerprint, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
     table, class_ids = inputs.table, inputs.class_ids
     runs = table1_runs(config.selection, config.seeds)
     stopping = config.early_stopping
     parts = [run_rows(run, table, config.llm_per_image, stopping.val_fraction) for run in runs]
+    empty = [run.name for run, part in zip(runs, parts) if len(part.pool) == 0]
+    if empty:  # e.g. 10% of a class of 4 images rounds to none
+        raise InputError(f"{len(empty)} run(s) would train on nothing ({', '.join(empty[:5])}): "
+                         f"too few training images ({len(table.images)}) for their image ratio")
     heads = train_linear_heads(
         inputs.features, inputs.labels, [part.pool for part in parts], len(class_ids),
         steps=config.steps, batch_size=config.batch_size, lr=config.lr,
@@ -75,15 +81,18 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
               f"{int(np.median(heads.best_step))}), {heads.steps_run} of {config.steps} steps run")
 
 
+def require_inputs(features: Path, clip_dir: Path, qformer: Path) -> None:
+    """Stop in one line if an input of the adapters is missing."""
+    require(clip_dir, made_by="clip")
+    for name in ("cub_images", "reed_captions", "descriptions"):
+        require(features / name, made_by=f"extract@{name}")
+    require(qformer, made_by="train_qformer")
+
+
 def load_inputs(features: Path, clip_dir: Path, qformer: Path, device, normalize: bool):
-    """The CLIP's fingerprint and the feature table every adapter trains on (`AdapterInputs`),
-    after checking that every input exists."""
+    """The CLIP's fingerprint and the feature table every adapter trains on (`AdapterInputs`)."""
     from pipeline.adapter import load_adapter_inputs
     from pipeline.clip import fingerprint_of, read_card
 
-    fingerprint = fingerprint_of(read_card(require(clip_dir, made_by="clip")))
-    for name in ("cub_images", "reed_captions", "descriptions"):
-        require(features / name, made_by=f"extract@{name}")
-    return fingerprint, load_adapter_inputs(features, fingerprint,
-                                            require(qformer, made_by="train_qformer"), device,
-                                            normalize)
+    fingerprint = fingerprint_of(read_card(clip_dir))
+    return fingerprint, load_adapter_inputs(features, fingerprint, qformer, device, normalize)

@@ -25,6 +25,11 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
                                       help="DVCLive folder: per-epoch curves and last figures."),
          params: Path = PARAMS_OPTION) -> None:
     """Train the Q-Former that maps CLIP text features to pseudo CLIP image features."""
+    config = load_params(params).train_qformer
+    require(clip_dir, made_by="clip")
+    for name in ("coco_images", "coco_captions"):
+        require(features / name, made_by=f"extract@{name}")
+
     import numpy as np
     import pandas as pd
     import torch
@@ -34,15 +39,11 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     from pipeline.qformer import (PooledTexts, QFormerConfig, TextToImageQFormer, TokenTexts,
                                   save_qformer, train_qformer)
 
-    config = load_params(params).train_qformer
     device = torch.device(resolve_device(config.device))
-    fingerprint = fingerprint_of(read_card(require(clip_dir, made_by="clip")))
+    fingerprint = fingerprint_of(read_card(clip_dir))
     tokens = config.text_input == "tokens"
-    images = read_feature_set(require(features / "coco_images", made_by="extract@coco_images"),
-                              fingerprint)
-    captions = read_feature_set(
-        require(features / "coco_captions", made_by="extract@coco_captions"), fingerprint,
-        tokens=tokens)
+    images = read_feature_set(features / "coco_images", fingerprint)
+    captions = read_feature_set(features / "coco_captions", fingerprint, tokens=tokens)
     row_of = pd.Series(np.arange(len(images.ids)), index=images.ids["image_id"])
     caption_row = row_of.loc[captions.ids["image_id"]].to_numpy()
     caption_split = images.ids["split"].to_numpy()[caption_row]

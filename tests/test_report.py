@@ -204,19 +204,21 @@ def test_compare_reads_two_revs_and_the_workspace_through_dvc(tmp_path, monkeypa
     (repo / "params.yaml").write_text(yaml.safe_dump({"train_adapter": {"lr": 0.002, "steps": 7}}))
     monkeypatch.chdir(repo)
     out_file = tmp_path / "compare.md"
-    result = runner.invoke(app, ["report", "--compare", "first", "HEAD", "--out-file", str(out_file)])
+    # the repo has no dvc.yaml to take the report folder from: --out names it
+    compare = ["report", "--out", "artifacts/report", "--compare"]
+    result = runner.invoke(app, [*compare, "first", "HEAD", "--out-file", str(out_file)])
     assert result.exit_code == 0, result.output
     assert "| (100, 0) | image only | 50.00 | 51.50 | +1.50 |" in result.output
     assert "| train_adapter.lr | 0.001 | 0.002 |" in result.output and "steps" not in result.output
     assert out_file.read_text() == result.output
-    result = runner.invoke(app, ["report", "--compare", "HEAD", "workspace"])
+    result = runner.invoke(app, [*compare, "HEAD", "workspace"])
     assert result.exit_code == 0, result.output
     assert "| train_adapter.steps | 5 | 7 |" in result.output and "+0.00" in result.output
-    result = runner.invoke(app, ["report", "--compare", "HEAD", "no-such-rev"])
+    result = runner.invoke(app, [*compare, "HEAD", "no-such-rev"])
     assert result.exit_code == 1 and "error: 'no-such-rev' is neither a git rev" in result.output
     git(repo, "checkout", "-q", "params.yaml")
     git(repo, "checkout", "-q", "-b", "empty", "first")
     git(repo, "rm", "-q", "artifacts/report/table1.csv.dvc")
     git(repo, "commit", "-qm", "no table")
-    result = runner.invoke(app, ["report", "--compare", "first", "empty"])
+    result = runner.invoke(app, [*compare, "first", "empty"])
     assert result.exit_code == 1 and "error: empty: cannot read artifacts/report/table1.csv" in result.output

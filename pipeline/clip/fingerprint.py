@@ -38,5 +38,5 @@ def check_same_clip(expected: dict | None, found: dict, what: str, remedy: str) 
         return
     differs = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
     raise FingerprintMismatch(
-        f"{what} was made with CLIP {describe_clip(found)}, but the CLIP in use is "
+        f"{what}: made with CLIP {describe_clip(found)}, but the CLIP in use is "
         f"{describe_clip(expected)} (differs in: {', '.join(differs)}); {remedy}")

@@ -90,7 +90,8 @@ def create_clip(model_name: str, pretrained: str | None, config: dict | None = N
 def _download_failure(model_name: str, tag: str, error: Exception) -> str:
     """One line: which weights, where from, why not, and how to run without a network."""
     hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "").strip("/")
-    reason = str(error).splitlines()[0].split("Last error: ")[-1][:160]
+    reason = str(error).splitlines()[0].split("Last error: ")[-1]
+    reason = reason.split(". ")[0].rstrip(".")[:200] + "."  # its first sentence
     return (f"could not fetch the {tag!r} weights of {model_name} from the Hugging Face hub"
             f"{f' ({hub})' if hub else ''}: {reason} To run offline, fetch them once where there "
             f"is a network (python -c \"import open_clip; open_clip.create_model('{model_name}', "

@@ -1,0 +1,227 @@
+"""What a user can get wrong ends in one `error:` line on stderr and an exit code, never a
+traceback, and the stages run by hand in dvc.yaml's order without naming a path.
+
+Every command whose errors are checked runs as a real subprocess in a project folder of its own
+(a copy of dvc.yaml and params.yaml), as `dvc repro` and a user's shell run it: a traceback would
+show on its stderr. What only sets a project up runs in this process, which is faster.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stages.cli import app
+
+from conftest import REPO
+
+FGVC = str(Path(sys.executable).parent / "fgvc")
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+
+# Every command, as dvc.yaml runs it but with no path given: each falls back to dvc.yaml's.
+COMMANDS = {
+    "data": ["data"], "clip": ["clip"], "describe": ["describe"],
+    "extract": ["extract", "cub_images"], "train_qformer": ["train_qformer"],
+    "train_adapter": ["train_adapter"], "evaluate": ["evaluate"], "report": ["report"],
+    "bench extract": ["bench", "extract"], "bench adapter": ["bench", "adapter"],
+}
+# In an empty project: the first input each command misses, and the stage that makes it.
+MISSING = {
+    "clip": ("artifacts/data/index/coco_images.parquet", "data"),
+    "describe": ("artifacts/data/index/cub_classes.parquet", "data"),
+    "extract": ("artifacts/data/index/cub_images.parquet", "data"),
+    "train_qformer": ("artifacts/clip", "clip"),
+    "train_adapter": ("artifacts/clip", "clip"),
+    "evaluate": ("artifacts/clip", "clip"),
+    "report": ("artifacts/evaluate/results.parquet", "evaluate"),
+    "bench extract": ("artifacts/data/world", "data"),
+    "bench adapter": ("artifacts/clip", "clip"),
+}
+# The demo at its smallest: every stage runs in seconds.
+TINY = {
+    "data.demo": dict(num_classes=4, train_per_class=10, test_per_class=2, coco_images=100,
+                      image_size=48),
+    "clip.demo_train": dict(epochs=1, batch_size=32),
+    "describe": dict(samples_per_class=3),
+    "train_qformer": dict(epochs=1, batch_size=64),
+    "train_adapter": dict(steps=10, batch_size=16),
+}
+
+
+def fgvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FGVC, *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The only line on stderr, checked to be an `error:` line with no traceback anywhere."""
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def edit_params(project: Path, edits: dict, name: str = "params.yaml") -> Path:
+    """Write project/<name>: the project's params with `edits` ({"section.key": {k: v}})."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for where, values in edits.items():
+        section = params
+        for key in where.split("."):
+            section = section[key]
+        section.update(values)
+    (project / name).write_text(yaml.safe_dump(params, sort_keys=False))
+    return project / name
+
+
+def new_project(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return new_project(tmp_path / "project")
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "evaluate"])  # reads no params
+def test_invalid_params_stop_every_command_in_one_line(project, command):
+    edit_params(project, {"report": {"plot_selection": "sideways"}})
+    result = fgvc(project, *COMMANDS[command])
+    assert result.returncode == 2
+    assert one_error_line(result) == ("error: params.yaml: report.plot_selection: must be "
+                                      "'class_balanced' or 'global' (got 'sideways')")
+
+
+@pytest.mark.parametrize("command", list(MISSING))
+def test_a_missing_input_names_the_stage_that_makes_it(project, command):
+    result = fgvc(project, *COMMANDS[command])
+    path, maker = MISSING[command]
+    assert result.returncode == 1
+    assert one_error_line(result) == (f"error: {path} does not exist: the `{maker}` stage makes "
+                                      f"it (dvc repro {maker})")
+
+
+def test_without_a_dvc_yaml_the_default_paths_are_one_line(tmp_path):
+    result = fgvc(tmp_path, "report")
+    assert result.returncode == 1
+    assert one_error_line(result) == (f"error: no dvc.yaml in {tmp_path}: run fgvc in the "
+                                      "project's root folder, or give every path on the command "
+                                      "line")
+
+
+def test_pretrained_weights_without_a_network_say_where_they_come_from(project):
+    edit_params(project, {"clip": {"model": "ViT-B-32", "pretrained": "openai"}})
+    result = fgvc(project, "clip")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert line.startswith("error: clip.model / clip.pretrained: could not fetch the 'openai' "
+                           "weights of ViT-B-32 from the Hugging Face hub "
+                           "(timm/vit_base_patch32_clip_224.openai)")
+    assert "HF_HUB_OFFLINE=1" in line and "clip.pretrained to a checkpoint file" in line
+
+
+def test_an_unknown_model_or_tag_is_one_line(project):
+    edit_params(project, {"clip": {"model": "ViT-Q-99", "pretrained": "openai"}})
+    assert "open_clip has no model 'ViT-Q-99'" in one_error_line(fgvc(project, "clip"))
+    edit_params(project, {"clip": {"model": "ViT-B-32", "pretrained": "laion9b"}})
+    line = one_error_line(fgvc(project, "clip"))
+    assert "ViT-B-32 has no pretrained tag 'laion9b'" in line and "openai" in line  # the tags
+
+
+def test_a_wrong_dataset_folder_names_the_params_key(project, tmp_path):
+    (tmp_path / "downloads").mkdir()
+    edit_params(project, {"data": {"source": "real", "cub_root": str(tmp_path / "downloads"),
+                                   "reed_root": str(tmp_path), "coco_root": str(tmp_path)}})
+    result = fgvc(project, "data")
+    assert result.returncode == 1
+    assert one_error_line(result) == (f"error: data.cub_root = {tmp_path / 'downloads'}: missing "
+                                      f"file {tmp_path / 'downloads' / 'images.txt'}")
+
+
+def run_by_hand(project: Path, *args: str) -> None:
+    """`fgvc <args>` in `project`, in this process (the stages' startup, minus the subprocess)."""
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
+
+
+@pytest.fixture(scope="module")
+def by_hand(tmp_path_factory) -> Path:
+    """A tiny demo project where every stage ran by hand, in dvc.yaml's order, with no path on
+    the command line (until 2026-11 `train_adapter` looked for the Q-Former where
+    `train_qformer` did not write it)."""
+    project = new_project(tmp_path_factory.mktemp("by_hand") / "project")
+    edit_params(project, TINY)
+    sets = ["coco_images", "coco_captions", "cub_images", "reed_captions", "descriptions",
+            "class_prompts"]
+    for command in (["data"], ["clip"], ["describe"], *(["extract", s] for s in sets),
+                    ["train_qformer"], ["train_adapter"], ["evaluate"], ["report"]):
+        run_by_hand(project, *command)
+    return project
+
+
+def test_stages_run_by_hand_in_dvc_yaml_order(by_hand):
+    paths = yaml.safe_load((by_hand / "dvc.yaml").read_text())["vars"][0]["paths"]
+    assert (by_hand / paths["train_qformer"]["checkpoint"] / "qformer.json").is_file()
+    assert (by_hand / paths["train_adapter"] / "heads.json").is_file()
+    table = pd.read_csv(by_hand / paths["report"] / "table1.csv")
+    assert len(table) == 30 * len(yaml.safe_load((by_hand / "params.yaml").read_text())
+                                  ["train_adapter"]["selection"])
+
+
+def test_extracting_into_a_folder_of_other_files_is_refused(by_hand):
+    before = {p: p.read_bytes() for p in (by_hand / "artifacts" / "report").rglob("*") if p.is_file()}
+    result = fgvc(by_hand, "extract", "cub_images", "--out", "artifacts/report")
+    assert result.returncode == 1
+    assert one_error_line(result).startswith(
+        "error: artifacts/report holds files that are not part of a feature set (figures, plot, "
+        "summary.html, table1.csv, table1.md): refusing to write features there")
+    assert {p: p.read_bytes() for p in before} == before  # nothing deleted or rewritten
+
+
+def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
+    """A second real CLIP (another seed, so other weights), with its own features: each stage
+    that joins artifacts of the two refuses in one line that names both models."""
+    other = edit_params(by_hand, {"clip.demo_train": {"seed": 1}}, name="other.yaml")
+    run_by_hand(by_hand, "clip", "--params", str(other), "--out", "other/clip")
+    for name in ("cub_images", "reed_captions", "descriptions", "class_prompts"):
+        run_by_hand(by_hand, "extract", name, "--clip", "other/clip", "--out",
+                    f"other/extract/{name}")
+    ours, theirs = (yaml.safe_load((by_hand / clip / "card.json").read_text())["weights_sha256"][:12]
+                    for clip in ("artifacts/clip", "other/clip"))
+    assert ours != theirs
+
+    def refused(*args: str) -> str:
+        result = fgvc(by_hand, *args)
+        assert result.returncode == 1
+        return one_error_line(result)
+
+    # this CLIP's features, the other CLIP in use
+    line = refused("train_qformer", "--clip", "other/clip", "--out", "x", "--live", "y")
+    assert line == (f"error: the feature set artifacts/extract/coco_images: made with CLIP "
+                    f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use is "
+                    f"fgvc-demo-tiny (trained here, weights {theirs}) (differs in: "
+                    "weights_sha256); extract it again with this CLIP (the `extract` stage)")
+    # the other CLIP's features, but this CLIP's Q-Former
+    line = refused("train_adapter", "--clip", "other/clip", "--features", "other/extract",
+                   "--out", "x")
+    assert line.startswith(f"error: the Q-Former in artifacts/train_qformer/checkpoint: made "
+                           f"with CLIP fgvc-demo-tiny (trained here, weights {ours}), but the "
+                           f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
+    # the other CLIP's features, but this CLIP's adapters
+    line = refused("evaluate", "--clip", "other/clip", "--features", "other/extract", "--out", "x")
+    assert line.startswith(f"error: the adapters in artifacts/train_adapter: made with CLIP "
+                           f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use "
+                           f"is fgvc-demo-tiny (trained here, weights {theirs})")
+    assert not (by_hand / "x").exists()  # nothing written by a refused stage
