@@ -53,6 +53,19 @@ def package_closure(start: set[str]) -> set[str]:
     return done
 
 
+def test_bytecode_beside_the_code_is_no_dependency():
+    """Folder deps are hashed file by file: Python's __pycache__ beside the code would change
+    every stage's hash on every machine that imports it (DVC reads .dvcignore, not .gitignore)."""
+    from dvc.repo import Repo
+
+    ignore = Repo(str(REPO)).dvcignore
+    package = REPO / "pipeline" / "data"
+    assert ignore.is_ignored_dir(str(package / "__pycache__"))
+    assert ignore.is_ignored_file(str(package / "__pycache__" / "cub.cpython-311.pyc"))
+    assert ignore.is_ignored_file(str(package / "cub.pyc"))
+    assert not ignore.is_ignored_file(str(package / "cub.py"))
+
+
 def test_the_library_knows_nothing_of_the_cli_or_dvc():
     for path in PIPELINE.rglob("*.py"):
         bad = {m for m in imports(path) if m.split(".")[0] in {"stages", "typer", "dvc", "dvclive"}}
