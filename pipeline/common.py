@@ -1,12 +1,12 @@
 """What several packages of the library share: the error a user can fix, atomic file writers,
-file checksums, an append-only JSONL store and the learning-rate schedule of the training loops.
+file checksums and an append-only JSONL store. Every stage depends on this file: what only some
+packages share lives in one of them (the learning-rate schedule in `pipeline.clip.training`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 
@@ -38,11 +38,11 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def write_json(content: dict | list, path: Path) -> None:
+def write_json(path: Path, content: dict | list) -> None:
     write_text(path, json.dumps(content, indent=2) + "\n")
 
 
-def write_parquet(table: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
+def write_parquet(path: Path, table: pd.DataFrame, metadata: dict[str, str] | None = None) -> None:
     """Write a table (zstd) under a temporary name, then rename; `metadata` goes into the schema."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,17 +120,3 @@ def append_record(path: Path, key: str, record: dict) -> dict:
         f.flush()
         os.fsync(f.fileno())
     return record
-
-
-# --- training ----------------------------------------------------------------------------------
-
-def cosine_schedule(optimizer, warmup_steps: int, total_steps: int):
-    """Linear warmup to the base learning rate, then cosine decay to zero (a torch LambdaLR)."""
-    import torch
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -46,7 +46,8 @@ def main(world: Path = artifact_option("data", "world", help="Where the demo wor
         key = {name: f"data.{name} = {getattr(config, name)}" for name in ROOT_KEYS}
         # The real files stay where they are; the world folder (a DVC output) only says where.
         for name, root in (("CUB_200_2011", cub_root), ("text_c10", reed_root), ("coco", coco_root)):
-            write_json({"source": "real", "root": str(root.resolve())}, world / name / "SOURCE.json")
+            write_json(world / name / "SOURCE.json",
+                       {"source": "real", "root": str(root.resolve())})
 
     def read(what: str, reader, *args):
         """A reader's layout error names the params key that points at the folder."""
@@ -67,7 +68,8 @@ def main(world: Path = artifact_option("data", "world", help="Where the demo wor
     tables["coco_images"] = (coco_images, coco_root)
     tables["coco_captions"] = (coco_captions, None)
     for name, (table, root) in tables.items():
-        write_parquet(table, out / f"{name}.parquet", {"fgvc.root": str(root)} if root else None)
+        write_parquet(out / f"{name}.parquet", table,
+                      {"fgvc.root": str(root)} if root else None)
     print(f"data: {len(cub_images)} CUB images in {cub_images['class_id'].nunique()} classes "
           f"({(cub_images['split'] == 'train').sum()} train), {len(tables['reed_captions'][0])} "
           f"Reed captions, {len(coco_images)} COCO images, {len(coco_captions)} COCO captions")

@@ -62,7 +62,7 @@ def main(index: Path = artifact_option("data", "index", help="Index tables of `d
             attributes, classes, samples_per_class=config.samples_per_class,
             traits_per_sample=config.attributes.traits_per_sample,
             min_percent=config.attributes.min_percent, seed=config.seed)
-    write_parquet(table, out)
+    write_parquet(out, table)
     print(f"describe: {len(table)} descriptions for {table['class_id'].nunique()} classes "
           f"(backend {config.backend}); e.g. {table['text'].iloc[0]!r}")
 

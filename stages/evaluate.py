@@ -54,11 +54,11 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
                  "top5": topk_accuracy(zs, labels, 5).item()}
     runs = pd.concat([runs, pd.DataFrame([{"run": "zero_shot_clip", "text_source": "zero_shot",
                                            **zero_shot}])], ignore_index=True)
-    write_parquet(runs, out / "results.parquet")
+    write_parquet(out / "results.parquet", runs)
     per_class, confusion = class_tables(torch.cat([logits, zs[None]]), labels,
                                         runs["run"].tolist(), class_ids)
-    write_parquet(per_class, out / "per_class.parquet")
-    write_parquet(confusion, out / "confusion.parquet")
+    write_parquet(out / "per_class.parquet", per_class)
+    write_parquet(out / "confusion.parquet", confusion)
 
     # The headline figures are the paper's selection (class-balanced) where it was trained:
     # averaging in Hirano's global selection would describe neither method.
@@ -69,12 +69,12 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
                    & (runs["selection"] == headline)]
         return round(float(hit["top1"].mean()), 2)
 
-    write_json({"test_images": int(test.sum()), "classes": len(class_ids),
+    write_json(out / "metrics.json",
+               {"test_images": int(test.sum()), "classes": len(class_ids),
                 "zero_shot_clip": {k: round(v, 2) for k, v in zero_shot.items()},
                 "adapter_top1": {"image_100": cell(100, "none"), "image_50": cell(50, "none"),
                                  "reed_50": cell(50, "reed"), "llm_50": cell(50, "llm"),
-                                 "reed_0": cell(0, "reed"), "llm_0": cell(0, "llm")}},
-               out / "metrics.json")
+                                 "reed_0": cell(0, "reed"), "llm_0": cell(0, "llm")}})
     print(f"evaluate: zero-shot CLIP top-1 {zero_shot['top1']:.2f}; adapters (100,0) "
           f"{cell(100, 'none'):.2f}, (0,100) Reed {cell(0, 'reed'):.2f} / LLM {cell(0, 'llm'):.2f} "
           f"on {int(test.sum())} test images, {len(class_ids)} classes")

@@ -34,16 +34,13 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
 
     from pipeline.adapter import EarlyStopping, run_rows, save_heads, table1_runs, train_linear_heads
 
-    device = torch.device(resolve_device(config.device))
+    device = torch.device(resolve_device(config.device, "train_adapter.device"))
     fingerprint, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
     table, class_ids = inputs.table, inputs.class_ids
     runs = table1_runs(config.selection, config.seeds)
     stopping = config.early_stopping
     parts = [run_rows(run, table, config.llm_per_image, stopping.val_fraction) for run in runs]
-    empty = [run.name for run, part in zip(runs, parts) if len(part.pool) == 0]
-    if empty:  # e.g. 10% of a class of 4 images rounds to none
-        raise InputError(f"{len(empty)} run(s) would train on nothing ({', '.join(empty[:5])}): "
-                         f"too few training images ({len(table.images)}) for their image ratio")
+    require_pools(runs, [part.pool for part in parts], len(table.images))
     heads = train_linear_heads(
         inputs.features, inputs.labels, [part.pool for part in parts], len(class_ids),
         steps=config.steps, batch_size=config.batch_size, lr=config.lr,
@@ -64,15 +61,15 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
                      "n_images": len(part.kept_ids), "n_texts": len(part.pool) - len(part.kept_ids),
                      "n_val": len(part.val_rows), "best_step": int(heads.best_step[h]),
                      "stop_step": int(heads.stop_step[h]), "val_top1": float(heads.val_top1[h])})
-    write_parquet(pd.DataFrame(rows), out / "runs.parquet")
+    write_parquet(out / "runs.parquet", pd.DataFrame(rows))
     image_ids = table.images["image_id"].to_numpy()
 
     def per_run(ids_of) -> pd.DataFrame:  # (run, image_id) rows
         return pd.DataFrame([(run.name, int(i)) for run, part in zip(runs, parts)
                              for i in ids_of(part)], columns=["run", "image_id"])
 
-    write_parquet(per_run(lambda part: part.kept_ids), out / "kept_images.parquet")
-    write_parquet(per_run(lambda part: image_ids[part.val_rows]), out / "val_images.parquet")
+    write_parquet(out / "kept_images.parquet", per_run(lambda part: part.kept_ids))
+    write_parquet(out / "val_images.parquet", per_run(lambda part: image_ids[part.val_rows]))
     print(f"train_adapter: {len(runs)} adapters on {len(table.images)} train images, "
           f"{len(table.reed)} Reed captions, {len(table.llm)} descriptions")
     if stopping.val_fraction > 0:
@@ -87,6 +84,14 @@ def require_inputs(features: Path, clip_dir: Path, qformer: Path) -> None:
     for name in ("cub_images", "reed_captions", "descriptions"):
         require(features / name, made_by=f"extract@{name}")
     require(qformer, made_by="train_qformer")
+
+
+def require_pools(runs, pools, images: int) -> None:
+    """Stop in one line if a run would train on nothing (10% of a class of 4 images is none)."""
+    empty = [run.name for run, pool in zip(runs, pools) if len(pool) == 0]
+    if empty:
+        raise InputError(f"{len(empty)} run(s) would train on nothing ({', '.join(empty[:5])}): "
+                         f"too few training images ({images}) for their image ratio")
 
 
 def load_inputs(features: Path, clip_dir: Path, qformer: Path, device, normalize: bool):

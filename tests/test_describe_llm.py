@@ -32,8 +32,8 @@ def shipped(name):
 
 
 def setup(tmp_path, classes, base_url, **openai):
-    write_parquet(pd.DataFrame({"class_id": range(1, len(classes) + 1), "class_dir": classes,
-                                "class_name": classes}), tmp_path / "index" / "cub_classes.parquet")
+    write_parquet(tmp_path / "index" / "cub_classes.parquet", pd.DataFrame(
+        {"class_id": range(1, len(classes) + 1), "class_dir": classes, "class_name": classes}))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["describe"].update(backend="openai", samples_per_class=2)
     params["describe"]["openai"].update(
@@ -106,11 +106,11 @@ def as_text(value) -> str:
 
 def test_the_leak_scan_finds_a_key_wherever_a_reader_would(tmp_path):
     """The scan itself: it must not pass for want of looking."""
-    write_parquet(pd.DataFrame({"text": ["a"]}), tmp_path / "clean" / "t.parquet", {"note": "x"})
+    write_parquet(tmp_path / "clean" / "t.parquet", pd.DataFrame({"text": ["a"]}), {"note": "x"})
     (tmp_path / "clean" / "a.jsonl").write_text('{"answer": "fine"}\n')
     assert assert_secret_not_written(tmp_path / "clean") == ["a.jsonl", "t.parquet"]
-    write_parquet(pd.DataFrame({"text": ["a", SECRET]}), tmp_path / "cell" / "t.parquet")
-    write_parquet(pd.DataFrame({"t": [1]}), tmp_path / "meta" / "t.parquet", {"k": SECRET})
+    write_parquet(tmp_path / "cell" / "t.parquet", pd.DataFrame({"text": ["a", SECRET]}))
+    write_parquet(tmp_path / "meta" / "t.parquet", pd.DataFrame({"t": [1]}), {"k": SECRET})
     (tmp_path / "escaped").mkdir()  # JSON may escape any character: "\u0073k-test-..."
     escaped = json.dumps({"answer": SECRET}).replace("sk-", "\\u0073k-")
     (tmp_path / "escaped" / "a.jsonl").write_text(escaped + "\n")

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 
 from pipeline.clip.loading import create_clip, load_clip, save_clip
 from pipeline.common import write_parquet
-from pipeline.features.images import ExtractOptions, extract_image_features
+from pipeline.features.encoding import ExtractOptions
+from pipeline.features.images import extract_image_features
 from pipeline.features.store import read_feature_set, read_manifest
 from stages.cli import app
 
@@ -61,7 +62,7 @@ def make_world(root, good: int, bad: bool):
             paths.insert(len(paths) // 2, f"images/{name}")  # in the middle, not at the end
     index = pd.DataFrame({"image_id": np.arange(1, len(paths) + 1), "path": paths,
                           "class_id": np.arange(len(paths)) % 3 + 1, "split": "train"})
-    write_parquet(index, root / "index" / "cub_images.parquet", {"fgvc.root": str(root)})
+    write_parquet(root / "index" / "cub_images.parquet", index, {"fgvc.root": str(root)})
     return index
 
 

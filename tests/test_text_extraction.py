@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.clip.loading import create_clip, save_clip
-from pipeline.features.images import ExtractOptions
+from pipeline.features.encoding import ExtractOptions
 from pipeline.features.store import read_feature_set, read_manifest
 from pipeline.features.texts import extract_text_features
 

@@ -203,7 +203,7 @@ def save_heads(folder: Path, weight: torch.Tensor, bias: torch.Tensor, info: dic
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, str(tmp))
     tmp.replace(folder / WEIGHTS_FILE)
-    write_json(info, folder / INFO_FILE)
+    write_json(folder / INFO_FILE, info)
 
 
 def load_heads(folder: Path, clip_fingerprint: dict | None = None) -> SavedHeads:
@@ -213,7 +213,7 @@ def load_heads(folder: Path, clip_fingerprint: dict | None = None) -> SavedHeads
         raise InputError(f"no adapters at {folder} (no {INFO_FILE}): the `train_adapter` stage "
                          "makes them")
     info = json.loads((folder / INFO_FILE).read_text())
-    check_same_clip(clip_fingerprint, info.get("clip_fingerprint", {}), f"the adapters in {folder}",
+    check_same_clip(clip_fingerprint, info.get("clip_fingerprint"), f"the adapters in {folder}",
                     "train them again on this CLIP's features (the `train_adapter` stage)")
     tensors = load_file(str(folder / WEIGHTS_FILE))
     return SavedHeads(tensors["weight"], tensors["bias"], info)

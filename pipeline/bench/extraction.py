@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 from pipeline.clip.loading import Clip
-from pipeline.features.images import (BatchFinisher, ExtractOptions, ImageEncoder,
-                                      extract_image_features, image_loader)
+from pipeline.features.encoding import ExtractOptions, ImageEncoder
+from pipeline.features.images import BatchFinisher, extract_image_features, image_loader
 
 MODEL_ONLY_CACHED_BATCHES = 8  # pre-decoded batches the model phase cycles through (bounded RAM)
 

@@ -31,11 +31,15 @@ def describe_clip(fingerprint: dict) -> str:
             + (f", weights {weights[:12]})" if weights else ")"))
 
 
-def check_same_clip(expected: dict | None, found: dict, what: str, remedy: str) -> None:
+def check_same_clip(expected: dict | None, found: dict | None, what: str, remedy: str) -> None:
     """Raise `FingerprintMismatch`, naming both models and what differs, unless `found` (the
-    fingerprint `what` records) is `expected` (the CLIP in use). `expected` None skips the check."""
+    fingerprint `what` records; None: it records none) is `expected` (the CLIP in use).
+    `expected` None skips the check."""
     if expected is None or found == expected:
         return
+    if not found:
+        raise FingerprintMismatch(f"{what} records no CLIP fingerprint, so nothing says it fits "
+                                  f"the CLIP in use, {describe_clip(expected)}; {remedy}")
     differs = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
     raise FingerprintMismatch(
         f"{what}: made with CLIP {describe_clip(found)}, but the CLIP in use is "

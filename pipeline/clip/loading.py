@@ -135,7 +135,7 @@ def save_clip(clip: Clip, folder: Path, extra: dict | None = None) -> dict:
     card = dict(clip.card, weights_sha256=sha256_file(tmp_weights), weights_file=WEIGHTS_FILE,
                 **(extra or {}))
     tmp_weights.replace(folder / WEIGHTS_FILE)
-    write_json(card, folder / CARD_FILE)
+    write_json(folder / CARD_FILE, card)
     clip.card = card
     return card
 

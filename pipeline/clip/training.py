@@ -19,9 +19,20 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipeline.clip.loading import Clip
-from pipeline.common import cosine_schedule
+from pipeline.common import InputError
 
 TRAIN_SPLITS = ("train", "restval")  # Karpathy's: what the demo CLIP trains on
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup to the base learning rate, then cosine decay to zero (the Q-Former's
+    training uses it too)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train_demo_clip(clip: Clip, images: pd.DataFrame, captions: pd.DataFrame, root: Path,
@@ -59,7 +70,7 @@ def train_clip_contrastive(model: torch.nn.Module, images: torch.Tensor, tokens:
     flat = torch.cat(captions_of)
     steps_per_epoch = len(images) // batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(images)} training images")
+        raise InputError(f"batch_size {batch_size} exceeds the {len(images)} training images")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = cosine_schedule(optimizer, steps_per_epoch, epochs * steps_per_epoch)
     loss_fn = open_clip.ClipLoss()

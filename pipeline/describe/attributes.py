@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.common import InputError
 from pipeline.describe.table import DESCRIPTION_COLUMNS
 
 FRAMES = (
@@ -66,8 +67,9 @@ def describe_from_attributes(attributes: pd.DataFrame, classes: pd.DataFrame, *,
                 best[kind] = (percent, phrase)
         traits = [phrase for _, phrase in sorted(best.values(), reverse=True)]
         if not traits:
-            raise ValueError(f"class {class_id} ({names[class_id]}) has no attribute present in "
-                             f"at least {min_percent}% of its images: lower min_percent")
+            raise InputError(f"class {class_id} ({names[class_id]}) has no attribute present in "
+                             f"at least {min_percent}% of its images: lower "
+                             "describe.attributes.min_percent")
         rng = np.random.default_rng([seed, class_id])
         for sample in range(samples_per_class):
             count = min(len(traits), traits_per_sample)

@@ -36,10 +36,10 @@ def read_mapping(path: Path) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"descriptions file {path} does not exist")
-    text = path.read_text()
     try:
+        text = path.read_text()
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
+    except (ValueError, yaml.YAMLError) as error:  # UnicodeDecodeError is a ValueError
         detail = " ".join(str(error).split())
         raise InputError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                          f"{detail}") from None

@@ -4,7 +4,7 @@ On a GPU, PIL decoding on CPU workers is what bounds extraction (a ViT-B-32 enco
 images per second than 16 cores decode). Here workers only read file bytes; the batch is decoded
 by torchvision's batched `decode_jpeg(device=...)` (nvJPEG on CUDA) and resized, cropped and
 normalised there, following the CLIP's own preprocessing config. Files that are not JPEGs, or
-that nvJPEG refuses, go through the PIL path instead (`image_decoding`), so nothing is lost and
+that nvJPEG refuses, go through the PIL path instead (`decoding`), so nothing is lost and
 bad files still get their reason.
 
 Pixels differ slightly from PIL's (another bicubic resampler), so features differ slightly too:
@@ -21,6 +21,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from pipeline.clip.loading import input_size
+from pipeline.common import InputError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"  # EOI: a file without it was cut short
@@ -40,10 +41,11 @@ class DevicePreprocess:
         height, width = input_size(preprocess)
         mode = preprocess.get("resize_mode", "shortest")
         if mode not in {"shortest", "squash"} or (mode == "shortest" and height != width):
-            raise ValueError(f"decode 'torchvision' supports open_clip's square 'shortest' and "
+            raise InputError(f"decode 'torchvision' supports open_clip's square 'shortest' and "
                              f"'squash' resize modes, not {mode!r} at {height}x{width}; use 'pil'")
         if preprocess.get("interpolation", "bicubic") not in INTERPOLATIONS:
-            raise ValueError(f"unsupported interpolation {preprocess['interpolation']!r}; use 'pil'")
+            raise InputError(f"decode 'torchvision' does not support the interpolation "
+                             f"{preprocess['interpolation']!r}; use 'pil'")
         self.device = torch.device(device)
         self.size, self.mode = (int(height), int(width)), mode
         self.interpolation = INTERPOLATIONS[preprocess.get("interpolation", "bicubic")]

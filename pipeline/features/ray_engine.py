@@ -1,7 +1,7 @@
 """The Ray Data engine for image extraction: decode tasks and CLIP encoder actors on a cluster.
 
     pending rows --map_batches(decode, CPU tasks)--> pixels --map_batches(encoder actors, one
-    per GPU)--> embeddings --iter_batches--> this process, which writes the shards (`extraction`)
+    per GPU)--> embeddings --iter_batches--> this process, which writes the shards (`images`)
 
 The driver writes exactly the shard layout and manifest of the local engine, so the two are
 interchangeable and a feature set started with one resumes with the other. (Ray batches do not
@@ -13,6 +13,7 @@ from its folder and read images by path: on a cluster both must be on storage ev
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.clip.loading import Clip, input_size, load_clip
-from pipeline.features.images import Batch, ExtractOptions, ImageEncoder, preprocess_file
+from pipeline.common import InputError
+from pipeline.features.encoding import ExtractOptions, ImageEncoder
+from pipeline.features.images import Batch, preprocess_file
 
 
 def decode_images(batch: dict[str, np.ndarray], root: str, preprocess, max_pixels: int,
@@ -53,11 +56,14 @@ class EncodeImages:
 
 
 class RayImageEngine:
-    """Runs the image batches of `extraction.extract_image_features` on Ray Data."""
+    """Runs the image batches of `images.extract_image_features` on Ray Data."""
 
     def __init__(self, clip_dir: Path, address: str | None = None, encoders: int = 1,
                  gpus_per_encoder: float = 0.0, cpus_per_encoder: float = 1.0,
                  decode_cpus: float = 1.0, init_kwargs: dict | None = None):
+        if importlib.util.find_spec("ray") is None:
+            raise InputError("the Ray engine (extract.images.engine: ray) needs Ray: "
+                             "pip install -e '.[ray]'")
         self.clip_dir = str(Path(clip_dir).resolve())
         self.address, self.encoders = address, encoders
         self.gpus_per_encoder, self.cpus_per_encoder = gpus_per_encoder, cpus_per_encoder

@@ -299,7 +299,7 @@ def write_manifest(folder: Path, plan: ShardPlan, shards: dict[int, ShardInfo],
     manifest = dict(plan.header(), rows=sum(s.rows for s in ordered), input_rows=plan.rows,
                     input_hash=plan.input_hash, skipped=len(errors),
                     shards=[s.record(plan) for s in ordered], errors=errors)
-    write_json(manifest, Path(folder) / MANIFEST)
+    write_json(Path(folder) / MANIFEST, manifest)
     return manifest
 
 

@@ -1,4 +1,4 @@
-"""Encode texts with a frozen CLIP into a resumable feature set (see `features`).
+"""Encode texts with a frozen CLIP into a resumable feature set (see `store`).
 
 Texts are tokenized once per shard and encoded in length-sorted batches, so similar lengths
 share a batch. Besides the pooled embedding, a set can keep the text tower's per-token states

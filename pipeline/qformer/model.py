@@ -77,7 +77,8 @@ def save_qformer(model: TextToImageQFormer, folder: Path, extra: dict | None = N
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_model(model, str(tmp))
     tmp.replace(folder / WEIGHTS_FILE)
-    write_json({"config": dataclasses.asdict(model.config), **(extra or {})}, folder / CONFIG_FILE)
+    write_json(folder / CONFIG_FILE,
+               {"config": dataclasses.asdict(model.config), **(extra or {})})
 
 
 def load_qformer(folder: Path, device: str | torch.device = "cpu",
@@ -89,7 +90,7 @@ def load_qformer(folder: Path, device: str | torch.device = "cpu",
         raise InputError(f"no Q-Former at {folder} (no {CONFIG_FILE}): the `train_qformer` stage "
                          "makes it")
     saved = json.loads(path.read_text())
-    check_same_clip(clip_fingerprint, saved.get("clip_fingerprint", {}),
+    check_same_clip(clip_fingerprint, saved.get("clip_fingerprint"),
                     f"the Q-Former in {folder}",
                     "train it again on this CLIP's features (the `train_qformer` stage)")
     model = TextToImageQFormer(QFormerConfig(**saved["config"]))

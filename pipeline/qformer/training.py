@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.common import cosine_schedule
+from pipeline.clip.training import cosine_schedule
 from pipeline.qformer.losses import qformer_loss
 from pipeline.qformer.model import TextToImageQFormer, map_texts
 from pipeline.qformer.text_inputs import TextView
