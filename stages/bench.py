@@ -46,7 +46,7 @@ def extract(
     from pipeline.clip import create_clip, load_clip
     from pipeline.features import ExtractOptions
 
-    device = resolve_device(device or config.device)
+    device = resolve_device(device or config.device, "--device" if device else "extract.device")
     root, paths = images, image_files(images, limit)
     if not paths:
         raise InputError(f"no images found under {root} (the demo's: `dvc repro data`)")
@@ -88,7 +88,7 @@ def adapter(
     """The Table-1 adapter grid trained as stacked heads in one job vs one head after another:
     the same heads, timed in one run (train_adapter params, early stopping aside: every head
     trains all `steps`; the demo's artifacts by default)."""
-    from stages.train_adapter import load_inputs, require_inputs
+    from stages.train_adapter import load_inputs, require_inputs, require_pools
 
     config = load_params(params).train_adapter
     require_inputs(features, clip_dir, qformer)
@@ -98,10 +98,11 @@ def adapter(
     from pipeline.adapter import run_pool, table1_runs
     from pipeline.bench import bench_adapter
 
-    device = torch.device(resolve_device(config.device))
+    device = torch.device(resolve_device(config.device, "train_adapter.device"))
     _, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
     runs = table1_runs(config.selection, config.seeds)
     pools = [run_pool(run, inputs.table, config.llm_per_image)[0] for run in runs]
+    require_pools(runs, pools, len(inputs.table.images))
     print(f"bench adapter: {len(runs)} heads on {len(inputs.labels)} training rows, {device}")
     result = bench_adapter(inputs.features, inputs.labels, pools,
                            [run.stream_seed for run in runs], len(inputs.class_ids),

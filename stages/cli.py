@@ -10,10 +10,10 @@ import sys
 
 import typer
 
+from pipeline.common import InputError
 from stages import (bench, clip, data, describe, evaluate, extract, report, train_adapter,
                     train_qformer)
-from pipeline.common import InputError
-from stages.common import one_line_errors
+from stages.common import error_line, one_line_errors
 
 app = typer.Typer(
     help="fgvc: fine-grained classifiers trained partly from text on frozen CLIP. Each command "
@@ -36,5 +36,5 @@ def main() -> None:
     try:
         app()
     except InputError as error:  # raised while the options are read, before a command runs:
-        print(f"error: {error}", file=sys.stderr)  # e.g. no dvc.yaml to take default paths from
+        print(error_line(error), file=sys.stderr)  # e.g. no dvc.yaml to take default paths from
         sys.exit(error.exit_code)

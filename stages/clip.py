@@ -41,9 +41,12 @@ def main(index: Path = artifact_option("data", "index", help="Index tables of `d
         train = config.demo_train
         images, meta = read_parquet_with_metadata(index / "coco_images.parquet")
         captions, _ = read_parquet_with_metadata(index / "coco_captions.parquet")
-        history = train_demo_clip(clip, images, captions, Path(meta["fgvc.root"]),
-                                  epochs=train.epochs, batch_size=train.batch_size, lr=train.lr,
-                                  weight_decay=train.weight_decay, seed=train.seed)
+        try:
+            history = train_demo_clip(clip, images, captions, Path(meta["fgvc.root"]),
+                                      epochs=train.epochs, batch_size=train.batch_size,
+                                      lr=train.lr, weight_decay=train.weight_decay, seed=train.seed)
+        except InputError as error:
+            raise InputError(f"clip.demo_train: {error}") from None
         extra = {"trained_on": "demo COCO-like train+restval pairs",
                  "training": train.model_dump(), "loss_per_epoch": history}
     card = save_clip(clip, out, extra)

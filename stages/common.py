@@ -1,5 +1,5 @@
-"""What every stage does the same way: load its params, pick a device, and turn the mistakes a
-user can make into one line on stderr instead of a traceback."""
+"""What every stage does the same way: the --params option, picking a device, and turning the
+mistakes a user can make into one line on stderr instead of a traceback."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from stages.params import ParamsError
 PARAMS_OPTION = typer.Option("params.yaml", "--params", help="The params file to read.")
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, key: str) -> str:
+    """`device` ("auto", "cpu" or "cuda"; from `key`, a params key or an option) as a torch
+    device name."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("device 'cuda' asked for in params, but torch sees no CUDA GPU "
-                          "(set it to auto or cpu)")
+        raise ParamsError(f"{key}: 'cuda', but torch sees no CUDA GPU (set it to auto or cpu)")
     return device
 
 
@@ -39,6 +40,11 @@ def one_line_errors(command):
                 print(f"error: {line}", file=sys.stderr)
             raise typer.Exit(2) from None
         except InputError as error:
-            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+            print(error_line(error), file=sys.stderr)
             raise typer.Exit(error.exit_code) from None
     return run
+
+
+def error_line(error: Exception) -> str:
+    """`error: <the message on one line>`."""
+    return f"error: {' '.join(str(error).split())}"

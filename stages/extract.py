@@ -53,7 +53,7 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
     from pipeline.features import (ExtractOptions, extract_image_features, extract_text_features,
                                    local_image_batches, token_width)
 
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "extract.device")
     clip = load_clip(clip_dir, device)
     table, meta = read_parquet_with_metadata(source)
     if feature_set == "class_prompts":

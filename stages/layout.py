@@ -31,12 +31,16 @@ def _paths() -> dict:
 @functools.lru_cache(maxsize=8)
 def _paths_in(folder: Path) -> dict:
     try:
-        declared = yaml.safe_load((folder / DVC_YAML).read_text()) or {}
+        declared = yaml.safe_load((folder / DVC_YAML).read_text())
     except FileNotFoundError:
         raise InputError(f"no {DVC_YAML} in {folder}: run fgvc in the project's root folder, "
                          "or give every path on the command line") from None
-    for block in declared.get("vars", []):
-        if isinstance(block, dict) and "paths" in block:
+    except yaml.YAMLError as error:
+        raise InputError(f"{folder / DVC_YAML} is not valid YAML ({' '.join(str(error).split())})"
+                         ) from None
+    blocks = declared.get("vars", []) if isinstance(declared, dict) else []
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and isinstance(block.get("paths"), dict):
             return block["paths"]
     raise InputError(f"{DVC_YAML} has no `vars: - paths:` block naming the artifact paths")
 
@@ -47,9 +51,10 @@ def artifact(stage: str, name: str | None = None) -> Path:
     entry = _paths().get(stage)
     if isinstance(entry, dict):
         entry = entry.get(name)
-    if not isinstance(entry, str):
+    if not isinstance(entry, str) or "${" in entry:
         what = f"paths.{stage}" + (f".{name}" if name else "")
-        raise InputError(f"{DVC_YAML} does not name {what} in its `vars: - paths:` block")
+        raise InputError(f"{DVC_YAML} does not name {what} as a plain path in its `vars: - paths:` "
+                         "block")
     return Path(entry)
 
 
@@ -69,9 +74,25 @@ def shown_path(stage: str, name: str | None = None) -> str:
         return f"paths.{stage}{f'.{name}' if name else ''} of dvc.yaml"
 
 
+def _made_by(path: Path, stage: str) -> bool:
+    """Is `path` (one of) `stage`'s output(s) in dvc.yaml's layout, or inside one?"""
+    try:
+        entry = _paths().get(stage)
+    except InputError:
+        return False
+    outputs = entry.values() if isinstance(entry, dict) else [entry]
+    return any(isinstance(out, str) and (path == Path(out) or Path(out) in path.parents)
+               for out in outputs)
+
+
 def require(path: Path, made_by: str) -> Path:
-    """`path` if it exists; else `MissingInput` naming it and the stage that makes it."""
-    if not Path(path).exists():
+    """`path` if it exists; else `MissingInput` naming it and the stage that makes it (for a
+    path of dvc.yaml's layout), or saying what it should hold (for a path the user gave)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    if _made_by(path, made_by.split("@")[0]):
         raise MissingInput(f"{path} does not exist: the `{made_by}` stage makes it "
                            f"(dvc repro {made_by})")
-    return Path(path)
+    raise MissingInput(f"{path} does not exist (given on the command line: it should hold what "
+                       f"the `{made_by}` stage makes)")

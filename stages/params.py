@@ -270,7 +270,10 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML ({error})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        what = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise ParamsError(f"{path}: not valid YAML{where} ({what})") from None
     try:
         return Params.model_validate(raw)
     except ValidationError as error:

@@ -39,7 +39,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     from pipeline.qformer import (PooledTexts, QFormerConfig, TextToImageQFormer, TokenTexts,
                                   save_qformer, train_qformer)
 
-    device = torch.device(resolve_device(config.device))
+    device = torch.device(resolve_device(config.device, "train_qformer.device"))
     fingerprint = fingerprint_of(read_card(clip_dir))
     tokens = config.text_input == "tokens"
     images = read_feature_set(features / "coco_images", fingerprint)

@@ -54,8 +54,9 @@ TINY = {
 }
 
 
-def fgvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FGVC, *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+def fgvc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FGVC, *args], cwd=cwd, env=dict(ENV, **env), capture_output=True,
+                          text=True)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -108,6 +109,29 @@ def test_a_missing_input_names_the_stage_that_makes_it(project, command):
                                       f"it (dvc repro {maker})")
 
 
+def test_default_paths_come_from_dvc_yaml(project):
+    dvc_yaml = yaml.safe_load((project / "dvc.yaml").read_text())
+    dvc_yaml["vars"][0]["paths"]["clip"] = "build/clip"
+    (project / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    for command in ("train_qformer", "evaluate"):
+        assert one_error_line(fgvc(project, command)) == (
+            "error: build/clip does not exist: the `clip` stage makes it (dvc repro clip)")
+    assert "[default: (build/clip)]" in fgvc(project, "clip", "--help").stdout
+
+
+def test_a_missing_path_given_by_hand_is_not_blamed_on_a_stage(project):
+    line = one_error_line(fgvc(project, "train_qformer", "--clip", "my/clip"))
+    assert line == ("error: my/clip does not exist (given on the command line: it should hold "
+                    "what the `clip` stage makes)")
+
+
+def test_a_params_file_that_is_not_yaml_is_one_line(project):
+    (project / "params.yaml").write_text("data:\n  source: demo\n    seed: [1\n")
+    result = fgvc(project, "data")
+    assert result.returncode == 2
+    assert one_error_line(result).startswith("error: params.yaml: not valid YAML at line 3")
+
+
 def test_without_a_dvc_yaml_the_default_paths_are_one_line(tmp_path):
     result = fgvc(tmp_path, "report")
     assert result.returncode == 1
@@ -116,9 +140,9 @@ def test_without_a_dvc_yaml_the_default_paths_are_one_line(tmp_path):
                                       "line")
 
 
-def test_pretrained_weights_without_a_network_say_where_they_come_from(project):
+def test_pretrained_weights_without_a_network_say_where_they_come_from(project, tmp_path):
     edit_params(project, {"clip": {"model": "ViT-B-32", "pretrained": "openai"}})
-    result = fgvc(project, "clip")
+    result = fgvc(project, "clip", HF_HOME=str(tmp_path / "empty_hub_cache"))  # not a cached copy
     assert result.returncode == 1
     line = one_error_line(result)
     assert line.startswith("error: clip.model / clip.pretrained: could not fetch the 'openai' "
@@ -129,9 +153,13 @@ def test_pretrained_weights_without_a_network_say_where_they_come_from(project):
 
 def test_an_unknown_model_or_tag_is_one_line(project):
     edit_params(project, {"clip": {"model": "ViT-Q-99", "pretrained": "openai"}})
-    assert "open_clip has no model 'ViT-Q-99'" in one_error_line(fgvc(project, "clip"))
+    result = fgvc(project, "clip")
+    assert result.returncode == 1
+    assert "open_clip has no model 'ViT-Q-99'" in one_error_line(result)
     edit_params(project, {"clip": {"model": "ViT-B-32", "pretrained": "laion9b"}})
-    line = one_error_line(fgvc(project, "clip"))
+    result = fgvc(project, "clip")
+    assert result.returncode == 1
+    line = one_error_line(result)
     assert "ViT-B-32 has no pretrained tag 'laion9b'" in line and "openai" in line  # the tags
 
 
