@@ -168,11 +168,18 @@ def test_evaluate_writes_per_class_accuracy_and_confusion(demo):
     assert confusion.groupby("run")["count"].sum().eq(per_class.groupby("run")["test_images"].sum()).all()
 
 
-def test_bench_adapter_runs_on_the_demo(demo):
-    result = run(demo, "fgvc", "bench", "adapter", "--repeats", "1", "--json", "bench_adapter.json")
-    assert "sequential / batched =" in result.stdout
-    figures = json.loads((demo / "bench_adapter.json").read_text())
-    assert figures["heads"] == 30 * len(SELECTIONS) and figures["max_weight_difference"] < 1e-4
+def test_bench_adapter_runs_on_the_demo(demo, tmp_path):
+    """The bench on the demo's artifacts, shortened (100 steps, one timing each way): it checks
+    that the batched and the one-by-one heads agree, not how fast they are."""
+    params = yaml.safe_load((demo / "params.yaml").read_text())
+    params["train_adapter"]["steps"] = 100
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(demo, "fgvc", "bench", "adapter", "--repeats", "1", "--params",
+                 str(tmp_path / "params.yaml"), "--json", str(tmp_path / "bench_adapter.json"))
+    assert "60 heads x 100 steps" in result.stdout and "sequential / batched =" in result.stdout
+    figures = json.loads((tmp_path / "bench_adapter.json").read_text())
+    assert figures["heads"] == 30 * len(SELECTIONS) and figures["steps"] == 100
+    assert figures["max_weight_difference"] < 1e-4
 
 
 def test_a_killed_dvc_repro_resumes_where_it_stopped(demo, tmp_path):
@@ -278,7 +285,7 @@ def test_token_input_trains_the_qformer_and_the_adapters(demo, tmp_path):
     captions and descriptions it mapped, and evaluated."""
     params = yaml.safe_load((demo / "params.yaml").read_text())
     params["extract"]["texts"]["tokens"] = True
-    params["train_qformer"].update(text_input="tokens", epochs=6)  # enough to learn, in a minute
+    params["train_qformer"].update(text_input="tokens", epochs=3)  # the demo's learns in one
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     features = tmp_path / "extract"
