@@ -5,9 +5,11 @@ packages share lives in one of them (the learning-rate schedule in `pipeline.cli
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -25,13 +27,20 @@ class InputError(ValueError):
 
 # --- files -----------------------------------------------------------------------------------
 
-def write_bytes(path: Path, content: bytes) -> None:
-    """Write under a temporary name, then rename: readers never see half a file."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Gives the temporary name (`<name>.tmp`, folder created) to write `path` under; renamed to
+    `path` when the block ends without an error, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(content)
+    yield tmp
     tmp.replace(path)
+
+
+def write_bytes(path: Path, content: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -44,14 +53,11 @@ def write_json(path: Path, content: dict | list) -> None:
 
 def write_parquet(path: Path, table: pd.DataFrame, metadata: dict[str, str] | None = None) -> None:
     """Write a table (zstd) under a temporary name, then rename; `metadata` goes into the schema."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     if metadata:
         arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **metadata})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(arrow, tmp, compression="zstd")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd")
 
 
 def read_parquet_with_metadata(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:

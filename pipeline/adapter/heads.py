@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from pipeline.clip.fingerprint import check_same_clip
-from pipeline.common import InputError, write_json
+from pipeline.common import InputError, atomic_path, write_json
 
 WEIGHTS_FILE = "heads.safetensors"
 INFO_FILE = "heads.json"
@@ -199,10 +199,8 @@ class SavedHeads:
 def save_heads(folder: Path, weight: torch.Tensor, bias: torch.Tensor, info: dict) -> None:
     """The grid's weights (safetensors) and what they mean (JSON, with the CLIP fingerprint)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, str(tmp))
-    tmp.replace(folder / WEIGHTS_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file({"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}, str(tmp))
     write_json(folder / INFO_FILE, info)
 
 

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from pipeline.clip.fingerprint import fingerprint_of
-from pipeline.common import InputError, sha256_file, write_json
+from pipeline.common import InputError, atomic_path, sha256_file, write_json
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
@@ -129,12 +129,10 @@ def _jsonable(value):
 def save_clip(clip: Clip, folder: Path, extra: dict | None = None) -> dict:
     """Write weights and card into `folder` (temp names, then rename). Returns the card."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
-    save_model(clip.model, str(tmp_weights))
-    card = dict(clip.card, weights_sha256=sha256_file(tmp_weights), weights_file=WEIGHTS_FILE,
-                **(extra or {}))
-    tmp_weights.replace(folder / WEIGHTS_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_model(clip.model, str(tmp))
+        card = dict(clip.card, weights_sha256=sha256_file(tmp), weights_file=WEIGHTS_FILE,
+                    **(extra or {}))
     write_json(folder / CARD_FILE, card)
     clip.card = card
     return card

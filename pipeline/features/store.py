@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.clip.fingerprint import check_same_clip
-from pipeline.common import InputError, JsonlStore, append_record, sha256_file, write_json
+from pipeline.common import (InputError, JsonlStore, append_record, atomic_path, sha256_file,
+                             write_json)
 
 EMBEDDING = "embedding"
 TOKENS = "tokens"
@@ -197,15 +198,12 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
         HEADER_KEY: json.dumps(header, sort_keys=True),
         "fgvc.fingerprint": json.dumps(plan.fingerprint, sort_keys=True),
         "fgvc.width": str(plan.width), "fgvc.precision": plan.precision})
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (shard_file(index) + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
-    if plan.local_keys:  # logged before the rename: a shard under its final name is always logged
-        append_record(resume_log_path(folder), str(index),
-                      {"local_key": plan.local_keys[index], "sha256": info.sha256})
-    tmp.replace(folder / shard_file(index))
+    with atomic_path(Path(folder) / shard_file(index)) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+        info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
+        if plan.local_keys:  # logged before the rename: a shard under its final name is logged
+            append_record(resume_log_path(folder), str(index),
+                          {"local_key": plan.local_keys[index], "sha256": info.sha256})
     return info
 
 

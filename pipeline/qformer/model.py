@@ -20,7 +20,7 @@ from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from pipeline.clip.fingerprint import check_same_clip
-from pipeline.common import InputError, write_json
+from pipeline.common import InputError, atomic_path, write_json
 from pipeline.qformer.text_inputs import TextView
 
 WEIGHTS_FILE = "qformer.safetensors"
@@ -73,10 +73,8 @@ class TextToImageQFormer(nn.Module):
 def save_qformer(model: TextToImageQFormer, folder: Path, extra: dict | None = None) -> None:
     """safetensors weights + a JSON config from which `load_qformer` rebuilds the model."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_model(model, str(tmp))
-    tmp.replace(folder / WEIGHTS_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_model(model, str(tmp))
     write_json(folder / CONFIG_FILE,
                {"config": dataclasses.asdict(model.config), **(extra or {})})
 
