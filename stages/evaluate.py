@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.common import write_json, write_parquet
-from stages.layout import artifact_option, require
+from stages.layout import artifact_option, require, require_features
 
 
 def main(features: Path = artifact_option("extract", help="Feature sets of `extract`."),
@@ -18,8 +18,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
          ) -> None:
     """Score every adapter and zero-shot CLIP on the test images."""
     require(clip_dir, made_by="clip")
-    for name in ("cub_images", "class_prompts"):
-        require(features / name, made_by=f"extract@{name}")
+    require_features(features, "cub_images", "class_prompts")
     require(adapters, made_by="train_adapter")
 
     import numpy as np

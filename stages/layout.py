@@ -96,3 +96,9 @@ def require(path: Path, made_by: str) -> Path:
                            f"(dvc repro {made_by})")
     raise MissingInput(f"{path} does not exist (given on the command line: it should hold what "
                        f"the `{made_by}` stage makes)")
+
+
+def require_features(features: Path, *sets: str) -> None:
+    """Each of the feature `sets` in the folder `features`, made by its `extract@<set>` stage."""
+    for name in sets:
+        require(Path(features) / name, made_by=f"extract@{name}")

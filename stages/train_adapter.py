@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.common import InputError, write_parquet
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact_option, require
+from stages.layout import artifact_option, require, require_features
 from stages.params import load_params
 
 
@@ -81,8 +81,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
 def require_inputs(features: Path, clip_dir: Path, qformer: Path) -> None:
     """Stop in one line if an input of the adapters is missing."""
     require(clip_dir, made_by="clip")
-    for name in ("cub_images", "reed_captions", "descriptions"):
-        require(features / name, made_by=f"extract@{name}")
+    require_features(features, "cub_images", "reed_captions", "descriptions")
     require(qformer, made_by="train_qformer")
 
 

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact_option, require
+from stages.layout import artifact_option, require, require_features
 from stages.params import load_params
 
 
@@ -27,8 +27,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     """Train the Q-Former that maps CLIP text features to pseudo CLIP image features."""
     config = load_params(params).train_qformer
     require(clip_dir, made_by="clip")
-    for name in ("coco_images", "coco_captions"):
-        require(features / name, made_by=f"extract@{name}")
+    require_features(features, "coco_images", "coco_captions")
 
     import numpy as np
     import pandas as pd
