@@ -10,7 +10,7 @@ import typer
 
 from pipeline.common import InputError
 from stages.common import PARAMS_OPTION, one_line_errors, resolve_device
-from stages.layout import artifact_option, require
+from stages.layout import artifact_option, clip_option, require
 from stages.params import load_params
 
 app = typer.Typer(help="Speed measurements: ratios against baselines measured in the same run.",
@@ -23,8 +23,7 @@ def extract(
     images: Path = artifact_option("data", "world",
                                    help="A folder of images, searched recursively. Default: the "
                                    "demo world's COCO- and CUB-like images (`dvc repro data`)."),
-    clip_dir: Path = artifact_option("clip", flag="--clip",
-                                     help="A resolved CLIP folder (the `clip` stage's output)."),
+    clip_dir: Path = clip_option(),
     model: str = typer.Option(None, help="An open_clip model name instead of --clip, e.g. "
                               "ViT-B-32 (with --pretrained; downloads weights)."),
     pretrained: str = typer.Option(None, help="open_clip pretrained tag for --model, e.g. openai."),
@@ -40,7 +39,7 @@ def extract(
     config = load_params(params).extract
     require(images, made_by="data")
     if not model:
-        require(clip_dir, made_by="clip")
+        require(clip_dir, made_by=f"clip@{clip_dir.name}")
 
     from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
@@ -78,7 +77,7 @@ def extract(
 @one_line_errors
 def adapter(
     features: Path = artifact_option("extract", help="Feature sets of `extract`."),
-    clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+    clip_dir: Path = clip_option(),
     qformer: Path = artifact_option("train_qformer", "checkpoint", help="Q-Former checkpoint."),
     repeats: int = typer.Option(3, min=1, help="Time each way this many times, interleaved, "
                                 "and keep the best of each."),

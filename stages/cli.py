@@ -12,8 +12,9 @@ import typer
 
 from pipeline.common import InputError
 from stages import (bench, clip, data, describe, evaluate, extract, report, train_adapter,
-                    train_qformer)
+                    train_qformer, zeroshot)
 from stages.common import error_line, one_line_errors
+from stages.params import ParamsError
 
 app = typer.Typer(
     help="fgvc: fine-grained classifiers trained partly from text on frozen CLIP. Each command "
@@ -23,7 +24,7 @@ app = typer.Typer(
 
 for name, module in [("data", data), ("clip", clip), ("describe", describe), ("extract", extract),
                      ("train_qformer", train_qformer), ("train_adapter", train_adapter),
-                     ("evaluate", evaluate), ("report", report)]:
+                     ("evaluate", evaluate), ("zeroshot", zeroshot), ("report", report)]:
     app.command(name)(one_line_errors(module.main))
 app.add_typer(bench.app, name="bench")
 
@@ -38,3 +39,7 @@ def main() -> None:
     except InputError as error:  # raised while the options are read, before a command runs:
         print(error_line(error), file=sys.stderr)  # e.g. no dvc.yaml to take default paths from
         sys.exit(error.exit_code)
+    except ParamsError as error:  # a default path that params.yaml chooses (--clip)
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)

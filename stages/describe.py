@@ -1,5 +1,7 @@
-"""Stage `describe`: class descriptions into <out> (class_id, class_name, text, source,
-prompt_id, sample_index), from the backend named in params.
+"""Stage `describe@<set>`: one set of class descriptions into <out>/<set>.parquet (class_id,
+class_name, text, source, prompt_id, sample_index), from the backend `describe.sets.<set>` names.
+One stage per set, so a new prompt asks the LLM only for that set; `describe.set` names the set
+the adapter trains on, `zeroshot.descriptions` the sets scored the CBD way.
 
 The LLM backend keeps its answers in an append-only cache, deliberately *not* a DVC output nor
 inside the workspace: DVC would restore an older copy on `dvc checkout` / `dvc exp apply` and
@@ -14,17 +16,25 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from pipeline.common import InputError, read_parquet_with_metadata, write_parquet
 from stages.common import PARAMS_OPTION
 from stages.layout import artifact_option, require
-from stages.params import load_params
+from stages.params import ParamsError, load_params
 
 
-def main(index: Path = artifact_option("data", "index", help="Index tables of `data`."),
-         out: Path = artifact_option("describe", help="The descriptions table to write."),
+PROMPTS = Path("prompts/describe")  # relative to the project root, like dvc.yaml's paths
+
+
+def main(name: Optional[str] = typer.Argument(None, help="The set to write, a key of "
+                                              "describe.sets. Default: describe.set."),
+         index: Path = artifact_option("data", "index", help="Index tables of `data`."),
+         out: Path = artifact_option("describe", help="Folder of the description sets: writes "
+                                     "<out>/<set>.parquet."),
+         prompts: Path = typer.Option(PROMPTS, help="Folder of the prompt files (openai)."),
          cache: Path = typer.Option(None, help="The LLM answer cache (append-only JSONL). "
                                     "Default: $FGVC_CACHE_DIR/llm_answers.jsonl, "
                                     "FGVC_CACHE_DIR defaulting to ~/.cache/fgvc."),
@@ -32,50 +42,59 @@ def main(index: Path = artifact_option("data", "index", help="Index tables of `d
                                       help="Print the requests still to make, their estimated "
                                       "tokens and cost, and stop before spending anything."),
          params: Path = PARAMS_OPTION) -> None:
-    """Write class descriptions: an LLM (OpenAI or any OpenAI-compatible server, cached), an
-    imported CBD file, your own file, or offline sentences from class attributes."""
+    """Write one set of class descriptions: an LLM (OpenAI or any OpenAI-compatible server,
+    cached), an imported CBD file, your own file, or offline sentences from class attributes."""
     config = load_params(params).describe
+    name = config.set if name is None else name
+    if name not in config.sets:
+        raise ParamsError(f"describe.sets has no set {name!r} (sets: {', '.join(config.sets)})")
+    chosen = config.sets[name]
     require(index / "cub_classes.parquet", made_by="data")
 
     from pipeline.describe import describe_from_attributes, describe_from_cbd, describe_from_file
 
     classes, _ = read_parquet_with_metadata(index / "cub_classes.parquet")
-    if config.backend == "openai":
+    key = f"describe.sets.{name}"
+    if chosen.backend == "openai":
+        from pipeline.describe import load_prompt
+
+        try:
+            template = load_prompt(chosen.prompt, prompts)
+        except InputError as error:
+            raise InputError(f"{key}.prompt: {error}") from None
         cache = cache or Path(os.environ.get("FGVC_CACHE_DIR", Path.home() / ".cache" / "fgvc"),
                               "llm_answers.jsonl")
-        table = _describe_with_llm(config, classes, cache, dry_run)
+        table = _describe_with_llm(config, template, classes, cache, dry_run)
         if table is None:
             return
     elif dry_run:
-        print(f"describe: backend {config.backend!r} makes no requests")
+        print(f"describe: set {name!r} (backend {chosen.backend!r}) makes no requests")
         return
-    elif config.backend in ("cbd_json", "file"):
-        read = describe_from_cbd if config.backend == "cbd_json" else describe_from_file
+    elif chosen.backend in ("cbd_json", "file"):
+        read = describe_from_cbd if chosen.backend == "cbd_json" else describe_from_file
         try:
-            table = read(Path(getattr(config, config.backend).path), classes)
+            table = read(Path(chosen.path), classes)
         except InputError as error:
-            raise InputError(f"describe.{config.backend}.path: {error}") from None
+            raise InputError(f"{key}.path: {error}") from None
     else:
         attributes, _ = read_parquet_with_metadata(
             require(index / "cub_attributes.parquet", made_by="data"))
         table = describe_from_attributes(
             attributes, classes, samples_per_class=config.samples_per_class,
-            traits_per_sample=config.attributes.traits_per_sample,
+            traits_per_sample=chosen.traits_per_sample or config.attributes.traits_per_sample,
             min_percent=config.attributes.min_percent, seed=config.seed)
-    write_parquet(out, table)
-    print(f"describe: {len(table)} descriptions for {table['class_id'].nunique()} classes "
-          f"(backend {config.backend}); e.g. {table['text'].iloc[0]!r}")
+    write_parquet(out / f"{name}.parquet", table)
+    print(f"describe: set {name!r}: {len(table)} descriptions for {table['class_id'].nunique()} "
+          f"classes (backend {chosen.backend}); e.g. {table['text'].iloc[0]!r}")
 
 
-def _describe_with_llm(config, classes, cache_path: Path, dry_run: bool):
+def _describe_with_llm(config, template, classes, cache_path: Path, dry_run: bool):
     from tqdm import tqdm
 
-    from pipeline.describe import (API_KEY_VARIABLE, AnswerCache, LLMSettings, PromptTemplate,
-                                   ask_all, descriptions_table, estimate, plan_requests)
+    from pipeline.describe import (API_KEY_VARIABLE, AnswerCache, LLMSettings, ask_all,
+                                   descriptions_table, estimate, plan_requests)
 
-    settings = LLMSettings(**config.openai.model_dump(exclude={"prompt"}))
-    prompt = config.prompts[config.openai.prompt]
-    template = PromptTemplate(config.openai.prompt, **prompt.model_dump())
+    settings = LLMSettings(**config.openai.model_dump())
     cache = AnswerCache(cache_path)
     if cache.damaged_lines:
         print(f"describe: ignored {cache.damaged_lines} damaged line(s) in {cache_path} "

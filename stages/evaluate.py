@@ -8,16 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.common import write_json, write_parquet
-from stages.layout import artifact_option, require, require_features
+from stages.layout import artifact_option, clip_option, require, require_features
 
 
 def main(features: Path = artifact_option("extract", help="Feature sets of `extract`."),
-         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         clip_dir: Path = clip_option(),
          adapters: Path = artifact_option("train_adapter", help="Adapter grid."),
          out: Path = artifact_option("evaluate", help="Folder for the results and metrics.")
          ) -> None:
     """Score every adapter and zero-shot CLIP on the test images."""
-    require(clip_dir, made_by="clip")
+    require(clip_dir, made_by=f"clip@{clip_dir.name}")
     require_features(features, "cub_images", "class_prompts")
     require(adapters, made_by="train_adapter")
 

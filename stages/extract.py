@@ -14,7 +14,8 @@ import typer
 
 from pipeline.common import InputError, read_parquet_with_metadata
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact, artifact_option, require, shown_path
+from stages.layout import (artifact, artifact_option, chosen_descriptions, clip_option, require,
+                           shown_path)
 from stages.params import ParamsError, load_params
 
 # set name -> (input table, id columns, kind)
@@ -30,8 +31,11 @@ FEATURE_SETS = {
 
 def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATURE_SETS)}."),
          index: Path = artifact_option("data", "index", help="Index tables of `data`."),
-         descriptions: Path = artifact_option("describe", help="Descriptions of `describe`."),
-         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         descriptions: Path = typer.Option(
+             ..., default_factory=chosen_descriptions,
+             show_default=f"{shown_path('describe')}/<describe.set>.parquet",
+             help="The descriptions the `descriptions` set encodes."),
+         clip_dir: Path = clip_option(),
          out: Optional[Path] = typer.Option(
              None, help=f"Folder of the feature set to write. Default: "
              f"{shown_path('extract')}/<feature set>."),
@@ -43,9 +47,9 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
     out = artifact("extract") / feature_set if out is None else out
     config = load_params(params).extract
     table_name, id_columns, kind = FEATURE_SETS[feature_set]
-    source = (require(descriptions, made_by="describe") if feature_set == "descriptions"
+    source = (require(descriptions, made_by=f"describe@{descriptions.stem}") if feature_set == "descriptions"
               else require(index / f"{table_name}.parquet", made_by="data"))
-    require(clip_dir, made_by="clip")
+    require(clip_dir, made_by=f"clip@{clip_dir.name}")
 
     import pandas as pd
 

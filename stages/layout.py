@@ -18,6 +18,7 @@ import yaml
 from pipeline.common import InputError
 
 DVC_YAML = Path("dvc.yaml")
+PARAMS_YAML = Path("params.yaml")
 
 
 class MissingInput(InputError):
@@ -66,6 +67,28 @@ def artifact_option(stage: str, name: str | None = None, *, help: str,
                         show_default=shown_path(stage, name), help=help)
 
 
+def chosen_clip() -> Path:
+    """<paths.clip>/<clip.backbone>: the CLIP the adapter pipeline runs on, as params.yaml (of
+    the working folder) chooses it."""
+    from stages.params import load_params
+
+    return artifact("clip") / load_params(PARAMS_YAML).clip.backbone
+
+
+def chosen_descriptions() -> Path:
+    """<paths.describe>/<describe.set>.parquet: the descriptions the adapter trains on."""
+    from stages.params import load_params
+
+    return artifact("describe") / f"{load_params(PARAMS_YAML).describe.set}.parquet"
+
+
+def clip_option() -> Path:
+    """The --clip option of the stages that run on the pipeline's CLIP."""
+    return typer.Option(..., "--clip", default_factory=chosen_clip,
+                        show_default=f"{shown_path('clip')}/<clip.backbone>",
+                        help="The resolved CLIP the adapter pipeline runs on.")
+
+
 def shown_path(stage: str, name: str | None = None) -> str:
     """`artifact(stage, name)` for --help texts, or where it would be named."""
     try:
@@ -95,7 +118,7 @@ def require(path: Path, made_by: str) -> Path:
         raise MissingInput(f"{path} does not exist: the `{made_by}` stage makes it "
                            f"(dvc repro {made_by})")
     raise MissingInput(f"{path} does not exist (given on the command line: it should hold what "
-                       f"the `{made_by}` stage makes)")
+                       f"the `{made_by.split('@')[0]}` stage makes)")
 
 
 def require_features(features: Path, *sets: str) -> None:

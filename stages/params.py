@@ -6,6 +6,7 @@ names the key (`train_adapter.lr: ...`) and says what is allowed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -59,10 +60,34 @@ class DemoClipTraining(Section):
     seed: int = 0
 
 
+class Backbone(Section):
+    model: str  # an open_clip model name
+    pretrained: str | None = None  # an open_clip tag (e.g. openai); None: train it here (demo)
+
+
 class Clip(Section):
-    model: str = "fgvc-demo-tiny"
-    pretrained: str | None = None  # an open_clip tag (e.g. openai); None: train the demo CLIP
-    demo_train: DemoClipTraining = DemoClipTraining()
+    backbone: str = "demo-tiny"  # the backbone the adapter pipeline runs on: a key of backbones
+    # Every CLIP the project resolves (one `clip@<name>` stage each); all are scored zero-shot.
+    backbones: dict[str, Backbone] = {"demo-tiny": Backbone(model="fgvc-demo-tiny")}
+    demo_train: DemoClipTraining = DemoClipTraining()  # for backbones with pretrained: null
+
+    @field_validator("backbones")
+    @classmethod
+    def _names_are_folder_names(cls, backbones: dict[str, Backbone]) -> dict[str, Backbone]:
+        if not backbones:
+            raise ValueError("needs at least one backbone")
+        for name in backbones:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+                raise ValueError(f"{name!r}: a backbone name is a folder and stage name: letters, "
+                                 "digits, '.', '_' and '-'")
+        return backbones
+
+    @model_validator(mode="after")
+    def _backbone_is_listed(self) -> Clip:
+        if self.backbone not in self.backbones:
+            raise ValueError(f"backbone {self.backbone!r} is not one of clip.backbones "
+                             f"({', '.join(self.backbones)})")
+        return self
 
 
 class AttributeDescriptions(Section):
@@ -73,7 +98,6 @@ class AttributeDescriptions(Section):
 class OpenAIDescriptions(Section):
     model: str = "gpt-3.5-turbo"
     base_url: str | None = None  # None: the OpenAI API; else any OpenAI-compatible server
-    prompt: str = "paper"  # a name in describe.prompts
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(256, ge=1)
     concurrency: int = Field(8, ge=1)
@@ -82,47 +106,52 @@ class OpenAIDescriptions(Section):
     parse_retries: int = Field(2, ge=0)  # asks again after an empty or unparseable answer
 
 
-class ImportedDescriptions(Section):
-    path: str | None = None
+class DescriptionSet(Section):
+    """One set of class descriptions (one `describe@<name>` stage): where its texts come from."""
+    backend: Literal["attributes", "openai", "cbd_json", "file"]
+    prompt: str | None = None  # openai: a prompt file, prompts/describe/<prompt>.yaml
+    path: str | None = None  # cbd_json: a CBD descriptor file; file: your {class: [texts]} file
+    traits_per_sample: int | None = Field(None, ge=1)  # attributes; None: attributes.<same key>
 
-
-class Prompt(Section):
-    system: str | None = None
-    user: str
-    parse: Literal["sentences", "list"] = "sentences"
-
-    @field_validator("user")
-    @classmethod
-    def _has_class_slot(cls, user: str) -> str:
-        if "{class_name}" not in user:
-            raise ValueError("must contain {class_name}")
-        return user
-
-
-def _default_prompts() -> dict[str, Prompt]:
-    from pipeline.describe import DEFAULT_PROMPTS
-
-    return {name: Prompt(**prompt) for name, prompt in DEFAULT_PROMPTS.items()}
+    @model_validator(mode="after")
+    def _backend_is_configured(self) -> DescriptionSet:
+        needs = {"openai": "prompt", "cbd_json": "path", "file": "path"}.get(self.backend)
+        if needs and getattr(self, needs) is None:
+            raise ValueError(f"backend {self.backend!r} needs {needs}")
+        for key in {"prompt", "path", "traits_per_sample"} - {needs, None}:
+            if key == "traits_per_sample" and self.backend == "attributes":
+                continue
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} is not read by backend {self.backend!r}")
+        if self.prompt is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", self.prompt):
+            raise ValueError(f"prompt {self.prompt!r}: the name of a file in prompts/describe/")
+        return self
 
 
 class Describe(Section):
-    backend: Literal["attributes", "openai", "cbd_json", "file"] = "attributes"
+    set: str = "attributes"  # the set the adapter trains on (extract@descriptions): a key of sets
+    sets: dict[str, DescriptionSet] = {"attributes": DescriptionSet(backend="attributes")}
     samples_per_class: int = Field(10, ge=1)  # attributes: sentences; openai: completions
     seed: int = 0
     attributes: AttributeDescriptions = AttributeDescriptions()
     openai: OpenAIDescriptions = OpenAIDescriptions()
-    cbd_json: ImportedDescriptions = ImportedDescriptions()
-    file: ImportedDescriptions = ImportedDescriptions()
-    prompts: dict[str, Prompt] = Field(default_factory=_default_prompts)
+
+    @field_validator("sets")
+    @classmethod
+    def _names_are_file_names(cls, sets: dict[str, DescriptionSet]) -> dict[str, DescriptionSet]:
+        if not sets:
+            raise ValueError("needs at least one description set")
+        for name in sets:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+                raise ValueError(f"{name!r}: a set name is a file and stage name: letters, "
+                                 "digits, '_' and '-'")
+        return sets
 
     @model_validator(mode="after")
-    def _backend_is_configured(self) -> Describe:
-        if self.openai.prompt not in self.prompts:
-            raise ValueError(f"openai.prompt {self.openai.prompt!r} is not one of describe.prompts "
-                             f"({', '.join(self.prompts)})")
-        for backend in ("cbd_json", "file"):
-            if self.backend == backend and not getattr(self, backend).path:
-                raise ValueError(f"backend {backend!r} needs {backend}.path")
+    def _set_is_listed(self) -> Describe:
+        if self.set not in self.sets:
+            raise ValueError(f"set {self.set!r} is not one of describe.sets "
+                             f"({', '.join(self.sets)})")
         return self
 
 
@@ -225,6 +254,37 @@ class TrainAdapter(Section):
         return self
 
 
+class LinearProbe(Section):
+    # CLIP's protocol: L2-regularised logistic regression on the train images' features, the
+    # strength (lambda of lambda * ||W||^2) picked on a held-out slice of train, then refit on all.
+    strengths: Distinct[float] = Field([1e-6, 1e-5, 1e-4, 1e-3, 1e-2], min_length=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # of each class's train images
+    max_iter: int = Field(100, ge=1)  # L-BFGS iterations per strength
+    seed: int = 0
+
+    @field_validator("strengths")
+    @classmethod
+    def _positive(cls, strengths: list[float]) -> list[float]:
+        if any(s < 0 for s in strengths):
+            raise ValueError("strengths must be >= 0")
+        return strengths
+
+
+class Explanations(Section):
+    top_descriptors: int = Field(5, ge=1)  # per class in the explanations table and pictures
+    pictures: int = Field(6, ge=0)  # test images drawn beside their descriptor scores
+
+
+class Zeroshot(Section):
+    # Template sets, each a row: a file prompts/templates/<name>.yaml, or an ensemble open_clip
+    # ships (open_clip:OPENAI_IMAGENET_TEMPLATES, open_clip:SIMPLE_IMAGENET_TEMPLATES).
+    templates: Distinct[str] = Field(["paper", "classname"], min_length=1)
+    descriptions: Distinct[str] = Field(["attributes"])  # describe.sets scored the CBD way
+    explanations: Explanations = Explanations()
+    linear_probe: LinearProbe = LinearProbe()
+    device: Device = "auto"  # encoding reads extract's batch sizes, precision and amp
+
+
 class Report(Section):
     plot_selection: Literal["class_balanced", "global"] = "class_balanced"
 
@@ -236,7 +296,16 @@ class Params(Section):
     extract: Extract = Extract()
     train_qformer: TrainQFormer = TrainQFormer()
     train_adapter: TrainAdapter = TrainAdapter()
+    zeroshot: Zeroshot = Zeroshot()
     report: Report = Report()
+
+    @model_validator(mode="after")
+    def _scored_sets_are_described(self) -> Params:
+        unknown = [name for name in self.zeroshot.descriptions if name not in self.describe.sets]
+        if unknown:
+            raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
+                             f"describe.sets ({', '.join(self.describe.sets)})")
+        return self
 
     @model_validator(mode="after")
     def _token_features_are_extracted(self) -> Params:
@@ -259,6 +328,8 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "literal_error":
         message = message.replace("Input should be", "must be")
+    if isinstance(error.get("input"), dict):  # a rule across a section's keys: it names them
+        return f"{key}: {message}"
     return f"{key}: {message} (got {error.get('input')!r})"
 
 

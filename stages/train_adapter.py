@@ -14,12 +14,12 @@ from pathlib import Path
 
 from pipeline.common import InputError, write_parquet
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact_option, require, require_features
+from stages.layout import artifact_option, clip_option, require, require_features
 from stages.params import load_params
 
 
 def main(features: Path = artifact_option("extract", help="Feature sets of `extract`."),
-         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         clip_dir: Path = clip_option(),
          qformer: Path = artifact_option("train_qformer", "checkpoint",
                                          help="Q-Former checkpoint."),
          out: Path = artifact_option("train_adapter", help="Output folder."),
@@ -80,7 +80,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
 
 def require_inputs(features: Path, clip_dir: Path, qformer: Path) -> None:
     """Stop in one line if an input of the adapters is missing."""
-    require(clip_dir, made_by="clip")
+    require(clip_dir, made_by=f"clip@{clip_dir.name}")
     require_features(features, "cub_images", "reed_captions", "descriptions")
     require(qformer, made_by="train_qformer")
 

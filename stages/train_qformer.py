@@ -14,19 +14,19 @@ import math
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact_option, require, require_features
+from stages.layout import artifact_option, clip_option, require, require_features
 from stages.params import load_params
 
 
 def main(features: Path = artifact_option("extract", help="Feature sets of `extract`."),
-         clip_dir: Path = artifact_option("clip", flag="--clip", help="The resolved CLIP."),
+         clip_dir: Path = clip_option(),
          out: Path = artifact_option("train_qformer", "checkpoint", help="Checkpoint folder."),
          live: Path = artifact_option("train_qformer", "live",
                                       help="DVCLive folder: per-epoch curves and last figures."),
          params: Path = PARAMS_OPTION) -> None:
     """Train the Q-Former that maps CLIP text features to pseudo CLIP image features."""
     config = load_params(params).train_qformer
-    require(clip_dir, made_by="clip")
+    require(clip_dir, made_by=f"clip@{clip_dir.name}")
     require_features(features, "coco_images", "coco_captions")
 
     import numpy as np

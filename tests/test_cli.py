@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from stages.cli import app
 
-STAGES = ["data", "clip", "describe", "extract", "train_qformer", "train_adapter", "evaluate", "report"]
+STAGES = ["data", "clip", "describe", "extract", "train_qformer", "train_adapter", "evaluate",
+          "zeroshot", "report"]
 runner = CliRunner()
 
 
@@ -38,10 +39,15 @@ def test_data_and_describe_stages_run_on_a_small_demo(tmp_path):
     assert "20 CUB images in 4 classes (12 train)" in result.output
     images = pd.read_parquet(tmp_path / "index" / "cub_images.parquet")
     assert list(images.columns) == ["image_id", "path", "class_id", "class_name", "split"]
-    result = runner.invoke(app, ["describe", "--params", p, "--index", str(tmp_path / "index"),
-                                 "--out", str(tmp_path / "d.parquet")])
-    assert result.exit_code == 0, result.output
-    assert len(pd.read_parquet(tmp_path / "d.parquet")) == 4 * params["describe"]["samples_per_class"]
+    for name in params["describe"]["sets"]:
+        result = runner.invoke(app, ["describe", name, "--params", p, "--index",
+                                     str(tmp_path / "index"), "--out", str(tmp_path / "d")])
+        assert result.exit_code == 0, result.output
+        table = pd.read_parquet(tmp_path / "d" / f"{name}.parquet")
+        assert len(table) == 4 * params["describe"]["samples_per_class"]
+    one_trait = pd.read_parquet(tmp_path / "d" / "descriptors.parquet")["text"]
+    four_traits = pd.read_parquet(tmp_path / "d" / "attributes.parquet")["text"]
+    assert one_trait.str.count(",").sum() < four_traits.str.count(",").sum()
 
 
 def test_unknown_feature_set_is_refused(tmp_path):
@@ -95,10 +101,11 @@ def test_demo_clip_is_the_same_bytes_on_every_run(tmp_path):
     p = str(tmp_path / "params.yaml")
     assert runner.invoke(app, ["data", "--params", p, "--world", str(tmp_path / "world"),
                                "--out", str(tmp_path / "index")]).exit_code == 0
-    weights = []
-    for run in ("a", "b"):
-        result = runner.invoke(app, ["clip", "--params", p, "--index", str(tmp_path / "index"),
-                                     "--out", str(tmp_path / run)])
-        assert result.exit_code == 0, result.output
-        weights.append((tmp_path / run / "model.safetensors").read_bytes())
-    assert weights[0] == weights[1]
+    for backbone in params["clip"]["backbones"]:  # every demo CLIP (e2e's forced repro skips them)
+        weights = []
+        for run in ("a", "b"):
+            result = runner.invoke(app, ["clip", backbone, "--params", p, "--index",
+                                         str(tmp_path / "index"), "--out", str(tmp_path / run)])
+            assert result.exit_code == 0, result.output
+            weights.append((tmp_path / run / backbone / "model.safetensors").read_bytes())
+        assert weights[0] == weights[1]

@@ -136,3 +136,40 @@ def test_unmatched_classes_are_listed(tmp_path):
     table = describe_from_file(tmp_path / "mine.yaml", classes.iloc[:2])
     assert table["text"].tolist() == ["a seabird", "black feet", "white with black wings"]
     assert table["sample_index"].tolist() == [0, 1, 0] and (table["source"] == "file").all()
+
+
+def test_cbd_rule_on_every_descriptor_of_the_real_cub_file(shared_data):
+    """CBD's rule, as its code applies it, on the published file: the first word decides, by
+    its first characters. Fragments the LLM left (the Slaty-backed Gull's "and feet are
+    yellow", cut from "Legs and feet are yellow") go through the same rule, unchanged."""
+    import json
+
+    from pipeline.data.cub import read_cub_classes
+    from pipeline.describe.imported import describe_from_cbd
+
+    path = shared_data / "cbd" / "descriptors_cub.json"
+    table = describe_from_cbd(path, read_cub_classes(shared_data / "CUB_200_2011_metadata"))
+    texts = set(table["text"])
+    expected = {
+        ("Slaty-backed Gull", "and feet are yellow"): "Slaty-backed Gull, which is and feet are yellow",
+        ("Slaty-backed Gull", "are dark grey and the underparts are white"):
+            "Slaty-backed Gull, which is are dark grey and the underparts are white",
+        ("Frigatebird", "has a red gular sac (throat pouch) used to attract mates"):
+            "Frigatebird, which has a red gular sac (throat pouch) used to attract mates",
+        ("Groove-billed Ani", "found in the southern United States and Mexico"):
+            "Groove-billed Ani, which has found in the southern United States and Mexico",
+        ("Baltimore Oriole", "an orange breast and belly"):
+            "Baltimore Oriole, which is an orange breast and belly",
+        ("Black-footed Albatross", "long, narrow wings"):
+            "Black-footed Albatross, which has long, narrow wings",
+    }
+    descriptors = json.loads(path.read_text())
+    for (name, descriptor), sentence in expected.items():
+        assert descriptor in descriptors[name]  # the file really holds it
+        assert sentence in texts
+    # every text is "<the file's class name>, which ..." and keeps its descriptor verbatim
+    rendered = {(name, d) for name, ds in descriptors.items() for d in ds}
+    assert len(table) == len(rendered) - sum(len(ds) - len(set(ds)) for ds in descriptors.values())
+    clauses = ("which is ", "which has ", "which ")
+    for name, descriptor in rendered:
+        assert any(f"{name}, {clause}{descriptor}" in texts for clause in clauses), descriptor

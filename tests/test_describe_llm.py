@@ -4,6 +4,7 @@ answers, retries, failures, the cache, kill-and-resume, and the key never writte
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +36,10 @@ def setup(tmp_path, classes, base_url, **openai):
     write_parquet(tmp_path / "index" / "cub_classes.parquet", pd.DataFrame(
         {"class_id": range(1, len(classes) + 1), "class_dir": classes, "class_name": classes}))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["describe"].update(backend="openai", samples_per_class=2)
+    # set "d" writes <out>/d.parquet: --out is the test's folder
+    params["describe"].update(set="d", sets={"d": {"backend": "openai", "prompt": "paper"}},
+                              samples_per_class=2)
+    params["zeroshot"]["descriptions"] = []
     params["describe"]["openai"].update(
         {"base_url": base_url, "concurrency": 4, "timeout": 2.0, "max_retries": 2,
          "parse_retries": 2, **openai})
@@ -49,7 +53,7 @@ def write_params(tmp_path, params):
 
 def describe(tmp_path, *extra):
     return CliRunner().invoke(app, [
-        "describe", "--index", str(tmp_path / "index"), "--out", str(tmp_path / "d.parquet"),
+        "describe", "--index", str(tmp_path / "index"), "--out", str(tmp_path),
         "--cache", str(tmp_path / "cache" / "answers.jsonl"),
         "--params", str(tmp_path / "params.yaml"), *extra])
 
@@ -269,7 +273,7 @@ def test_switching_prompts_asks_only_what_changed(tmp_path):
         params_path = setup(tmp_path, ["Alpha Finch", "Beta Warbler"], llm.base_url)
         assert describe(tmp_path).exit_code == 0
         params = yaml.safe_load(params_path.read_text())
-        params["describe"]["openai"]["prompt"] = "cbd"
+        params["describe"]["sets"]["d"]["prompt"] = "cbd"
         write_params(tmp_path, params)
         result = describe(tmp_path)
         assert result.exit_code == 0, result.output
@@ -284,11 +288,18 @@ def test_switching_prompts_asks_only_what_changed(tmp_path):
             "Alpha Finch, which is a short, conical bill",
             "Alpha Finch, which is alpha finch colouring",
             "Alpha Finch, which is alpha finch colouring"]
-        params["describe"]["openai"]["prompt"] = "paper"
-        params["describe"]["prompts"]["cbd_domain"]["user"] += "\n"  # an unused prompt edited
+        params["describe"]["sets"]["d"]["prompt"] = "paper"
         write_params(tmp_path, params)
-        assert describe(tmp_path).exit_code == 0
+        prompts = tmp_path / "prompts"
+        shutil.copytree(REPO / "prompts" / "describe", prompts)
+        with (prompts / "cbd_domain.yaml").open("a") as unused:
+            unused.write("# an unused prompt edited\n")
+        assert describe(tmp_path, "--prompts", str(prompts)).exit_code == 0
         assert len(llm.calls) == 8
+        (prompts / "paper.yaml").write_text((prompts / "paper.yaml").read_text().replace(
+            'user: "{class_name}"', 'user: "Describe a {class_name}."'))
+        assert describe(tmp_path, "--prompts", str(prompts)).exit_code == 0
+        assert len(llm.calls) == 12  # the edited prompt file is asked again
 
 
 def test_killed_run_resumes_without_asking_again(tmp_path):
@@ -296,7 +307,7 @@ def test_killed_run_resumes_without_asking_again(tmp_path):
     with ScriptedLLM(delay=0.3) as llm:
         setup(tmp_path, classes, llm.base_url, concurrency=1)
         command = [sys.executable, "-c", "from stages.cli import main; main()", "describe",
-                   "--index", str(tmp_path / "index"), "--out", str(tmp_path / "d.parquet"),
+                   "--index", str(tmp_path / "index"), "--out", str(tmp_path),
                    "--cache", str(tmp_path / "cache" / "answers.jsonl"),
                    "--params", str(tmp_path / "params.yaml")]
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
@@ -323,7 +334,8 @@ def expected_estimate(params: dict, classes: list[str]) -> tuple[int, int, int]:
     from the prompt texts: about 4 characters a token, 4 more a message and 3 a request;
     completions counted at max_tokens."""
     describe, settings = params["describe"], params["describe"]["openai"]
-    prompt = describe["prompts"][settings["prompt"]]
+    prompt = yaml.safe_load((REPO / "prompts" / "describe" /
+                             f"{describe['sets'][describe['set']]['prompt']}.yaml").read_text())
     per_class = [sum(math.ceil(len(text) / 4) + 4
                      for text in (prompt["system"], prompt["user"].replace("{class_name}", name))
                      if text) + 3 for name in classes]

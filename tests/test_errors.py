@@ -28,20 +28,22 @@ ENV = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
 COMMANDS = {
     "data": ["data"], "clip": ["clip"], "describe": ["describe"],
     "extract": ["extract", "cub_images"], "train_qformer": ["train_qformer"],
-    "train_adapter": ["train_adapter"], "evaluate": ["evaluate"], "report": ["report"],
-    "bench extract": ["bench", "extract"], "bench adapter": ["bench", "adapter"],
+    "train_adapter": ["train_adapter"], "evaluate": ["evaluate"], "zeroshot": ["zeroshot"],
+    "report": ["report"], "bench extract": ["bench", "extract"],
+    "bench adapter": ["bench", "adapter"],
 }
 # In an empty project: the first input each command misses, and the stage that makes it.
 MISSING = {
     "clip": ("artifacts/data/index/coco_images.parquet", "data"),
     "describe": ("artifacts/data/index/cub_classes.parquet", "data"),
     "extract": ("artifacts/data/index/cub_images.parquet", "data"),
-    "train_qformer": ("artifacts/clip", "clip"),
-    "train_adapter": ("artifacts/clip", "clip"),
-    "evaluate": ("artifacts/clip", "clip"),
+    "train_qformer": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
+    "train_adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
+    "evaluate": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
+    "zeroshot": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "report": ("artifacts/evaluate/results.parquet", "evaluate"),
     "bench extract": ("artifacts/data/world", "data"),
-    "bench adapter": ("artifacts/clip", "clip"),
+    "bench adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
 }
 # The demo at its smallest: every stage runs in seconds.
 TINY = {
@@ -83,6 +85,7 @@ def new_project(folder: Path) -> Path:
     folder.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, folder / name)
+    shutil.copytree(REPO / "prompts", folder / "prompts")
     return folder
 
 
@@ -113,9 +116,10 @@ def test_default_paths_come_from_dvc_yaml(project):
     dvc_yaml = yaml.safe_load((project / "dvc.yaml").read_text())
     dvc_yaml["vars"][0]["paths"]["clip"] = "build/clip"
     (project / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
-    for command in ("train_qformer", "evaluate"):
+    for command in ("train_qformer", "evaluate", "zeroshot"):
         assert one_error_line(fgvc(project, command)) == (
-            "error: build/clip does not exist: the `clip` stage makes it (dvc repro clip)")
+            "error: build/clip/demo-tiny does not exist: the `clip@demo-tiny` stage makes it "
+            "(dvc repro clip@demo-tiny)")
     assert "[default: (build/clip)]" in fgvc(project, "clip", "--help").stdout
 
 
@@ -141,22 +145,24 @@ def test_without_a_dvc_yaml_the_default_paths_are_one_line(tmp_path):
 
 
 def test_pretrained_weights_without_a_network_say_where_they_come_from(project, tmp_path):
-    edit_params(project, {"clip": {"model": "ViT-B-32", "pretrained": "openai"}})
-    result = fgvc(project, "clip", HF_HOME=str(tmp_path / "empty_hub_cache"))  # not a cached copy
+    edit_params(project, {"clip.backbones": {"b32": {"model": "ViT-B-32", "pretrained": "openai"}}})
+    result = fgvc(project, "clip", "b32", HF_HOME=str(tmp_path / "empty_hub_cache"))  # no copy
     assert result.returncode == 1
     line = one_error_line(result)
-    assert line.startswith("error: clip.model / clip.pretrained: could not fetch the 'openai' "
+    assert line.startswith("error: clip.backbones.b32: could not fetch the 'openai' "
                            "weights of ViT-B-32 from the Hugging Face hub "
                            "(timm/vit_base_patch32_clip_224.openai)")
-    assert "HF_HUB_OFFLINE=1" in line and "clip.pretrained to a checkpoint file" in line
+    assert "HF_HUB_OFFLINE=1" in line and "pretrained (clip.backbones) to a checkpoint file" in line
 
 
 def test_an_unknown_model_or_tag_is_one_line(project):
-    edit_params(project, {"clip": {"model": "ViT-Q-99", "pretrained": "openai"}})
+    edit_params(project, {"clip.backbones": {"demo-tiny": {"model": "ViT-Q-99",
+                                                           "pretrained": "openai"}}})
     result = fgvc(project, "clip")
     assert result.returncode == 1
     assert "open_clip has no model 'ViT-Q-99'" in one_error_line(result)
-    edit_params(project, {"clip": {"model": "ViT-B-32", "pretrained": "laion9b"}})
+    edit_params(project, {"clip.backbones": {"demo-tiny": {"model": "ViT-B-32",
+                                                           "pretrained": "laion9b"}}})
     result = fgvc(project, "clip")
     assert result.returncode == 1
     line = one_error_line(result)
@@ -193,8 +199,13 @@ def by_hand(tmp_path_factory) -> Path:
     edit_params(project, TINY)
     sets = ["coco_images", "coco_captions", "cub_images", "reed_captions", "descriptions",
             "class_prompts"]
-    for command in (["data"], ["clip"], ["describe"], *(["extract", s] for s in sets),
-                    ["train_qformer"], ["train_adapter"], ["evaluate"], ["report"]):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    others = ([["clip", b] for b in params["clip"]["backbones"] if b != params["clip"]["backbone"]]
+              + [["describe", s] for s in params["describe"]["sets"]
+                 if s != params["describe"]["set"]])
+    for command in (["data"], ["clip"], ["describe"], *others, *(["extract", s] for s in sets),
+                    ["train_qformer"], ["train_adapter"], ["evaluate"], ["zeroshot"],
+                    *(["zeroshot", b] for b in params["clip"]["backbones"]), ["report"]):
         run_by_hand(project, *command)
     return project
 
@@ -203,9 +214,11 @@ def test_stages_run_by_hand_in_dvc_yaml_order(by_hand):
     paths = yaml.safe_load((by_hand / "dvc.yaml").read_text())["vars"][0]["paths"]
     assert (by_hand / paths["train_qformer"]["checkpoint"] / "qformer.json").is_file()
     assert (by_hand / paths["train_adapter"] / "heads.json").is_file()
+    params = yaml.safe_load((by_hand / "params.yaml").read_text())
     table = pd.read_csv(by_hand / paths["report"] / "table1.csv")
-    assert len(table) == 30 * len(yaml.safe_load((by_hand / "params.yaml").read_text())
-                                  ["train_adapter"]["selection"])
+    assert len(table) == 30 * len(params["train_adapter"]["selection"])
+    baselines = pd.read_csv(by_hand / paths["report"] / "zeroshot.csv")
+    assert set(baselines["backbone"]) == set(params["clip"]["backbones"])
 
 
 def test_extracting_into_a_folder_of_other_files_is_refused(by_hand):
@@ -222,12 +235,12 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
     """A second real CLIP (another seed, so other weights), with its own features: each stage
     that joins artifacts of the two refuses in one line that names both models."""
     other = edit_params(by_hand, {"clip.demo_train": {"seed": 1}}, name="other.yaml")
-    run_by_hand(by_hand, "clip", "--params", str(other), "--out", "other/clip")
+    run_by_hand(by_hand, "clip", "--params", str(other), "--out", "other")
     for name in ("cub_images", "reed_captions", "descriptions", "class_prompts"):
-        run_by_hand(by_hand, "extract", name, "--clip", "other/clip", "--out",
+        run_by_hand(by_hand, "extract", name, "--clip", "other/demo-tiny", "--out",
                     f"other/extract/{name}")
     ours, theirs = (yaml.safe_load((by_hand / clip / "card.json").read_text())["weights_sha256"][:12]
-                    for clip in ("artifacts/clip", "other/clip"))
+                    for clip in ("artifacts/clip/demo-tiny", "other/demo-tiny"))
     assert ours != theirs
 
     def refused(*args: str) -> str:
@@ -236,19 +249,19 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
         return one_error_line(result)
 
     # this CLIP's features, the other CLIP in use
-    line = refused("train_qformer", "--clip", "other/clip", "--out", "x", "--live", "y")
+    line = refused("train_qformer", "--clip", "other/demo-tiny", "--out", "x", "--live", "y")
     assert line == (f"error: the feature set artifacts/extract/coco_images: made with CLIP "
                     f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use is "
                     f"fgvc-demo-tiny (trained here, weights {theirs}) (differs in: "
                     "weights_sha256); extract it again with this CLIP (the `extract` stage)")
     # the other CLIP's features, but this CLIP's Q-Former
-    line = refused("train_adapter", "--clip", "other/clip", "--features", "other/extract",
+    line = refused("train_adapter", "--clip", "other/demo-tiny", "--features", "other/extract",
                    "--out", "x")
     assert line.startswith(f"error: the Q-Former in artifacts/train_qformer/checkpoint: made "
                            f"with CLIP fgvc-demo-tiny (trained here, weights {ours}), but the "
                            f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
     # the other CLIP's features, but this CLIP's adapters
-    line = refused("evaluate", "--clip", "other/clip", "--features", "other/extract", "--out", "x")
+    line = refused("evaluate", "--clip", "other/demo-tiny", "--features", "other/extract", "--out", "x")
     assert line.startswith(f"error: the adapters in artifacts/train_adapter: made with CLIP "
                            f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use "
                            f"is fgvc-demo-tiny (trained here, weights {theirs})")

@@ -3,6 +3,7 @@ of two experiments (pure tables), and `fgvc report` on a hand-made results table
 tiny git + DVC repo."""
 
 import base64
+import json
 import math
 import os
 import re
@@ -19,7 +20,8 @@ from typer.testing import CliRunner
 from pipeline.report.compare import compare_markdown, compare_table1, flatten_params, params_diff
 from pipeline.report.paper import TABLE1
 from pipeline.report.summary import summary_html
-from pipeline.report.tables import table1, table1_markdown, table1_png
+from pipeline.report.tables import RunContext, table1, table1_markdown, table1_png
+from pipeline.report.zeroshot import zero_shot_markdown, zero_shot_table
 from stages.cli import app
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -72,7 +74,9 @@ def test_table1_has_every_cell_of_each_selection_with_the_papers_numbers():
     assert (first["selection"], first["text_source"], first["image_ratio"]) == ("class_balanced", "none", 100)
     assert cells.set_index(["selection", "image_ratio", "text_source"]).loc[
         ("global", 100, "none"), "diff_top1"] == pytest.approx(51.0 - 84.80)
-    markdown = table1_markdown(cells, {"top1": 18.0, "top5": 81.5})
+    markdown = table1_markdown(cells, RunContext(references=(("CLIP zero-shot", 18.0, 81.5),)))
+    assert markdown.startswith("# Table 1: CUB-200-2011, top-1 %")
+    assert "- CLIP zero-shot: 18.00 / 81.50" in markdown
     assert "## selection: class_balanced" in markdown and "## selection: global" in markdown
     assert "/ 85.07 /" in markdown and "/ 84.80 /" in markdown and "/ 23.78 /" in markdown
 
@@ -85,7 +89,7 @@ def test_mean_and_std_over_two_seeds():
     assert cell["top5"] == pytest.approx(50.0)
     assert cell["top1_std"] == pytest.approx(math.sqrt(50.0))  # sample std of (25, 35): 7.07
     assert cell["diff_top1"] == pytest.approx(30.0 - 77.64)
-    assert "30.00 ± 7.07 / 77.64 / -47.64" in table1_markdown(cells, {"top1": 1.0, "top5": 2.0})
+    assert "30.00 ± 7.07 / 77.64 / -47.64" in table1_markdown(cells, RunContext())
 
 
 def embedded_pngs(page: str) -> list[bytes]:
@@ -96,10 +100,11 @@ def test_summary_html_embeds_the_plots_and_the_numbers():
     cells = table1(fake_results(seeds=(0, 1)))
     figures = {selection: table1_png(cells, selection) for selection in ("class_balanced", "global")}
     assert all(png.startswith(PNG_MAGIC) for png in figures.values())
-    page = summary_html(cells, {"top1": 18.25, "top5": 81.5}, figures)
+    context = RunContext(references=(("CLIP zero-shot", 18.25, 81.5),))
+    page = summary_html(cells, context, figures)
     assert embedded_pngs(page) == [figures["class_balanced"], figures["global"]]
     assert "src=\"http" not in page and "<link" not in page  # self-contained
-    assert "top-1 <b>18.25</b>" in page and "top-5 <b>81.50</b>" in page
+    assert '<td class="ratio">CLIP zero-shot</td><td>18.25</td><td>81.50</td>' in page
     assert "over 2 seeds" in page
     assert "<h2>selection: class_balanced</h2>" in page and "<h2>selection: global</h2>" in page
     assert "<td>85.07</td>" in page and "<td>84.80</td>" in page and "<td>23.78</td>" in page
@@ -111,7 +116,7 @@ def test_summary_html_embeds_the_plots_and_the_numbers():
 def test_summary_html_colours_a_gain_green():
     cells = table1(fake_results(selections=("class_balanced",)))
     cells.loc[0, ["top1", "diff_top1"]] = [86.07, 1.0]
-    page = summary_html(cells, {"top1": 1.0, "top5": 2.0}, {})
+    page = summary_html(cells, RunContext(), {})
     assert re.search(r'<td style="background: rgba\(46, 160, 67, 0.18\)">\+1.00</td>', page)
     assert "One seed per cell" in page and "<img" not in page
 
@@ -158,19 +163,75 @@ def test_compare_refuses_a_table_without_top1():
         compare_table1(table1(fake_results()), pd.DataFrame({"selection": [], "text_source": []}))
 
 
+def baseline_rows(backbone: str, model: str, pretrained: str, sets: dict[str, float]) -> list[dict]:
+    """A zeroshot stage's results rows: CLIP with the paper's template at 50, CBD per set."""
+    rows = [{"method": "clip", "variant": "paper", "top1": 50.0, "top5": 80.0},
+            {"method": "linear_probe", "variant": "logistic regression", "top1": 70.0, "top5": 90.0}]
+    rows += [{"method": "cbd", "variant": name, "top1": top1, "top5": top1 + 30}
+             for name, top1 in sets.items()]
+    return [dict(row, backbone=backbone, model=model, pretrained=pretrained, source="s",
+                 prompt="p", texts=1, test_images=10, classes=5) for row in rows]
+
+
+def test_zero_shot_rows_meet_the_published_numbers_they_reproduce():
+    sets = {"cbd_file": {"backend": "cbd_json", "path": "x.json"},
+            "domain": {"backend": "openai", "prompt": "cbd_domain"},
+            "best": {"backend": "openai", "prompt": "cbd_domain_background"},
+            "mine": {"backend": "openai", "prompt": "paper"},
+            "attrs": {"backend": "attributes"}}
+    results = pd.DataFrame(
+        baseline_rows("b16", "ViT-B-16", "openai", {s: 55.0 for s in sets})
+        + baseline_rows("demo", "fgvc-demo-tiny", "trained here", {"attrs": 60.0})
+        + baseline_rows("laion", "ViT-B-16", "laion2b_s34b_b88k", {"cbd_file": 60.0}))
+    table = zero_shot_table(results, sets).set_index(["backbone", "variant"])
+    assert list(dict.fromkeys(table.index.get_level_values(0))) == ["b16", "demo", "laion"]
+    b16 = table.loc["b16"]
+    assert (b16.loc["paper", "paper_top1"], b16.loc["paper", "paper_top5"]) == (56.42, 84.85)
+    assert b16.loc["paper", "diff_top1"] == pytest.approx(50.0 - 56.42)
+    assert (b16.loc["cbd_file", "paper_top1"], b16.loc["cbd_file", "published_as"]) == (57.77, "cbd")
+    assert b16.loc["domain", "paper_top1"] == 58.46 and math.isnan(b16.loc["domain", "paper_top5"])
+    assert (b16.loc["best", "paper_top1"], b16.loc["best", "paper_top5"]) == (58.78, 87.45)
+    assert pd.isna(b16.loc["mine", "published_as"]) and math.isnan(b16.loc["mine", "paper_top1"])
+    # no published number for weights or models the papers did not use
+    assert table.loc["demo", "paper_top1"].isna().all()
+    assert table.loc["laion", "paper_top1"].isna().all()
+    markdown = zero_shot_markdown(zero_shot_table(results, sets), "Dataset: x.")
+    assert "| b16 (ViT-B-16, openai) | CLIP zero-shot: paper (= CLIP) | s: p | 50.00 / 56.42 / -6.42 |" in markdown
+
+
+def write_zeroshot_folder(folder: Path, rows: list[dict], dataset: str) -> None:
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "results.parquet")
+    (folder / "run.json").write_text(json.dumps({
+        "dataset": dataset, "classes": 20, "test_images": 600, "templates": {"paper": 1},
+        "descriptions": {"attributes": {"backend": "attributes"}}, "pictures": []}))
+
+
 def test_report_stage_writes_every_output(tmp_path):
     results = pd.concat([fake_results(seeds=(0, 1)), pd.DataFrame(
         [{"run": "zero_shot_clip", "text_source": "zero_shot", "top1": 18.0, "top5": 81.5}])])
     results.to_parquet(tmp_path / "results.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    demo = "demo world (20 made-up bird species, drawn)"
+    for name, backbone in params["clip"]["backbones"].items():
+        write_zeroshot_folder(tmp_path / "zeroshot" / name, baseline_rows(
+            name, backbone["model"], "trained here", {"attributes": 60.0}), demo)
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", "--results", str(tmp_path / "results.parquet"),
-                                 "--out", str(out), "--params", str(REPO / "params.yaml")])
+                                 "--zeroshot", str(tmp_path / "zeroshot"), "--out", str(out),
+                                 "--params", str(REPO / "params.yaml")])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out / "table1.csv")) == 60
     pngs = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
     assert set(pngs) == {"table1_class_balanced.png", "table1_global.png"}
     page = (out / "summary.html").read_text()
     assert embedded_pngs(page) == [pngs["table1_class_balanced.png"], pngs["table1_global.png"]]
+    # the demo says what it is: not CUB, and attribute sentences are not an LLM's
+    for text in (page, (out / "table1.md").read_text()):
+        assert f"Table 1: {demo}" in text and "CUB top-1" not in text
+        assert "image + attribute sentences" in text and "image + LLM" not in text
+    assert len(pd.read_csv(out / "zeroshot.csv")) == 3 * len(params["clip"]["backbones"])
+    assert "Zero-shot baselines per backbone" in page and "linear probe" in page
     assert sorted(p.name for p in (out / "plot").iterdir()) == ["llm.csv", "none.csv", "reed.csv"]
     assert not list(out.rglob("*.tmp"))
 

@@ -96,7 +96,8 @@ def _download_failure(model_name: str, tag: str, error: Exception) -> str:
             f"{f' ({hub})' if hub else ''}: {reason} To run offline, fetch them once where there "
             f"is a network (python -c \"import open_clip; open_clip.create_model('{model_name}', "
             f"pretrained='{tag}')\"), copy the hub cache (~/.cache/huggingface, or $HF_HOME) to "
-            "this machine and set HF_HUB_OFFLINE=1; or set clip.pretrained to a checkpoint file")
+            "this machine and set HF_HUB_OFFLINE=1; or set the backbone's pretrained "
+            "(clip.backbones) to a checkpoint file")
 
 
 @contextlib.contextmanager

@@ -10,10 +10,10 @@ from pipeline.describe.attributes import describe_from_attributes
 from pipeline.describe.imported import UnmatchedClasses, describe_from_cbd, describe_from_file
 from pipeline.describe.llm import (API_KEY_VARIABLE, LLMError, LLMSettings, ask_all,
                                    descriptions_table, estimate, plan_requests)
-from pipeline.describe.prompts import DEFAULT_PROMPTS, PromptTemplate
+from pipeline.describe.prompts import PromptTemplate, load_prompt
 from pipeline.describe.table import DESCRIPTION_COLUMNS
 
-__all__ = ["API_KEY_VARIABLE", "AnswerCache", "DEFAULT_PROMPTS", "DESCRIPTION_COLUMNS", "LLMError",
+__all__ = ["API_KEY_VARIABLE", "AnswerCache", "DESCRIPTION_COLUMNS", "LLMError",
            "LLMSettings", "PromptTemplate", "UnmatchedClasses", "ask_all", "describe_from_attributes",
            "describe_from_cbd", "describe_from_file", "descriptions_table", "estimate",
-           "plan_requests"]
+           "load_prompt", "plan_requests"]

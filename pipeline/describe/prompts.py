@@ -3,7 +3,8 @@
 A template is a system instruction (optional), a user message with a `{class_name}` slot, and how
 its answer is read: `sentences` (prose; each sentence one description) or `list` (a "- " list, as
 CBD asks for; each item a descriptor, turned into "<class>, which has <descriptor>" by CBD's rule).
-The defaults below are the papers' prompts; params.yaml holds editable copies.
+The papers' prompts are files in the repo's `prompts/describe/` folder, one YAML file each
+(`description`, `system`, `user`, `parse`): `load_prompt` reads and checks one.
 """
 
 from __future__ import annotations
@@ -12,67 +13,11 @@ import dataclasses
 import hashlib
 import json
 import re
+from pathlib import Path
 
-PAPER_SYSTEM = (
-    "You are very knowledgeable about bird species, and when given a certain breed, you want to "
-    "output sentences describing the only bird's visual characteristics such as size, shape, "
-    "coloration and bill shape and size.")
+import yaml
 
-_CBD_EXAMPLES = """Q: What are useful visual features for distinguishing a lemur in a photo?
-A: There are several useful visual features to tell there is a lemur in a photo:
-- four-limbed primate
-- black, grey, white, brown, or red-brown
-- wet and hairless nose with curved nostrils
-- long tail
-- large eyes
-- furry bodies
-- clawed hands and feet
-
-Q: What are useful visual features for distinguishing a television in a photo?
-A: There are several useful visual features to tell there is a television in a photo:
-- electronic device
-- black or grey
-- a large, rectangular screen
-- a stand or mount to support the screen
-- one or more speakers
-- a power cord
-- input ports for connecting to other devices
-- a remote control
-
-"""
-
-_SOOTY_ALBATROSS = """Q: What are useful visual features for distinguishing a Sooty Albatross in a photo?
-A: There are several useful visual features to tell there is a Sooty Albatross in a photo:
-- dark grey or sooty plumage overall
-- thinner, darker bill compared to other albatrosses
-- white rings around the eyes
-- long, narrow wings with a slight upward curve at the tips
-- shorter tail than other albatross species
-- often a lighter grey or white throat area
-
-"""
-
-_SOOTY_ALBATROSS_BACKGROUND = _SOOTY_ALBATROSS.replace(
-    "- often a lighter grey or white throat area\n",
-    "- often a lighter grey or white throat area\n"
-    "- solitary or in small groups, usually found over open ocean\n")
-
-_CBD_QUESTION = """Q: What are useful features for distinguishing a {class_name} in a photo?
-A: There are several useful visual features to tell there is a {class_name} in a photo:
--"""
-
-_CBD_BACKGROUND_QUESTION = """Q: What are useful visual features, including the typical background or habitat, for distinguishing a {class_name} in a photo?
-A: There are several useful visual features to tell there is a {class_name} in a photo:
--"""
-
-DEFAULT_PROMPTS = {
-    "paper": {"system": PAPER_SYSTEM, "user": "{class_name}", "parse": "sentences"},
-    "cbd": {"system": None, "user": _CBD_EXAMPLES + _CBD_QUESTION, "parse": "list"},
-    "cbd_domain": {"system": None, "user": _SOOTY_ALBATROSS + _CBD_QUESTION, "parse": "list"},
-    "cbd_domain_background": {"system": None,
-                              "user": _SOOTY_ALBATROSS_BACKGROUND + _CBD_BACKGROUND_QUESTION,
-                              "parse": "list"},
-}
+from pipeline.common import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +44,35 @@ class PromptTemplate:
         if truncated and sentences and not answer.rstrip().endswith((".", "!", "?")):
             sentences = sentences[:-1]
         return sentences
+
+
+def load_prompt(name: str, folder: Path) -> PromptTemplate:
+    """The prompt `folder/<name>.yaml`, checked: a `user` message with a {class_name} slot, an
+    optional `system` message, `parse` sentences or list."""
+    path = Path(folder) / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(folder).glob("*.yaml"))
+        raise InputError(f"no prompt {name!r}: {path} does not exist (prompts in {folder}: "
+                         f"{', '.join(known) or 'none'})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InputError(f"{path} is not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("user"), str):
+        raise InputError(f"{path}: expected a mapping with a `user` message")
+    unknown = set(raw) - {"description", "system", "user", "parse"}
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: "
+                         "description, system, user, parse)")
+    if "{class_name}" not in raw["user"]:
+        raise InputError(f"{path}: the user message must contain {{class_name}}")
+    parse = raw.get("parse", "sentences")
+    if parse not in ("sentences", "list"):
+        raise InputError(f"{path}: parse must be 'sentences' or 'list' (got {parse!r})")
+    system = raw.get("system")
+    if system is not None and not isinstance(system, str):
+        raise InputError(f"{path}: system must be a text or null")
+    return PromptTemplate(name, raw["user"], system, parse)
 
 
 def rendered_hash(messages: list[dict[str, str]]) -> str:

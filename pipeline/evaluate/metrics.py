@@ -25,7 +25,7 @@ def class_text_embeddings(text_features: np.ndarray, class_index: np.ndarray,
     """One zero-shot classifier row per class: the mean of the class's *normalised* prompt
     embeddings (CLIP's prompt ensembling averages embeddings, not probabilities), renormalised."""
     feats = F.normalize(torch.as_tensor(text_features, dtype=torch.float32), dim=-1)
-    index = torch.as_tensor(class_index, dtype=torch.long)
+    index = torch.tensor(np.asarray(class_index), dtype=torch.long)  # a copy: may be read-only
     sums = torch.zeros(num_classes, feats.shape[1]).index_add_(0, index, feats)
     if (torch.bincount(index, minlength=num_classes) == 0).any():
         raise ValueError("every class needs at least one prompt")

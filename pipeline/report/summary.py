@@ -9,7 +9,7 @@ import html
 
 import pandas as pd
 
-from pipeline.report.tables import SOURCE_LABELS, format_number, selections
+from pipeline.report.tables import SOURCE_LABELS, RunContext, format_number, selections
 
 # A difference of this many points (or more) gets the strongest colour.
 FULL_COLOUR_AT = 10.0
@@ -48,11 +48,12 @@ def seeds_note(cells: pd.DataFrame) -> str:
     return "One seed per cell: set several train_adapter.seeds for mean ± standard deviation."
 
 
-def table1_html(cells: pd.DataFrame, selection: str) -> str:
+def table1_html(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> str:
     """One selection's Table 1: a row per (image, text) ratio, (ours, paper, diff) per source."""
     group = cells[cells["selection"] == selection].set_index(["image_ratio", "text_source"])
     head = ('<tr><th rowspan="2">(image, text) %</th>'
-            + "".join(f'<th colspan="3">{html.escape(label)}</th>' for label in SOURCE_LABELS.values())
+            + "".join(f'<th colspan="3">{html.escape(label)}</th>'
+                      for label in context.labels().values())
             + "</tr><tr>" + "<th>ours</th><th>paper</th><th>diff</th>" * len(SOURCE_LABELS) + "</tr>")
     rows = []
     for ratio in range(100, -1, -10):
@@ -69,22 +70,35 @@ def table1_html(cells: pd.DataFrame, selection: str) -> str:
     return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
 
 
-def summary_html(cells: pd.DataFrame, zero_shot: dict[str, float],
-                 figures: dict[str, bytes]) -> str:
-    """The whole summary page. cells: `table1()`; figures: PNG bytes per selection."""
+def references_html(context: RunContext) -> str:
+    """The zero-shot and linear-probe rows on the same test images, beside Table 1."""
+    if not context.references:
+        return ""
+    rows = "".join(f'<tr><td class="ratio">{html.escape(name)}</td><td>{top1:.2f}</td>'
+                   f"<td>{top5:.2f}</td></tr>" for name, top1, top5 in context.references)
+    return ("<p>Reference rows on the same test images:</p>\n<table><thead><tr><th>baseline</th>"
+            f"<th>top-1</th><th>top-5</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def summary_html(cells: pd.DataFrame, context: RunContext, figures: dict[str, bytes],
+                 sections: list[tuple[str, str]] = ()) -> str:
+    """The whole summary page. cells: `table1()`; figures: PNG bytes per selection; sections:
+    more (heading, HTML body) after Table 1, e.g. the zero-shot baselines."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>fgvc: Table 1, ours vs the paper</title>", f"<style>{STYLE}</style>",
-             "</head><body>", "<h1>Table 1: CUB top-1 % of the adapter, ours vs the paper</h1>",
-             f"<p>Zero-shot CLIP on the same test set: top-1 <b>{zero_shot['top1']:.2f}</b>, "
-             f"top-5 <b>{zero_shot['top5']:.2f}</b>.</p>",
+             f"<title>fgvc: {html.escape(context.heading())}</title>", f"<style>{STYLE}</style>",
+             "</head><body>", f"<h1>{html.escape(context.heading())}</h1>",
+             f"<p>{html.escape(context.what_ran())}</p>", references_html(context),
              f'<p class="note">{html.escape(seeds_note(cells))} diff = ours − paper, '
-             "green where ours is higher, red where it is lower. The paper's class-balanced "
-             "numbers are its own; the global ones are Hirano's earlier method.</p>"]
+             "green where ours is higher, red where it is lower. The paper's numbers are on "
+             "CUB-200-2011; its class-balanced numbers are its own, the global ones are "
+             "Hirano's earlier method.</p>"]
     for selection in selections(cells):
         name = html.escape(selection)
-        parts += [f"<h2>selection: {name}</h2>", table1_html(cells, selection)]
+        parts += [f"<h2>selection: {name}</h2>", table1_html(cells, selection, context)]
         if selection in figures:
             parts.append(f'<p><img alt="Table 1 plot, {name} selection" '
                          f'src="{png_data_uri(figures[selection])}"></p>')
+    for heading, body in sections:
+        parts += [f"<h2>{html.escape(heading)}</h2>", body]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

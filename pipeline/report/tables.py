@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pandas as pd
@@ -10,6 +11,35 @@ from pipeline.report.paper import TABLE1
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
 SOURCE_LABELS = {"none": "image only", "reed": "image + Reed", "llm": "image + LLM"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a report was made from, said on every table: a demo's 20 drawn species are not CUB,
+    and attribute sentences are not an LLM's."""
+
+    dataset: str = "CUB-200-2011"  # e.g. "demo world (20 made-up bird species, drawn)"
+    test_images: int | None = None
+    clip: str = ""  # e.g. "ViT-B-32 (openai)"
+    text_label: str = "LLM"  # the description column's name: "LLM", "attribute sentences"
+    descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
+    references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
+
+    def labels(self) -> dict[str, str]:
+        """Table 1's column names, the description column named for what it holds."""
+        return dict(SOURCE_LABELS, llm=f"image + {self.text_label}")
+
+    def heading(self) -> str:
+        return f"Table 1: {self.dataset}, top-1 % of the adapter, ours vs the paper"
+
+    def what_ran(self) -> str:
+        test = f", {self.test_images} test images" if self.test_images else ""
+        parts = [f"Dataset: {self.dataset}{test}."]
+        if self.clip:
+            parts.append(f"CLIP: {self.clip}.")
+        if self.descriptions:
+            parts.append(f"Descriptions (the {self.text_label} column): {self.descriptions}.")
+        return " ".join(parts)
 
 
 def table1(results: pd.DataFrame) -> pd.DataFrame:
@@ -48,15 +78,18 @@ def format_number(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None or pd.isna(value) else fmt.format(value)
 
 
-def table1_markdown(cells: pd.DataFrame, zero_shot: dict[str, float]) -> str:
-    """The paper's layout: a row per (image, text) ratio, a column pair (ours, paper) per source."""
-    lines = ["# Table 1: CUB top-1 % of the adapter, ours vs the paper", ""]
-    lines.append(f"Zero-shot CLIP on the same test set: top-1 {zero_shot['top1']:.2f}, "
-                 f"top-5 {zero_shot['top5']:.2f}.")
+def table1_markdown(cells: pd.DataFrame, context: RunContext) -> str:
+    """The paper's layout: a row per (image, text) ratio, a column pair (ours, paper) per source,
+    after what was run and the reference rows (zero-shot, linear probe) on the same test set."""
+    lines = [f"# {context.heading()}", "", context.what_ran()]
+    if context.references:
+        lines += ["", "Reference rows on the same test images (top-1 / top-5 %):", ""]
+        lines += [f"- {name}: {top1:.2f} / {top5:.2f}" for name, top1, top5 in context.references]
     for selection, group in cells.groupby("selection", sort=False):
         lines += ["", f"## selection: {selection}", "",
                   "| (image, text) % | " + " | ".join(
-                      f"{label} (ours / paper / diff)" for label in SOURCE_LABELS.values()) + " |",
+                      f"{label} (ours / paper / diff)" for label in context.labels().values())
+                  + " |",
                   "|---|" + "---|" * len(SOURCE_LABELS)]
         for ratio in range(100, -1, -10):
             row = [f"({ratio}, {100 - ratio})"]
@@ -80,7 +113,7 @@ def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
             .sort_values("image_ratio", ignore_index=True) for source in SOURCE_LABELS}
 
 
-def table1_png(cells: pd.DataFrame, selection: str) -> bytes:
+def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> bytes:
     """Accuracy vs image ratio, one solid line per text source (a ± std band over seeds), the
     paper's dashed beside it.
 
@@ -91,20 +124,23 @@ def table1_png(cells: pd.DataFrame, selection: str) -> bytes:
     import matplotlib.pyplot as plt
 
     chosen = cells[cells["selection"] == selection]
+    labels = context.labels()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for source, colour in zip(SOURCE_LABELS, ("tab:blue", "tab:orange", "tab:green")):
         points = chosen[chosen["text_source"] == source].sort_values("image_ratio")
         ax.plot(points["image_ratio"], points["top1"], "o-", color=colour,
-                label=f"{SOURCE_LABELS[source]} (ours)")
+                label=f"{labels[source]} (ours)")
         if points["top1_std"].notna().any():  # several seeds: a ± std band
             ax.fill_between(points["image_ratio"], points["top1"] - points["top1_std"],
                             points["top1"] + points["top1_std"], color=colour, alpha=0.15, lw=0)
         paper = sorted((r, v) for (r, s), v in TABLE1.get(selection, {}).items() if s == source)
         if paper:
-            ax.plot(*zip(*paper), "--", color=colour, alpha=0.6, label=f"{SOURCE_LABELS[source]} (paper)")
+            ax.plot(*zip(*paper), "--", color=colour, alpha=0.6,
+                    label=f"{SOURCE_LABELS[source]} (paper, CUB)")
     ax.set_xlabel("image ratio (%)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"Table 1: accuracy vs image ratio ({selection} selection)")
+    ax.set_title(f"{context.dataset}: accuracy vs image ratio ({selection} selection)",
+                 fontsize=10)
     ax.invert_xaxis()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,0 +1,100 @@
+"""The zero-shot baselines (SPEC section 4) per backbone, ours beside the published numbers.
+
+A row of ours meets a published column by what it ran: CLIP with the paper's template set; CBD
+with a description set from CBD's prompt or CBD's published descriptor file; "domain examples"
+and "improved" with the reproduction study's two prompts. Published numbers exist for the
+openai weights of four backbones only; every other row shows "-" there.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from pipeline.report.paper import ZERO_SHOT, ZERO_SHOT_LABELS, ZERO_SHOT_PRETRAINED
+from pipeline.report.tables import format_number
+
+ZERO_SHOT_COLUMNS = ["backbone", "model", "pretrained", "method", "variant", "source", "prompt",
+                     "published_as", "top1", "paper_top1", "diff_top1", "top5", "paper_top5",
+                     "diff_top5"]
+METHOD_LABELS = {"clip": "CLIP zero-shot", "cbd": "CBD", "linear_probe": "linear probe"}
+PAPER_TEMPLATE_SET = "paper"  # prompts/templates/paper.yaml: the published CLIP row's template
+
+
+def published_as(method: str, variant: str, description_set: dict | None) -> str | None:
+    """The published column a row of ours reproduces (a ZERO_SHOT key), if any.
+    description_set: the describe.sets entry of a CBD row ({backend, prompt, path, ...})."""
+    if method == "clip":
+        return "clip" if variant == PAPER_TEMPLATE_SET else None
+    if method != "cbd" or description_set is None:
+        return None
+    if description_set.get("backend") == "cbd_json":
+        return "cbd"
+    if description_set.get("backend") == "openai":
+        return {"cbd": "cbd", "cbd_domain": "domain",
+                "cbd_domain_background": "improved"}.get(description_set.get("prompt"))
+    return None
+
+
+def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict]) -> pd.DataFrame:
+    """One row per (backbone, baseline) with the published top-1 / top-5 and the differences.
+    results: the zeroshot stages' results.parquet rows, all backbones, in the order to show."""
+    table = results.copy()
+    table["published_as"] = [published_as(m, v, description_sets.get(v) if m == "cbd" else None)
+                             for m, v in zip(table["method"], table["variant"])]
+    for k, i in (("top1", 0), ("top5", 1)):
+        table[f"paper_{k}"] = [
+            ZERO_SHOT.get(model, {}).get(column, (None, None))[i]
+            if column and pretrained == ZERO_SHOT_PRETRAINED else None
+            for model, pretrained, column in zip(table["model"], table["pretrained"],
+                                                 table["published_as"])]
+        table[f"paper_{k}"] = table[f"paper_{k}"].astype(float)
+        table[f"diff_{k}"] = table[k] - table[f"paper_{k}"]
+    order = {m: i for i, m in enumerate(METHOD_LABELS)}
+    order.update({b: i for i, b in enumerate(dict.fromkeys(table["backbone"]))})
+    table = table.sort_values(["backbone", "method"], key=lambda c: c.map(order), kind="stable",
+                              ignore_index=True)  # backbones as given, methods as labelled
+    return table[ZERO_SHOT_COLUMNS]
+
+
+def _row_label(row) -> str:
+    label = f"{METHOD_LABELS.get(row['method'], row['method'])}: {row['variant']}"
+    if isinstance(row["published_as"], str):
+        label += f" (= {ZERO_SHOT_LABELS[row['published_as']]})"
+    return label
+
+
+def zero_shot_markdown(table: pd.DataFrame, what_ran: str) -> str:
+    """SPEC section 4's comparison as Markdown: per backbone, one line per baseline."""
+    lines = ["# Zero-shot baselines: top-1 / top-5 %, ours vs the published numbers", "",
+             what_ran, "",
+             "| backbone | baseline | source / prompt | top-1 ours / paper / diff "
+             "| top-5 ours / paper / diff |", "|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        lines.append(
+            f"| {row['backbone']} ({row['model']}, {row['pretrained']}) | {_row_label(row)} | "
+            f"{row['source']}: {row['prompt']} | "
+            f"{row['top1']:.2f} / {format_number(row['paper_top1'])} / "
+            f"{format_number(row['diff_top1'], '{:+.2f}')} | {row['top5']:.2f} / "
+            f"{format_number(row['paper_top5'])} / {format_number(row['diff_top5'], '{:+.2f}')} |")
+    return "\n".join(lines) + "\n"
+
+
+def zero_shot_html(table: pd.DataFrame, diff_style) -> str:
+    """The same table for summary.html; diff_style(diff) colours a difference cell."""
+    head = ("<tr><th>backbone</th><th>baseline</th><th>source / prompt</th>"
+            "<th>top-1</th><th>paper</th><th>diff</th><th>top-5</th><th>paper</th><th>diff</th>"
+            "</tr>")
+    rows = []
+    for _, row in table.iterrows():
+        cells = [f'<td class="ratio">{html.escape(str(row["backbone"]))} '
+                 f'({html.escape(str(row["model"]))}, {html.escape(str(row["pretrained"]))})</td>',
+                 f'<td class="ratio">{html.escape(_row_label(row))}</td>',
+                 f'<td class="ratio">{html.escape(f"{row.source}: {row.prompt}")}</td>']
+        for k in ("top1", "top5"):
+            cells.append(f"<td>{row[k]:.2f}</td><td>{format_number(row[f'paper_{k}'])}</td>"
+                         f"<td{diff_style(row[f'diff_{k}'])}>"
+                         f"{format_number(row[f'diff_{k}'], '{:+.2f}')}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"

@@ -1,0 +1,81 @@
+"""One picture per explained image: the image beside the descriptors that decided it.
+
+The predicted class's best-matching descriptors as horizontal bars of their cosine with the image
+(and, for a wrong prediction, the true class's below, in another colour), each block headed by the
+class name and its CBD score. Drawn with matplotlib's Agg canvas, without pyplot: no GUI, no
+global figure state.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from pipeline.common import InputError, atomic_path
+from pipeline.zeroshot.explanations import descriptor_phrase
+
+COLOURS = {"right": "tab:green", "wrong": "tab:red", "true": "tab:blue"}
+WRAP = 60  # characters per line of a descriptor label
+LINES = 2  # lines per label at most (longer ones end in "...")
+
+
+def _draw_block(ax, block: pd.DataFrame, colour: str, heading: str) -> None:
+    """A class's top descriptors, best on top, as bars of their cosine with the image."""
+    block = block.sort_values("rank")
+    labels = [textwrap.fill(textwrap.shorten(descriptor_phrase(text, name), WRAP * LINES - 10,
+                                             placeholder=" ..."), WRAP)
+              for text, name in zip(block["descriptor"], block["class_name"])]
+    positions = range(len(block))
+    ax.barh(positions, block["similarity"], color=colour, height=0.7)
+    ax.set_yticks(list(positions), labels, fontsize=7)
+    ax.invert_yaxis()
+    for y, value in zip(positions, block["similarity"]):
+        ax.text(value, y, f" {value:.3f}", va="center", fontsize=6)
+    ax.set_title(heading, fontsize=8, loc="left")
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def explanation_picture(image_path: Path, rows: pd.DataFrame, out_path: Path, *,
+                        title: str) -> None:
+    """Draw `rows` (the `explain` rows of one image) beside the image at `image_path` into the
+    PNG `out_path`, written under a temporary name and then renamed."""
+    image_path = Path(image_path)
+    if not image_path.is_file():
+        raise InputError(f"image {image_path} does not exist")
+    if rows["image_id"].nunique() != 1 or not (rows["role"] == "predicted").any():
+        raise InputError(f"explanation_picture needs the rows of exactly one image, with its "
+                         f"prediction; got {rows['image_id'].nunique()} images")
+    predicted = rows[rows["role"] == "predicted"]
+    true = rows[rows["role"] == "true"]
+    correct = bool(predicted["correct"].iloc[0])
+    blocks = [(predicted, COLOURS["right" if correct else "wrong"], "predicted")]
+    if len(true):
+        blocks.append((true, COLOURS["true"], "true class"))
+
+    bars = sum(len(block) for block, _, _ in blocks)
+    fig = Figure(figsize=(11, 1.2 + 0.42 * bars), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(len(blocks), 2, width_ratios=[1, 2.2], height_ratios=[
+        len(block) for block, _, _ in blocks])
+    with Image.open(image_path) as image:
+        ax = fig.add_subplot(grid[:, 0])
+        ax.imshow(image.convert("RGB"))
+        ax.set_axis_off()
+    # CLIP's cosines sit in a narrow band: zoom on it, the same for both blocks, room for values
+    low = max(0.0, float(rows["similarity"].min()) - 0.02)
+    high = float(rows["similarity"].max())
+    high += 0.2 * (high - low) + 1e-3
+    for i, (block, colour, role) in enumerate(blocks):
+        ax = fig.add_subplot(grid[i, 1])
+        first = block.iloc[0]
+        _draw_block(ax, block, colour,
+                    f"{role}: {first['class_name']} (score {first['class_score']:.3f})")
+        ax.set_xlim(low, high)
+    fig.suptitle(title, fontsize=9)
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
