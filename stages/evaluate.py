@@ -37,6 +37,8 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     heads = load_heads(adapters, fingerprint)
     info = heads.info
     runs = pd.read_parquet(adapters / "runs.parquet").set_index("run").loc[info["runs"]].reset_index()
+    if "text_mapping" not in runs:  # adapters trained before the ablation existed
+        runs["text_mapping"] = "qformer"
 
     class_ids = np.asarray(info["class_ids"])
     index_of = {int(c): i for i, c in enumerate(class_ids)}
@@ -63,17 +65,25 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     # averaging in Hirano's global selection would describe neither method.
     headline = "class_balanced" if (runs["selection"] == "class_balanced").any() else "global"
 
-    def cell(ratio: int, source: str) -> float:
+    def cell(ratio: int, source: str, mapping: str = "qformer") -> float:
         hit = runs[(runs["image_ratio"] == ratio) & (runs["text_source"] == source)
-                   & (runs["selection"] == headline)]
+                   & (runs["selection"] == headline)
+                   & (runs["text_mapping"].fillna("qformer") == mapping)]
         return round(float(hit["top1"].mean()), 2)
+
+    headlines = {"image_100": cell(100, "none"), "image_50": cell(50, "none"),
+                 "reed_50": cell(50, "reed"), "llm_50": cell(50, "llm"),
+                 "reed_0": cell(0, "reed"), "llm_0": cell(0, "llm")}
+    if (runs["text_mapping"] == "none").any():  # the ablation: the same texts, no Q-Former
+        headlines.update(reed_50_unmapped=cell(50, "reed", "none"),
+                         llm_50_unmapped=cell(50, "llm", "none"),
+                         reed_0_unmapped=cell(0, "reed", "none"),
+                         llm_0_unmapped=cell(0, "llm", "none"))
 
     write_json(out / "metrics.json",
                {"test_images": int(test.sum()), "classes": len(class_ids),
                 "zero_shot_clip": {k: round(v, 2) for k, v in zero_shot.items()},
-                "adapter_top1": {"image_100": cell(100, "none"), "image_50": cell(50, "none"),
-                                 "reed_50": cell(50, "reed"), "llm_50": cell(50, "llm"),
-                                 "reed_0": cell(0, "reed"), "llm_0": cell(0, "llm")}})
+                "adapter_top1": headlines})
     print(f"evaluate: zero-shot CLIP top-1 {zero_shot['top1']:.2f}; adapters (100,0) "
           f"{cell(100, 'none'):.2f}, (0,100) Reed {cell(0, 'reed'):.2f} / LLM {cell(0, 'llm'):.2f} "
           f"on {int(test.sum())} test images, {len(class_ids)} classes")

@@ -29,6 +29,27 @@ def _no_repeats(values: list[T]) -> list[T]:
 # standard deviation of 0 over what is one seed.
 Distinct = Annotated[list[T], AfterValidator(_no_repeats)]
 
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _stage_names(entries: dict[str, T]) -> dict[str, T]:
+    if not entries:
+        raise ValueError("needs at least one entry")
+    for name in entries:
+        if not STAGE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r}: names here are DVC stage and file names (clip@<name>): "
+                             "letters, digits, '.', '_' and '-'")
+    return entries
+
+
+# Named entries, one DVC stage each (`clip.backbones` -> clip@<name>, `describe.sets`).
+Named = Annotated[dict[str, T], AfterValidator(_stage_names)]
+
+
+def _one_of(chosen: str, entries: dict, key: str) -> None:
+    if chosen not in entries:
+        raise ValueError(f"{chosen!r} is not one of {key} ({', '.join(entries)})")
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,25 +89,12 @@ class Backbone(Section):
 class Clip(Section):
     backbone: str = "demo-tiny"  # the backbone the adapter pipeline runs on: a key of backbones
     # Every CLIP the project resolves (one `clip@<name>` stage each); all are scored zero-shot.
-    backbones: dict[str, Backbone] = {"demo-tiny": Backbone(model="fgvc-demo-tiny")}
+    backbones: Named[Backbone] = {"demo-tiny": Backbone(model="fgvc-demo-tiny")}
     demo_train: DemoClipTraining = DemoClipTraining()  # for backbones with pretrained: null
-
-    @field_validator("backbones")
-    @classmethod
-    def _names_are_folder_names(cls, backbones: dict[str, Backbone]) -> dict[str, Backbone]:
-        if not backbones:
-            raise ValueError("needs at least one backbone")
-        for name in backbones:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-                raise ValueError(f"{name!r}: a backbone name is a folder and stage name: letters, "
-                                 "digits, '.', '_' and '-'")
-        return backbones
 
     @model_validator(mode="after")
     def _backbone_is_listed(self) -> Clip:
-        if self.backbone not in self.backbones:
-            raise ValueError(f"backbone {self.backbone!r} is not one of clip.backbones "
-                             f"({', '.join(self.backbones)})")
+        _one_of(self.backbone, self.backbones, "clip.backbones")
         return self
 
 
@@ -130,28 +138,15 @@ class DescriptionSet(Section):
 
 class Describe(Section):
     set: str = "attributes"  # the set the adapter trains on (extract@descriptions): a key of sets
-    sets: dict[str, DescriptionSet] = {"attributes": DescriptionSet(backend="attributes")}
+    sets: Named[DescriptionSet] = {"attributes": DescriptionSet(backend="attributes")}
     samples_per_class: int = Field(10, ge=1)  # attributes: sentences; openai: completions
     seed: int = 0
     attributes: AttributeDescriptions = AttributeDescriptions()
     openai: OpenAIDescriptions = OpenAIDescriptions()
 
-    @field_validator("sets")
-    @classmethod
-    def _names_are_file_names(cls, sets: dict[str, DescriptionSet]) -> dict[str, DescriptionSet]:
-        if not sets:
-            raise ValueError("needs at least one description set")
-        for name in sets:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
-                raise ValueError(f"{name!r}: a set name is a file and stage name: letters, "
-                                 "digits, '_' and '-'")
-        return sets
-
     @model_validator(mode="after")
     def _set_is_listed(self) -> Describe:
-        if self.set not in self.sets:
-            raise ValueError(f"set {self.set!r} is not one of describe.sets "
-                             f"({', '.join(self.sets)})")
+        _one_of(self.set, self.sets, "describe.sets")
         return self
 
 
@@ -234,6 +229,9 @@ class AdapterEarlyStopping(Section):
 class TrainAdapter(Section):
     selection: Distinct[Literal["class_balanced", "global"]] = Field(["class_balanced"],
                                                                       min_length=1)
+    # qformer: texts through the Q-Former (the paper); none: the same texts' raw CLIP text
+    # features (the ablation: does the bridge earn its place?), extra Table-1 columns
+    text_mapping: Distinct[Literal["qformer", "none"]] = Field(["qformer"], min_length=1)
     seeds: Distinct[int] = Field([0], min_length=1)
     llm_per_image: int = Field(10, ge=1)
     steps: int = Field(500, ge=1)

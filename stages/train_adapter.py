@@ -35,9 +35,10 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     from pipeline.adapter import EarlyStopping, run_rows, save_heads, table1_runs, train_linear_heads
 
     device = torch.device(resolve_device(config.device, "train_adapter.device"))
-    fingerprint, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
+    fingerprint, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize,
+                                      unmapped="none" in config.text_mapping)
     table, class_ids = inputs.table, inputs.class_ids
-    runs = table1_runs(config.selection, config.seeds)
+    runs = table1_runs(config.selection, config.seeds, tuple(config.text_mapping))
     stopping = config.early_stopping
     parts = [run_rows(run, table, config.llm_per_image, stopping.val_fraction) for run in runs]
     require_pools(runs, [part.pool for part in parts], len(table.images))
@@ -57,7 +58,8 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     rows = []
     for h, (run, part) in enumerate(zip(runs, parts)):
         rows.append({"run": run.name, "image_ratio": run.image_ratio, "text_ratio": run.text_ratio,
-                     "text_source": run.text_source, "selection": run.selection, "seed": run.seed,
+                     "text_source": run.text_source, "text_mapping": run.text_mapping,
+                     "selection": run.selection, "seed": run.seed,
                      "n_images": len(part.kept_ids), "n_texts": len(part.pool) - len(part.kept_ids),
                      "n_val": len(part.val_rows), "best_step": int(heads.best_step[h]),
                      "stop_step": int(heads.stop_step[h]), "val_top1": float(heads.val_top1[h])})
@@ -93,10 +95,12 @@ def require_pools(runs, pools, images: int) -> None:
                          f"too few training images ({images}) for their image ratio")
 
 
-def load_inputs(features: Path, clip_dir: Path, qformer: Path, device, normalize: bool):
+def load_inputs(features: Path, clip_dir: Path, qformer: Path, device, normalize: bool,
+                unmapped: bool = False):
     """The CLIP's fingerprint and the feature table every adapter trains on (`AdapterInputs`)."""
     from pipeline.adapter import load_adapter_inputs
     from pipeline.clip import fingerprint_of, read_card
 
     fingerprint = fingerprint_of(read_card(clip_dir))
-    return fingerprint, load_adapter_inputs(features, fingerprint, qformer, device, normalize)
+    return fingerprint, load_adapter_inputs(features, fingerprint, qformer, device, normalize,
+                                            unmapped)

@@ -66,6 +66,19 @@ def test_bytecode_beside_the_code_is_no_dependency():
     assert not ignore.is_ignored_file(str(package / "cub.py"))
 
 
+def test_resume_logs_are_not_part_of_a_folder_dvc_hashes():
+    """zeroshot@<backbone> keeps its feature sets in one DVC output, each set's resume log (file
+    sizes and times: machine-local) beside it: a forced rerun must give the same folder hash."""
+    from dvc.repo import Repo
+
+    from pipeline.features.store import resume_log_path
+
+    ignore = Repo(str(REPO)).dvcignore
+    features = REPO / "artifacts" / "zeroshot" / "demo-tiny" / "features"
+    assert ignore.is_ignored_file(str(resume_log_path(features / "cub_images")))
+    assert not ignore.is_ignored_file(str(features / "cub_images" / "manifest.json"))
+
+
 def test_the_library_knows_nothing_of_the_cli_or_dvc():
     for path in PIPELINE.rglob("*.py"):
         bad = {m for m in imports(path) if m.split(".")[0] in {"stages", "typer", "dvc", "dvclive"}}

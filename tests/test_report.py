@@ -283,3 +283,22 @@ def test_compare_reads_two_revs_and_the_workspace_through_dvc(tmp_path, monkeypa
     git(repo, "commit", "-qm", "no table")
     result = runner.invoke(app, [*compare, "first", "empty"])
     assert result.exit_code == 1 and "error: empty: cannot read artifacts/report/table1.csv" in result.output
+
+
+def test_the_ablation_adds_its_own_columns_without_paper_numbers():
+    results = fake_results(selections=("class_balanced",))
+    unmapped = results[results["text_source"] != "none"].assign(
+        text_mapping="none", top1=lambda t: t["top1"] + 3,
+        run=lambda t: t["run"] + "-unmapped")
+    cells = table1(pd.concat([results.assign(text_mapping="qformer"), unmapped]))
+    assert len(cells) == 50
+    raw = cells.set_index(["image_ratio", "text_source"]).loc[(0, "reed_unmapped")]
+    assert raw["top1"] == 3.0 and math.isnan(raw["paper_top1"])
+    mapped = cells.set_index(["image_ratio", "text_source"]).loc[(0, "reed")]
+    assert mapped["top1"] == 0.0 and mapped["paper_top1"] == TABLE1["class_balanced"][(0, "reed")]
+    markdown = table1_markdown(cells, RunContext(text_label="attribute sentences"))
+    assert ("| image only (ours / paper / diff) | image + Reed (ours / paper / diff) | image + "
+            "attribute sentences (ours / paper / diff) | image + Reed, no Q-Former (ours / paper "
+            "/ diff) | image + attribute sentences, no Q-Former (ours / paper / diff) |") in markdown
+    assert "| (0, 100) | - | 0.00 / 24.12 / -24.12 | 0.00 / 23.78 / -23.78 | 3.00 / - / - | 3.00 / - / - |" in markdown
+    assert "no Q-Former" not in table1_markdown(table1(results), RunContext())  # off: not shown

@@ -86,3 +86,25 @@ def test_no_validation_keeps_the_draw_over_all_images():
         mask = keep_mask(labels, run.image_ratio / 100, run.selection, run.seed)
         assert np.array_equal(part.kept_ids, ids[mask]) and len(part.val_rows) == 0
         assert np.array_equal(part.pool, run_pool(run, table, llm_per_image=10)[0])
+
+
+def test_the_ablation_trains_on_the_same_texts_unmapped():
+    """`text_mapping: none`: the same pool as the Q-Former twin, its text rows moved to the raw
+    copies stacked after the mapped ones; image rows and the batch order unchanged."""
+    table, _, _ = tiny_world()
+    runs = table1_runs(["class_balanced"], [0], ("qformer", "none"))
+    assert len(runs) == 30 + 20 and len({r.name for r in runs}) == 50
+    assert not [r for r in runs if r.text_source == "none" and r.text_mapping == "none"]
+    texts = len(table.reed) + len(table.llm)  # 80 + 6
+    for source in ("reed", "llm"):
+        mapped = Run(30, source, "class_balanced", 0)
+        raw = Run(30, source, "class_balanced", 0, "none")
+        assert raw.name == f"img030-{source}_unmapped-class_balanced-s0"
+        assert raw.stream_seed == mapped.stream_seed
+        rows, kept = run_pool(mapped, table, llm_per_image=10)
+        raw_rows, raw_kept = run_pool(raw, table, llm_per_image=10)
+        assert np.array_equal(kept, raw_kept)
+        images = rows < len(table.images)
+        assert np.array_equal(raw_rows[images], rows[images])
+        assert np.array_equal(raw_rows[~images], rows[~images] + texts)
+        assert (raw_rows[~images] >= len(table.labels)).all()  # beyond the mapped rows

@@ -11,8 +11,8 @@ from pipeline.adapter.heads import (EarlyStopping, SavedHeads, TrainedHeads, hea
                                     load_heads, save_heads, train_linear_heads)
 from pipeline.adapter.inputs import AdapterInputs, load_adapter_inputs
 from pipeline.adapter.selection import keep_mask, validation_mask
-from pipeline.adapter.training_mix import Run, run_pool, run_rows, table1_runs
+from pipeline.adapter.training_mix import TEXT_MAPPINGS, Run, run_pool, run_rows, table1_runs
 
-__all__ = ["AdapterInputs", "EarlyStopping", "Run", "SavedHeads", "TrainedHeads", "head_logits",
-           "keep_mask", "load_adapter_inputs", "load_heads", "run_pool", "run_rows", "save_heads",
-           "table1_runs", "train_linear_heads", "validation_mask"]
+__all__ = ["AdapterInputs", "EarlyStopping", "Run", "SavedHeads", "TEXT_MAPPINGS", "TrainedHeads",
+           "head_logits", "keep_mask", "load_adapter_inputs", "load_heads", "run_pool", "run_rows",
+           "save_heads", "table1_runs", "train_linear_heads", "validation_mask"]

@@ -2,7 +2,8 @@
 
 CUB train images, then the Reed captions and LLM descriptions mapped into image space by the
 Q-Former (once, not per epoch; from their pooled features or token states, whichever the
-Q-Former was trained on), optionally L2-normalised; `table` says which row is what.
+Q-Former was trained on), then, for the ablation without the bridge, the same texts' raw CLIP
+text features; optionally L2-normalised; `table` says which row is what.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class AdapterInputs:
 
 
 def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
-                        device: torch.device, normalize: bool) -> AdapterInputs:
+                        device: torch.device, normalize: bool,
+                        unmapped: bool = False) -> AdapterInputs:
+    """unmapped: also stack the raw (pooled) CLIP text features, for `text_mapping: none` runs."""
     model, saved = load_qformer(qformer, device, clip_fingerprint=fingerprint)
     tokens = saved.get("text_input", "pooled") == "tokens"  # what the Q-Former was trained on
     cub = read_feature_set(Path(features) / "cub_images", fingerprint)
@@ -45,8 +48,12 @@ def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
             inputs = inputs.subset(np.flatnonzero(rows))
         return torch.as_tensor(map_texts(model, inputs))
 
-    stacked = torch.cat([torch.as_tensor(cub.embeddings[train]), mapped(reed, reed_train),
-                         mapped(llm)]).to(device)
+    parts = [torch.as_tensor(cub.embeddings[train]), mapped(reed, reed_train), mapped(llm)]
+    labels = table.labels
+    if unmapped:
+        parts += [torch.as_tensor(reed.embeddings[reed_train]), torch.as_tensor(llm.embeddings)]
+        labels = np.concatenate([labels, labels[len(table.images):]])
+    stacked = torch.cat([part.to(device) for part in parts])
     if normalize:
         stacked = F.normalize(stacked, dim=-1)
-    return AdapterInputs(stacked, torch.as_tensor(table.labels, device=device), table, class_ids)
+    return AdapterInputs(stacked, torch.as_tensor(labels, device=device), table, class_ids)

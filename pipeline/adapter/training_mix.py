@@ -2,7 +2,9 @@
 
 The training table is one stack of rows, [train images | Reed captions | LLM descriptions], each
 row a feature with its class; a run's *pool* is the rows it trains on. Text rows are Q-Former
-outputs (pseudo image features), so every row lives in the CLIP image space.
+outputs (pseudo image features), so every row lives in the CLIP image space. For the ablation
+without the bridge (`text_mapping: none`), the raw CLIP text features of the same texts follow,
+[... | Reed captions, raw | LLM descriptions, raw]: such a run takes the same rows, shifted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from pipeline.adapter.selection import keep_mask, validation_mask
 
 TEXT_SOURCES = ("none", "reed", "llm")
+TEXT_MAPPINGS = ("qformer", "none")  # texts through the Q-Former, or raw CLIP text features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,14 +26,17 @@ class Run:
     text_source: str  # none | reed | llm
     selection: str  # class_balanced | global
     seed: int
+    text_mapping: str = "qformer"  # qformer | none (the ablation: raw CLIP text features)
 
     @property
     def name(self) -> str:
-        return f"img{self.image_ratio:03d}-{self.text_source}-{self.selection}-s{self.seed}"
+        source = self.text_source + ("" if self.text_mapping == "qformer" else "_unmapped")
+        return f"img{self.image_ratio:03d}-{source}-{self.selection}-s{self.seed}"
 
     @property
     def stream_seed(self) -> list[int]:
-        """Seed of this run's batch order: its own, whatever else trains beside it."""
+        """Seed of this run's batch order: its own, whatever else trains beside it. A run
+        without the Q-Former draws the batches its mapped twin draws: only the features differ."""
         return [self.seed, self.image_ratio, TEXT_SOURCES.index(self.text_source)]
 
     @property
@@ -38,13 +44,16 @@ class Run:
         return 100 - self.image_ratio
 
 
-def table1_runs(selections: list[str], seeds: list[int]) -> list[Run]:
-    """The cells of the paper's Table 1: image-only at 100..10%, +Reed and +LLM at 90..0%."""
+def table1_runs(selections: list[str], seeds: list[int],
+                text_mappings: tuple[str, ...] = ("qformer",)) -> list[Run]:
+    """The cells of the paper's Table 1: image-only at 100..10%, +Reed and +LLM at 90..0%; with
+    text_mappings holding "none", +Reed and +LLM again on raw CLIP text features."""
     runs = []
     for selection in selections:
         for seed in seeds:
             runs += [Run(r, "none", selection, seed) for r in range(100, 0, -10)]
-            runs += [Run(r, src, selection, seed) for src in ("reed", "llm") for r in range(90, -1, -10)]
+            runs += [Run(r, src, selection, seed, mapping) for mapping in text_mappings
+                     for src in ("reed", "llm") for r in range(90, -1, -10)]
     return runs
 
 
@@ -108,6 +117,10 @@ def run_pool(run: Run, table: TrainingTable, llm_per_image: int,
         rows.append(_llm_rows(labels[replaced], table, llm_per_image))
     elif run.text_source != "none":
         raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {run.text_source!r}")
+    if run.text_mapping == "none":  # the same texts' raw rows, after the mapped ones
+        rows[1:] = [r + len(table.reed) + len(table.llm) for r in rows[1:]]
+    elif run.text_mapping != "qformer":
+        raise ValueError(f"text_mapping must be one of {TEXT_MAPPINGS}, got {run.text_mapping!r}")
     return np.concatenate(rows), table.images["image_id"].to_numpy()[kept]
 
 

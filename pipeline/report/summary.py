@@ -9,7 +9,7 @@ import html
 
 import pandas as pd
 
-from pipeline.report.tables import SOURCE_LABELS, RunContext, format_number, selections
+from pipeline.report.tables import RunContext, format_number, selections
 
 # A difference of this many points (or more) gets the strongest colour.
 FULL_COLOUR_AT = 10.0
@@ -51,14 +51,14 @@ def seeds_note(cells: pd.DataFrame) -> str:
 def table1_html(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> str:
     """One selection's Table 1: a row per (image, text) ratio, (ours, paper, diff) per source."""
     group = cells[cells["selection"] == selection].set_index(["image_ratio", "text_source"])
+    labels = context.labels(cells)
     head = ('<tr><th rowspan="2">(image, text) %</th>'
-            + "".join(f'<th colspan="3">{html.escape(label)}</th>'
-                      for label in context.labels().values())
-            + "</tr><tr>" + "<th>ours</th><th>paper</th><th>diff</th>" * len(SOURCE_LABELS) + "</tr>")
+            + "".join(f'<th colspan="3">{html.escape(label)}</th>' for label in labels.values())
+            + "</tr><tr>" + "<th>ours</th><th>paper</th><th>diff</th>" * len(labels) + "</tr>")
     rows = []
     for ratio in range(100, -1, -10):
         row = [f'<td class="ratio">({ratio}, {100 - ratio})</td>']
-        for source in SOURCE_LABELS:
+        for source in labels:
             if (ratio, source) not in group.index:
                 row.append('<td class="missing" colspan="3">-</td>')
                 continue

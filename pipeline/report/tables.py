@@ -10,7 +10,10 @@ import pandas as pd
 from pipeline.report.paper import TABLE1
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
-SOURCE_LABELS = {"none": "image only", "reed": "image + Reed", "llm": "image + LLM"}
+SOURCE_LABELS = {"none": "image only", "reed": "image + Reed", "llm": "image + LLM",
+                 "reed_unmapped": "image + Reed, no Q-Former",
+                 "llm_unmapped": "image + LLM, no Q-Former"}
+PAPER_SOURCES = ("none", "reed", "llm")  # the paper's columns; the others only when trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,9 +28,13 @@ class RunContext:
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
 
-    def labels(self) -> dict[str, str]:
-        """Table 1's column names, the description column named for what it holds."""
-        return dict(SOURCE_LABELS, llm=f"image + {self.text_label}")
+    def labels(self, cells: pd.DataFrame | None = None) -> dict[str, str]:
+        """Table 1's column names, the description columns named for what they hold: the
+        paper's three, and the ablation's where `cells` has them."""
+        shown = sources(cells) if cells is not None else list(SOURCE_LABELS)
+        named = dict(SOURCE_LABELS, llm=f"image + {self.text_label}",
+                     llm_unmapped=f"image + {self.text_label}, no Q-Former")
+        return {source: named[source] for source in shown}
 
     def heading(self) -> str:
         return f"Table 1: {self.dataset}, top-1 % of the adapter, ours vs the paper"
@@ -49,6 +56,10 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
     """
     # ratios are whole percents; a results table with zero-shot rows (no ratio) holds floats
     results = results.astype({"image_ratio": int})
+    if "text_mapping" in results:  # the ablation's runs are columns of their own
+        unmapped = results["text_mapping"] == "none"
+        results = results.assign(text_source=results["text_source"].where(
+            ~unmapped, results["text_source"] + "_unmapped"))
     cells = (results.groupby(["image_ratio", "text_source", "selection"], as_index=False)
              .agg(top1=("top1", "mean"), top5=("top5", "mean"), top1_std=("top1", "std"),
                   seeds=("seed", "nunique")))
@@ -68,6 +79,12 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
                              ascending=[True, True, False], ignore_index=True)
 
 
+def sources(cells: pd.DataFrame) -> list[str]:
+    """Table 1's columns: the paper's three, then the ablation's where the cells hold them."""
+    present = set(cells["text_source"])
+    return [s for s in SOURCE_LABELS if s in PAPER_SOURCES or s in present]
+
+
 def selections(cells: pd.DataFrame) -> list[str]:
     """The selections a table holds, in its order (class_balanced, the paper, before global)."""
     return list(dict.fromkeys(cells["selection"]))
@@ -85,15 +102,15 @@ def table1_markdown(cells: pd.DataFrame, context: RunContext) -> str:
     if context.references:
         lines += ["", "Reference rows on the same test images (top-1 / top-5 %):", ""]
         lines += [f"- {name}: {top1:.2f} / {top5:.2f}" for name, top1, top5 in context.references]
+    labels = context.labels(cells)
     for selection, group in cells.groupby("selection", sort=False):
         lines += ["", f"## selection: {selection}", "",
                   "| (image, text) % | " + " | ".join(
-                      f"{label} (ours / paper / diff)" for label in context.labels().values())
-                  + " |",
-                  "|---|" + "---|" * len(SOURCE_LABELS)]
+                      f"{label} (ours / paper / diff)" for label in labels.values()) + " |",
+                  "|---|" + "---|" * len(labels)]
         for ratio in range(100, -1, -10):
             row = [f"({ratio}, {100 - ratio})"]
-            for source in SOURCE_LABELS:
+            for source in labels:
                 hit = group[(group["image_ratio"] == ratio) & (group["text_source"] == source)]
                 if hit.empty:
                     row.append("-")
@@ -110,7 +127,7 @@ def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
     """Per text source, (image_ratio, top1) points: the lines of the Table-1 plot."""
     chosen = cells[cells["selection"] == selection]
     return {source: chosen[chosen["text_source"] == source][["image_ratio", "top1"]]
-            .sort_values("image_ratio", ignore_index=True) for source in SOURCE_LABELS}
+            .sort_values("image_ratio", ignore_index=True) for source in PAPER_SOURCES}
 
 
 def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> bytes:
@@ -124,12 +141,15 @@ def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunCon
     import matplotlib.pyplot as plt
 
     chosen = cells[cells["selection"] == selection]
-    labels = context.labels()
+    labels = context.labels(cells)
+    colours = {"none": "tab:blue", "reed": "tab:orange", "llm": "tab:green",
+               "reed_unmapped": "tab:orange", "llm_unmapped": "tab:green"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for source, colour in zip(SOURCE_LABELS, ("tab:blue", "tab:orange", "tab:green")):
+    for source in labels:
+        colour = colours[source]
         points = chosen[chosen["text_source"] == source].sort_values("image_ratio")
-        ax.plot(points["image_ratio"], points["top1"], "o-", color=colour,
-                label=f"{labels[source]} (ours)")
+        ax.plot(points["image_ratio"], points["top1"], "x:" if "unmapped" in source else "o-",
+                color=colour, label=f"{labels[source]} (ours)")
         if points["top1_std"].notna().any():  # several seeds: a ± std band
             ax.fill_between(points["image_ratio"], points["top1"] - points["top1_std"],
                             points["top1"] + points["top1_std"], color=colour, alpha=0.15, lw=0)
