@@ -64,7 +64,8 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
             raise InputError(f"{key}.prompt: {error}") from None
         cache = cache or Path(os.environ.get("FGVC_CACHE_DIR", Path.home() / ".cache" / "fgvc"),
                               "llm_answers.jsonl")
-        table = _describe_with_llm(config, template, classes, cache, dry_run)
+        table = _describe_with_llm(config, template, classes, cache, dry_run,
+                                   chosen.samples_per_class or config.samples_per_class)
         if table is None:
             return
     elif dry_run:
@@ -80,7 +81,8 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
         attributes, _ = read_parquet_with_metadata(
             require(index / "cub_attributes.parquet", made_by="data"))
         table = describe_from_attributes(
-            attributes, classes, samples_per_class=config.samples_per_class,
+            attributes, classes,
+            samples_per_class=chosen.samples_per_class or config.samples_per_class,
             traits_per_sample=chosen.traits_per_sample or config.attributes.traits_per_sample,
             min_percent=config.attributes.min_percent, seed=config.seed)
     write_parquet(out / f"{name}.parquet", table)
@@ -88,7 +90,8 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
           f"classes (backend {chosen.backend}); e.g. {table['text'].iloc[0]!r}")
 
 
-def _describe_with_llm(config, template, classes, cache_path: Path, dry_run: bool):
+def _describe_with_llm(config, template, classes, cache_path: Path, dry_run: bool,
+                       samples_per_class: int):
     from tqdm import tqdm
 
     from pipeline.describe import (API_KEY_VARIABLE, AnswerCache, LLMSettings, ask_all,
@@ -99,13 +102,13 @@ def _describe_with_llm(config, template, classes, cache_path: Path, dry_run: boo
     if cache.damaged_lines:
         print(f"describe: ignored {cache.damaged_lines} damaged line(s) in {cache_path} "
               "(a run killed mid-write); those requests are asked again")
-    if settings.temperature == 0 and config.samples_per_class > 1:
-        print(f"describe: warning: temperature 0 asks for {config.samples_per_class} samples a "
+    if settings.temperature == 0 and samples_per_class > 1:
+        print(f"describe: warning: temperature 0 asks for {samples_per_class} samples a "
               "class that will mostly repeat each other", file=sys.stderr)
-    requests = plan_requests(classes, template, config.samples_per_class, settings)
+    requests = plan_requests(classes, template, samples_per_class, settings)
     pending = [r for r in requests if r.key not in cache]
     before = estimate(pending, settings)
-    print(f"describe: {len(requests)} requests ({len(classes)} classes x {config.samples_per_class}"
+    print(f"describe: {len(requests)} requests ({len(classes)} classes x {samples_per_class}"
           f" samples, prompt {template.name!r}, server {settings.host}), "
           f"{len(requests) - len(pending)} answered in {cache_path}; "
           f"{before.describe(settings.model)}")

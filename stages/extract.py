@@ -47,8 +47,10 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
     out = artifact("extract") / feature_set if out is None else out
     config = load_params(params).extract
     table_name, id_columns, kind = FEATURE_SETS[feature_set]
-    source = (require(descriptions, made_by=f"describe@{descriptions.stem}") if feature_set == "descriptions"
-              else require(index / f"{table_name}.parquet", made_by="data"))
+    if feature_set == "descriptions":
+        source = require(descriptions, made_by=f"describe@{descriptions.stem}")
+    else:
+        source = require(index / f"{table_name}.parquet", made_by="data")
     require(clip_dir, made_by=f"clip@{clip_dir.name}")
 
     import pandas as pd

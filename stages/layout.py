@@ -86,7 +86,8 @@ def clip_option() -> Path:
     """The --clip option of the stages that run on the pipeline's CLIP."""
     return typer.Option(..., "--clip", default_factory=chosen_clip,
                         show_default=f"{shown_path('clip')}/<clip.backbone>",
-                        help="The resolved CLIP the adapter pipeline runs on.")
+                        help="The resolved CLIP the adapter pipeline runs on. The default reads "
+                        "clip.backbone from the params.yaml of the working folder.")
 
 
 def shown_path(stage: str, name: str | None = None) -> str:

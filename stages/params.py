@@ -120,14 +120,17 @@ class DescriptionSet(Section):
     prompt: str | None = None  # openai: a prompt file, prompts/describe/<prompt>.yaml
     path: str | None = None  # cbd_json: a CBD descriptor file; file: your {class: [texts]} file
     traits_per_sample: int | None = Field(None, ge=1)  # attributes; None: attributes.<same key>
+    samples_per_class: int | None = Field(None, ge=1)  # attributes/openai; None: describe.<same>
 
     @model_validator(mode="after")
     def _backend_is_configured(self) -> DescriptionSet:
         needs = {"openai": "prompt", "cbd_json": "path", "file": "path"}.get(self.backend)
         if needs and getattr(self, needs) is None:
             raise ValueError(f"backend {self.backend!r} needs {needs}")
-        for key in {"prompt", "path", "traits_per_sample"} - {needs, None}:
+        for key in {"prompt", "path", "traits_per_sample", "samples_per_class"} - {needs, None}:
             if key == "traits_per_sample" and self.backend == "attributes":
+                continue
+            if key == "samples_per_class" and self.backend in ("attributes", "openai"):
                 continue
             if getattr(self, key) is not None:
                 raise ValueError(f"{key} is not read by backend {self.backend!r}")
@@ -232,6 +235,13 @@ class TrainAdapter(Section):
     # qformer: texts through the Q-Former (the paper); none: the same texts' raw CLIP text
     # features (the ablation: does the bridge earn its place?), extra Table-1 columns
     text_mapping: Distinct[Literal["qformer", "none"]] = Field(["qformer"], min_length=1)
+
+    @field_validator("text_mapping")
+    @classmethod
+    def _the_paper_is_trained(cls, mappings: list[str]) -> list[str]:
+        if "qformer" not in mappings:
+            raise ValueError("must hold 'qformer' (the paper's Table 1; 'none' is its ablation)")
+        return mappings
     seeds: Distinct[int] = Field([0], min_length=1)
     llm_per_image: int = Field(10, ge=1)
     steps: int = Field(500, ge=1)

@@ -148,7 +148,8 @@ def _pictures_html(folder: Path, run_info: dict) -> str:
 
     parts = []
     for picture in run_info.get("pictures", []):
-        png = (folder / "pictures" / picture["file"]).read_bytes()
+        png = require(folder / "pictures" / picture["file"],
+                      made_by=f"zeroshot@{folder.name}").read_bytes()
         parts.append(f'<p><img alt="CBD explanation of test image {picture["image_id"]}" '
                      f'src="{png_data_uri(png)}"></p>')
     return "\n".join(parts)

@@ -117,12 +117,16 @@ def main(name: Optional[str] = typer.Argument(None, help="The backbone to score,
                      + (" ..." if len(texts) > 1 else ""), **accuracy(scores, test_y)})
 
     explanations, pictured = [], []
+    (out / "pictures").mkdir(parents=True, exist_ok=True)  # a DVC output, even when empty
     for number, (set_name, path) in enumerate(sets.items()):
         table, _ = read_parquet_with_metadata(path)
         unknown = sorted(set(table["class_id"]) - set(position))
         if unknown:
             raise InputError(f"{path}: class ids {unknown[:10]} are not in the dataset's classes")
-        table = table.reset_index(drop=True).assign(row=lambda t: np.arange(len(t)))
+        # CBD scores a class by its list of descriptors: one LLM answer repeating another's
+        # descriptor must not count it twice
+        table = (table.drop_duplicates(["class_id", "text"]).reset_index(drop=True)
+                 .assign(row=lambda t: np.arange(len(t))))
         features = encode(table[["row", "text"]], f"descriptions-{set_name}", ["row"])
         descriptor_class = table["class_id"].map(position).to_numpy(np.int64)
         scores, similarities = description_scores(test_x, features, descriptor_class,

@@ -149,25 +149,24 @@ def output_hashes(repo: Path) -> dict[tuple[str, str], str]:
             for out in entry.get("outs", [])}
 
 
-def test_forced_repro_of_the_whole_demo_changes_no_output(demo):
+def test_forced_repro_of_the_demo_changes_no_output(demo):
     """Every stage is seeded, random initialisations included: rerunning all of them gives
     the same bytes, so a rerun never makes a teammate's cached features or reports stale. The
     feature sets persist between runs (to resume), so they are emptied first: each is
-    encoded again from scratch. The demo CLIPs' training (two thirds of the demo's time) is
-    left out here: test_cli checks that it gives the same bytes on every run."""
+    encoded again from scratch. Left out to keep CI short, each checked for the same bytes
+    elsewhere: the demo CLIPs' training (test_cli), drawing the demo world (test_data) and the
+    extract sets (test_extraction; the zeroshot stages here encode images and texts again)."""
     before = output_hashes(demo)
     stages = stage_names(demo)
-    sets = [s.split("@")[1] for s in stages if s.startswith("extract@")]
-    for name in sets:
-        shutil.rmtree(demo / "artifacts" / "extract" / name)
     backbones = [s.split("@")[1] for s in stages if s.startswith("zeroshot@")]
     for name in backbones:
         shutil.rmtree(demo / "artifacts" / "zeroshot" / name / "features")
-    forced_stages = [s for s in stages if not s.startswith("clip@")]
+    forced_stages = [s for s in stages if s.split("@")[0] not in ("data", "clip", "extract")]
     forced = run(demo, sys.executable, "-m", "dvc", "repro", "-f", "-s", *forced_stages)
     assert ran_stages(forced.stdout) == set(forced_stages)
-    counts = re.findall(r"(\d+) computed, (\d+) kept from an earlier run", forced.stdout)
-    assert len(counts) == len(sets) and all(kept == "0" for _, kept in counts), counts
+    for name in backbones:  # every feature set encoded from scratch
+        line = re.search(f"zeroshot@{name}: features .*", forced.stdout).group(0)
+        assert "cub_images" in line and set(re.findall(r"(\d+) reused", line)) == {"0"}, line
     assert set(before) == set(output_hashes(demo)) and output_hashes(demo) == before
 
 
@@ -184,7 +183,7 @@ def test_metrics_and_plots_show(demo):
     spec = drawn["table1_top1_vs_image_ratio"][0]["content"]
     assert spec["encoding"]["x"]["field"] == "image_ratio"
     assert spec["encoding"]["x"]["scale"]["reverse"] is True  # 100 % images first, as the PNG
-    assert all(any(f"table1_{s}.png" in name for name in drawn) for s in SELECTIONS)
+    assert not [name for name in drawn if name.endswith(".png")]  # the same plot: summary.html
 
 
 def test_evaluate_writes_per_class_accuracy_and_confusion(demo):
@@ -250,14 +249,21 @@ def test_a_killed_dvc_repro_resumes_where_it_stopped(demo, tmp_path):
 
 
 def test_adapter_param_change_reruns_only_downstream(demo):
+    """DVC sees only train_adapter changed (the DVC experiment below reruns it and what follows
+    it, and checks that nothing else runs)."""
     params_file = demo / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
+    shipped = params_file.read_text()
+    params = yaml.safe_load(shipped)
     params["train_adapter"]["lr"] = params["train_adapter"]["lr"] * 2
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
     assert set(status) == {"train_adapter"}
-    rerun = run(demo, sys.executable, "-m", "dvc", "repro")
-    assert ran_stages(rerun.stdout) == {"train_adapter", "evaluate", "report"}
+    params["zeroshot"]["linear_probe"]["val_fraction"] = 0.3
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
+    assert set(status) == {"train_adapter", "zeroshot@demo-tiny", "zeroshot@demo-micro"}
+    params_file.write_text(shipped)
+    assert json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout) == {}
 
 
 def test_report_compares_a_commit_with_a_dvc_experiment(demo):
@@ -315,7 +321,7 @@ def test_token_input_trains_the_qformer_and_the_adapters(demo, tmp_path):
     captions and descriptions it mapped, and evaluated."""
     params = yaml.safe_load((demo / "params.yaml").read_text())
     params["extract"]["texts"]["tokens"] = True
-    params["train_qformer"].update(text_input="tokens", epochs=3)  # the demo's learns in one
+    params["train_qformer"].update(text_input="tokens", epochs=1)  # the demo's learns in one
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     features = tmp_path / "extract"
@@ -336,9 +342,9 @@ def test_token_input_trains_the_qformer_and_the_adapters(demo, tmp_path):
     run(demo, "fgvc", "evaluate", "--features", str(features), "--adapters",
         str(tmp_path / "adapters"), "--out", str(tmp_path / "evaluation"))
     results = pd.read_parquet(tmp_path / "evaluation" / "results.parquet").set_index(
-        ["selection", "image_ratio", "text_source"])
-    assert results.loc[("class_balanced", 0, "reed"), "top1"] > 2 * CHANCE
-    assert results.loc[("class_balanced", 0, "llm"), "top1"] > 2 * CHANCE
+        ["selection", "image_ratio", "text_source", "text_mapping"])
+    assert results.loc[("class_balanced", 0, "reed", "qformer"), "top1"] > 2 * CHANCE
+    assert results.loc[("class_balanced", 0, "llm", "qformer"), "top1"] > 2 * CHANCE
 
 
 def test_zeroshot_baselines_score_every_backbone_above_chance(demo):

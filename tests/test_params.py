@@ -75,6 +75,8 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["clip"].update(backbone="ViT-B-32"), "clip: 'ViT-B-32' is not one of clip.backbones (demo-"),
     (lambda p: p["clip"]["backbones"].update({"b/32": {"model": "ViT-B-32"}}), "clip.backbones: 'b/32': names here are DVC stage and file names"),
     (lambda p: p["clip"]["backbones"]["demo-tiny"].update(modle="x"), "clip.backbones.demo-tiny.modle: unknown key"),
+    (lambda p: p["train_adapter"].update(text_mapping=["none"]), "train_adapter.text_mapping: must hold 'qformer'"),
+    (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json", "path": "x.json", "samples_per_class": 2}), "describe.sets.cbd: samples_per_class is not read by backend 'cbd_json'"),
     (lambda p: p["zeroshot"].update(descriptions=["cbd"]), "zeroshot.descriptions: 'cbd' not in describe.sets (attributes, descriptors)"),
     (lambda p: p["zeroshot"].update(templates=["paper", "paper"]), "zeroshot.templates: must not repeat a value; repeated: 'paper'"),
     (lambda p: p["zeroshot"]["linear_probe"].update(strengths=[-1.0]), "zeroshot.linear_probe.strengths: strengths must be >= 0"),

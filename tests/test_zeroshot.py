@@ -187,3 +187,9 @@ def test_explanation_picture_writes_a_png(tmp_path, wrong):
     assert sorted(p.name for p in out.parent.iterdir()) == ["bird.png"]
     with pytest.raises(InputError, match="exactly one image"):
         explanation_picture(image, rows, tmp_path / "all.png", title="all")
+
+
+def test_a_template_file_with_an_unknown_key_is_refused(tmp_path):
+    (tmp_path / "mine.yaml").write_text("templates: ['a {}']\ntemplate: ['a photo of {}']\n")
+    with pytest.raises(InputError, match="unknown key"):
+        load_template_set("mine", tmp_path)

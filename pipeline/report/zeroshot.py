@@ -51,10 +51,10 @@ def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict]) ->
                                                  table["published_as"])]
         table[f"paper_{k}"] = table[f"paper_{k}"].astype(float)
         table[f"diff_{k}"] = table[k] - table[f"paper_{k}"]
-    order = {m: i for i, m in enumerate(METHOD_LABELS)}
-    order.update({b: i for i, b in enumerate(dict.fromkeys(table["backbone"]))})
-    table = table.sort_values(["backbone", "method"], key=lambda c: c.map(order), kind="stable",
-                              ignore_index=True)  # backbones as given, methods as labelled
+    orders = {"method": {m: i for i, m in enumerate(METHOD_LABELS)},
+              "backbone": {b: i for i, b in enumerate(dict.fromkeys(table["backbone"]))}}
+    table = table.sort_values(["backbone", "method"], key=lambda c: c.map(orders[c.name]),
+                              kind="stable", ignore_index=True)  # backbones as given
     return table[ZERO_SHOT_COLUMNS]
 
 

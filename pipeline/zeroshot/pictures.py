@@ -58,7 +58,7 @@ def explanation_picture(image_path: Path, rows: pd.DataFrame, out_path: Path, *,
         blocks.append((true, COLOURS["true"], "true class"))
 
     bars = sum(len(block) for block, _, _ in blocks)
-    fig = Figure(figsize=(11, 1.2 + 0.42 * bars), layout="constrained")
+    fig = Figure(figsize=(11, max(3.0, 1.2 + 0.42 * bars)), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(blocks), 2, width_ratios=[1, 2.2], height_ratios=[
         len(block) for block, _, _ in blocks])

@@ -75,6 +75,10 @@ def load_template_set(name: str, folder: Path) -> list[str]:
         raise InputError(f"{path}: expected a mapping {{description: text, templates: [texts]}}")
     if not isinstance(raw.get("description", ""), str):
         raise InputError(f"{path}: `description` must be a text")
+    unknown = set(raw) - {"description", "templates"}
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: "
+                         "description, templates)")
     return check_templates(raw["templates"], str(path))
 
 
