@@ -131,6 +131,8 @@ def _describe_with_llm(config, template, classes, cache_path: Path, dry_run: boo
         print(f"error: {len(failed)} request(s) got no usable answer:", file=sys.stderr)
         for name, sample, reason in failed[:50]:
             print(f"  {name} (sample {sample}): {reason}", file=sys.stderr)
+        if len(failed) > 50:
+            print(f"  ... and {len(failed) - 50} more (the first 50 are listed)", file=sys.stderr)
         print("Every answer received is cached: rerun to ask only these.", file=sys.stderr)
         raise typer.Exit(1)
     table = descriptions_table(requests, template, cache)

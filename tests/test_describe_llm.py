@@ -396,3 +396,34 @@ def test_cache_survives_a_line_cut_short(tmp_path):
     reopened.put("k3", {"answer": "three"})
     assert set(AnswerCache(tmp_path / "a.jsonl").records) == {"k1", "k3"}
     assert json.loads((tmp_path / "a.jsonl").read_text().splitlines()[-1])["answer"] == "three"
+
+
+def test_an_unreachable_server_stops_the_run_in_seconds_and_names_it(tmp_path):
+    """Nothing listens at base_url: the first request (retried once, not max_retries times)
+    fails to connect and the run stops, naming the host, instead of every request waiting
+    through its retries."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    setup(tmp_path, [f"Bird {i}" for i in range(20)], f"http://127.0.0.1:{port}/v1",
+          max_retries=5, concurrency=2)
+    started = time.monotonic()
+    result = describe(tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert f"error: cannot reach the server 127.0.0.1:{port} (http://127.0.0.1:{port}/v1)" in result.output
+    assert "ConnectError" in result.output or "Connect" in result.output
+    assert elapsed < 10, elapsed
+    assert not (tmp_path / "d.parquet").exists()
+
+
+def test_a_long_failure_list_says_how_many_it_left_out(tmp_path):
+    classes = [f"Mute Bird {i}" for i in range(55)]
+    with ScriptedLLM({name: ["empty"] for name in classes}) as llm:
+        setup(tmp_path, classes, llm.base_url, parse_retries=0)
+        one_sample(tmp_path)
+        result = describe(tmp_path)
+    assert result.exit_code == 1
+    assert "error: 55 request(s) got no usable answer:" in result.output
+    assert result.output.count("): empty answer") == 50
+    assert "... and 5 more (the first 50 are listed)" in result.output

@@ -39,6 +39,15 @@ PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": 
           "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1": (2.00, 8.00), "gpt-4.1-nano": (0.10, 0.40)}
 # Errors every request would hit alike: stop at the first instead of paying for the rest.
 FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+PROBE_RETRIES = 1  # the first request's: an unreachable server is reported in seconds
+
+
+class Unreachable(Exception):
+    """No connection to the server at all (not a slow answer): every other request would wait
+    through the client's retries to fail alike, so the run stops."""
+
+
+STOPPING_ERRORS = FATAL_ERRORS + (Unreachable,)
 
 
 class LLMError(InputError):
@@ -171,20 +180,28 @@ async def _ask_all(pending, template, cache, settings, api_key, report, progress
     bound = asyncio.Semaphore(settings.concurrency)
     stop = asyncio.Event()  # set by the first fatal error: requests not yet sent are not sent
 
-    def start(requests):
+    def start(requests, via=client):
         return [asyncio.ensure_future(
-            _ask(client, bound, stop, request, template, cache, settings, report, progress))
+            _ask(via, bound, stop, request, template, cache, settings, report, progress))
             for request in requests]
 
     try:
         # The first request goes alone: were the key refused or the model unknown, the
         # `concurrency` requests sent together would all go out before the first refusal came
         # back. So a setting to fix costs one request, whatever the concurrency.
-        errors = await _until_fatal(start(pending[:1]))
+        # It is also retried less: a server that cannot be reached at all is reported at once.
+        errors = await _until_fatal(start(pending[:1], client.with_options(
+            max_retries=min(PROBE_RETRIES, settings.max_retries))))
         if not stop.is_set():
             errors += await _until_fatal(start(pending[1:]))
     finally:
         await client.close()
+    unreachable = [e for e in errors if isinstance(e, Unreachable)]
+    if unreachable:  # exit code 1, not LLMError's 2: the network, not a setting, may be at fault
+        raise InputError(f"cannot reach the server {settings.host} ({settings.url}): "
+                       f"{unreachable[0]}; check the network (or a proxy) and "
+                       "describe.openai.base_url. Every answer received is cached: rerun to "
+                       "ask only the rest")
     fatal = [e for e in errors if isinstance(e, FATAL_ERRORS)]
     if fatal:
         error = fatal[0]
@@ -207,7 +224,7 @@ async def _until_fatal(tasks: list[asyncio.Future]) -> list[BaseException]:
             done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_EXCEPTION)
             errors += [t.exception() for t in tasks
                        if t in done and not t.cancelled() and t.exception() is not None]
-            if any(isinstance(e, FATAL_ERRORS) for e in errors):
+            if any(isinstance(e, STOPPING_ERRORS) for e in errors):
                 break
     finally:  # also on Ctrl-C: nothing is left running against a closed client
         for task in waiting:
@@ -231,9 +248,13 @@ async def _ask(client, bound, stop, request: Request, template: PromptTemplate,
             except FATAL_ERRORS:
                 stop.set()
                 raise
-            except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            except openai.APITimeoutError as error:  # slow, not gone: this request only
                 reason = f"no answer ({type(error).__name__}) after the client's retries"
                 break
+            except openai.APIConnectionError as error:  # no connection, after the retries
+                stop.set()
+                cause = error.__cause__ or error
+                raise Unreachable(f"{type(cause).__name__}: {redact(cause)[:160]}") from error
             except openai.APIStatusError as error:
                 reason = f"HTTP {error.status_code}: {redact(error.message)[:120]}"
                 break  # retried by the client where retrying helps (408/409/429/5xx)
