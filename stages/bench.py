@@ -10,7 +10,7 @@ import typer
 
 from pipeline.common import InputError
 from stages.common import PARAMS_OPTION, one_line_errors, resolve_device
-from stages.layout import artifact_option, clip_option, require
+from stages.layout import artifact_option, clip_option, require, require_data_root
 from stages.params import load_params
 
 app = typer.Typer(help="Speed measurements: ratios against baselines measured in the same run.",
@@ -20,9 +20,9 @@ app = typer.Typer(help="Speed measurements: ratios against baselines measured in
 @app.command("extract")
 @one_line_errors
 def extract(
-    images: Path = artifact_option("data", "world",
-                                   help="A folder of images, searched recursively. Default: the "
-                                   "demo world's COCO- and CUB-like images (`dvc repro data`)."),
+    images: Path = typer.Option(None, help="A folder of images, searched recursively. Default: "
+                                "data.root (the demo world's COCO- and CUB-like images, or your "
+                                "datasets)."),
     clip_dir: Path = clip_option(),
     model: str = typer.Option(None, help="An open_clip model name instead of --clip, e.g. "
                               "ViT-B-32 (with --pretrained; downloads weights)."),
@@ -36,8 +36,9 @@ def extract(
 ) -> None:
     """Image extraction throughput: decode-only, model-only, ours end to end, and a naive loop,
     on the same files and model, with the ratios and peak memory of each phase."""
-    config = load_params(params).extract
-    require(images, made_by="data")
+    settings = load_params(params)
+    config = settings.extract
+    images = require(images, made_by="demo") if images else require_data_root(settings.data)
     if not model:
         require(clip_dir, made_by=f"clip@{clip_dir.name}")
 

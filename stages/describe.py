@@ -30,7 +30,8 @@ PROMPTS = Path("prompts/describe")  # relative to the project root, like dvc.yam
 
 
 def main(name: Optional[str] = typer.Argument(None, help="The set to write, a key of "
-                                              "describe.sets. Default: describe.set."),
+                                              "describe.sets or describe.files. Default: "
+                                              "describe.set."),
          index: Path = artifact_option("data", "index", help="Index tables of `data`."),
          out: Path = artifact_option("describe", help="Folder of the description sets: writes "
                                      "<out>/<set>.parquet."),
@@ -46,15 +47,16 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
     cached), an imported CBD file, your own file, or offline sentences from class attributes."""
     config = load_params(params).describe
     name = config.set if name is None else name
-    if name not in config.sets:
-        raise ParamsError(f"describe.sets has no set {name!r} (sets: {', '.join(config.sets)})")
-    chosen = config.sets[name]
+    if name not in config.every_set:
+        raise ParamsError(f"describe.sets and describe.files have no set {name!r} "
+                          f"(sets: {', '.join(config.every_set)})")
+    chosen = config.every_set[name]
     require(index / "cub_classes.parquet", made_by="data")
 
     from pipeline.describe import describe_from_attributes, describe_from_cbd, describe_from_file
 
     classes, _ = read_parquet_with_metadata(index / "cub_classes.parquet")
-    key = f"describe.sets.{name}"
+    key = f"describe.{'files' if name in config.files else 'sets'}.{name}"
     if chosen.backend == "openai":
         from pipeline.describe import load_prompt
 
@@ -80,6 +82,10 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
     else:
         attributes, _ = read_parquet_with_metadata(
             require(index / "cub_attributes.parquet", made_by="data"))
+        if attributes.shape[1] == 1:  # the class_id column alone
+            raise InputError(f"{key}: backend 'attributes' needs the target's attribute "
+                             "annotations, and data.target has none (an imagefolder target): "
+                             "use backend openai, or describe.files")
         table = describe_from_attributes(
             attributes, classes,
             samples_per_class=chosen.samples_per_class or config.samples_per_class,

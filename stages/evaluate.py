@@ -5,6 +5,7 @@ format), and metrics.json (the headline figures, a DVC metrics file)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pipeline.common import write_json, write_parquet
@@ -79,11 +80,14 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
                          llm_50_unmapped=cell(50, "llm", "none"),
                          reed_0_unmapped=cell(0, "reed", "none"),
                          llm_0_unmapped=cell(0, "llm", "none"))
+    # A dataset without Reed's captions trains no Reed column: no figure rather than NaN.
+    headlines = {key: value for key, value in headlines.items() if not math.isnan(value)}
 
     write_json(out / "metrics.json",
                {"test_images": int(test.sum()), "classes": len(class_ids),
                 "zero_shot_clip": {k: round(v, 2) for k, v in zero_shot.items()},
                 "adapter_top1": headlines})
+    reed = f"Reed {headlines['reed_0']:.2f} / " if "reed_0" in headlines else ""
     print(f"evaluate: zero-shot CLIP top-1 {zero_shot['top1']:.2f}; adapters (100,0) "
-          f"{cell(100, 'none'):.2f}, (0,100) Reed {cell(0, 'reed'):.2f} / LLM {cell(0, 'llm'):.2f} "
+          f"{cell(100, 'none'):.2f}, (0,100) {reed}LLM {cell(0, 'llm'):.2f} "
           f"on {int(test.sum())} test images, {len(class_ids)} classes")

@@ -126,3 +126,16 @@ def require_features(features: Path, *sets: str) -> None:
     """Each of the feature `sets` in the folder `features`, made by its `extract@<set>` stage."""
     for name in sets:
         require(Path(features) / name, made_by=f"extract@{name}")
+
+
+def require_data_root(data) -> Path:
+    """data.root (`data`: the params section) if it is a folder; else `MissingInput` naming the
+    demo@<world> stage that draws it, or how to get real data there."""
+    root = Path(data.root)
+    if root.is_dir():
+        return root
+    drawn = [name for name in data.demo if root == Path(shown_path("demo")) / name]
+    if drawn:
+        require(root, made_by=f"demo@{drawn[0]}")
+    raise MissingInput(f"data.root: {root} is not a folder (get the datasets with `fgvc download "
+                       f"all --to {root}`, or make it a link to where they are)")

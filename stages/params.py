@@ -33,8 +33,6 @@ STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _stage_names(entries: dict[str, T]) -> dict[str, T]:
-    if not entries:
-        raise ValueError("needs at least one entry")
     for name in entries:
         if not STAGE_NAME.fullmatch(name):
             raise ValueError(f"{name!r}: names here are DVC stage and file names (clip@<name>): "
@@ -42,8 +40,16 @@ def _stage_names(entries: dict[str, T]) -> dict[str, T]:
     return entries
 
 
-# Named entries, one DVC stage each (`clip.backbones` -> clip@<name>, `describe.sets`).
-Named = Annotated[dict[str, T], AfterValidator(_stage_names)]
+def _not_empty(entries: dict[str, T]) -> dict[str, T]:
+    if not entries:
+        raise ValueError("needs at least one entry")
+    return entries
+
+
+# Named entries, one DVC stage each (`clip.backbones` -> clip@<name>, `describe.sets`); some
+# sections may be empty (`data.demo: {}`: no demo world to draw, so no demo@ stage).
+Named = Annotated[dict[str, T], AfterValidator(_stage_names), AfterValidator(_not_empty)]
+NamedOrEmpty = Annotated[dict[str, T], AfterValidator(_stage_names)]
 
 
 def _one_of(chosen: str, entries: dict, key: str) -> None:
@@ -64,13 +70,43 @@ class DemoWorld(Section):
     image_size: int = Field(96, ge=32, le=1024)
 
 
+class Target(Section):
+    """The fine-grained dataset the classifier learns: CUB's layout, or `<class>/<image>` folders."""
+    format: Literal["cub", "imagefolder"] = "cub"
+    path: str = "CUB_200_2011"  # under data.root
+    # imagefolder: lines `<image path under path> <train|test>`; None: path/train/, path/test/
+    split_file: str | None = None
+    class_names: str | None = None  # imagefolder: lines `<folder> <name>`; None: folder names
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> Target:
+        if self.format == "cub":
+            for key in ("split_file", "class_names"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} is read only by format 'imagefolder'")
+        return self
+
+
 class Data(Section):
-    source: Literal["demo", "real"] = "demo"
-    demo: DemoWorld = DemoWorld()
-    cub_root: str | None = None  # real: the CUB_200_2011/ folder
-    reed_root: str | None = None  # real: the text_c10/ folder
-    coco_root: str | None = None  # real: holds train2014/, val2014/, annotations/
-    karpathy_json: str | None = None  # real: Karpathy's dataset_coco.json (else annotations/)
+    # Demo worlds to draw, one demo@<name> stage each, into artifacts/data/<name>; {} with real data.
+    demo: NamedOrEmpty[DemoWorld] = {"world": DemoWorld()}
+    # The folder holding every dataset below (a DVC dependency: every file in it is tracked).
+    # Keep it the same relative path on every machine (e.g. `data`, a symlink to where the data
+    # is): dvc.lock and the index tables record it, so teammates share outputs only then.
+    root: str = "artifacts/data/world"
+    target: Target = Target()
+    reed: str | None = "text_c10"  # Reed et al.'s captions of the target's images; None: none
+    coco: str = "coco"  # COCO 2014: train2014/, val2014/, annotations/
+    karpathy_json: str | None = "dataset_coco.json"  # in the coco folder; None: annotations/
+
+    @model_validator(mode="after")
+    def _paths_stay_inside_root(self) -> Data:
+        for key in ("target.path", "reed", "coco", "karpathy_json"):
+            value = self.target.path if key == "target.path" else getattr(self, key)
+            if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+                raise ValueError(f"{key}: {value!r} must be a path inside data.root "
+                                 "(the stages that read it depend on data.root)")
+        return self
 
 
 class DemoClipTraining(Section):
@@ -114,6 +150,9 @@ class OpenAIDescriptions(Section):
     parse_retries: int = Field(2, ge=0)  # asks again after an empty or unparseable answer
 
 
+FILE_BACKENDS = ("cbd_json", "file")  # read a file: describe.files, whose stage depends on it
+
+
 class DescriptionSet(Section):
     """One set of class descriptions (one `describe@<name>` stage): where its texts come from."""
     backend: Literal["attributes", "openai", "cbd_json", "file"]
@@ -140,16 +179,33 @@ class DescriptionSet(Section):
 
 
 class Describe(Section):
-    set: str = "attributes"  # the set the adapter trains on (extract@descriptions): a key of sets
-    sets: Named[DescriptionSet] = {"attributes": DescriptionSet(backend="attributes")}
+    set: str = "attributes"  # the set the adapter trains on (extract@descriptions): a set or file
+    sets: NamedOrEmpty[DescriptionSet] = {"attributes": DescriptionSet(backend="attributes")}
+    # Imported description files, one describe_file@<name> stage each, which depends on the file.
+    files: NamedOrEmpty[DescriptionSet] = {}
     samples_per_class: int = Field(10, ge=1)  # attributes: sentences; openai: completions
     seed: int = 0
     attributes: AttributeDescriptions = AttributeDescriptions()
     openai: OpenAIDescriptions = OpenAIDescriptions()
 
+    @property
+    def every_set(self) -> dict[str, DescriptionSet]:
+        """sets and files: every description set by name."""
+        return {**self.sets, **self.files}
+
     @model_validator(mode="after")
-    def _set_is_listed(self) -> Describe:
-        _one_of(self.set, self.sets, "describe.sets")
+    def _sets_and_files_differ(self) -> Describe:
+        for section, backends in (("sets", ("attributes", "openai")), ("files", FILE_BACKENDS)):
+            for name, entry in getattr(self, section).items():
+                if entry.backend not in backends:
+                    other = "files" if section == "sets" else "sets"
+                    raise ValueError(f"{section}.{name}: backend {entry.backend!r} belongs in "
+                                     f"describe.{other} (describe.{section} takes "
+                                     f"{' or '.join(backends)})")
+        both = sorted(set(self.sets) & set(self.files))
+        if both:
+            raise ValueError(f"{', '.join(map(repr, both))} named in both sets and files")
+        _one_of(self.set, self.every_set, "describe.sets or describe.files")
         return self
 
 
@@ -287,7 +343,7 @@ class Zeroshot(Section):
     # Template sets, each a row: a file prompts/templates/<name>.yaml, or an ensemble open_clip
     # ships (open_clip:OPENAI_IMAGENET_TEMPLATES, open_clip:SIMPLE_IMAGENET_TEMPLATES).
     templates: Distinct[str] = Field(["paper", "classname"], min_length=1)
-    descriptions: Distinct[str] = Field(["attributes"])  # describe.sets scored the CBD way
+    descriptions: Distinct[str] = Field(["attributes"])  # describe sets/files scored CBD's way
     explanations: Explanations = Explanations()
     linear_probe: LinearProbe = LinearProbe()
     device: Device = "auto"  # encoding reads extract's batch sizes, precision and amp
@@ -309,10 +365,11 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _scored_sets_are_described(self) -> Params:
-        unknown = [name for name in self.zeroshot.descriptions if name not in self.describe.sets]
+        known = self.describe.every_set
+        unknown = [name for name in self.zeroshot.descriptions if name not in known]
         if unknown:
             raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
-                             f"describe.sets ({', '.join(self.describe.sets)})")
+                             f"describe.sets or describe.files ({', '.join(known)})")
         return self
 
     @model_validator(mode="after")

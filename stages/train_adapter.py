@@ -38,7 +38,9 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     fingerprint, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize,
                                       unmapped="none" in config.text_mapping)
     table, class_ids = inputs.table, inputs.class_ids
-    runs = table1_runs(config.selection, config.seeds, tuple(config.text_mapping))
+    # Without Reed's captions (data.reed: null) the Reed column is not trained.
+    sources = ("reed", "llm") if len(table.reed) else ("llm",)
+    runs = table1_runs(config.selection, config.seeds, tuple(config.text_mapping), sources)
     stopping = config.early_stopping
     parts = [run_rows(run, table, config.llm_per_image, stopping.val_fraction) for run in runs]
     require_pools(runs, [part.pool for part in parts], len(table.images))

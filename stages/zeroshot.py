@@ -23,7 +23,7 @@ import typer
 
 from pipeline.common import InputError, read_parquet_with_metadata, write_json, write_parquet
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact_option, require
+from stages.layout import artifact, artifact_option, require
 from stages.params import ParamsError, load_params
 
 TEMPLATES = Path("prompts/templates")  # relative to the project root, like dvc.yaml's paths
@@ -131,7 +131,7 @@ def main(name: Optional[str] = typer.Argument(None, help="The backbone to score,
         descriptor_class = table["class_id"].map(position).to_numpy(np.int64)
         scores, similarities = description_scores(test_x, features, descriptor_class,
                                                   len(class_names))
-        described = settings.describe.sets[set_name]
+        described = settings.describe.every_set[set_name]
         rows.append({"method": "cbd", "variant": set_name, "texts": len(table),
                      "source": f"backend {described.backend}",
                      "prompt": _prompt_of(described, settings.describe),
@@ -174,7 +174,7 @@ def main(name: Optional[str] = typer.Argument(None, help="The backbone to score,
         "test_images": int(test.sum()), "train_images": int(train.sum()), "backbone": name,
         "model": backbone.model, "pretrained": backbone.pretrained,
         "templates": {s: len(t) for s, t in template_sets.items()},
-        "descriptions": {s: {**settings.describe.sets[s].model_dump(exclude_none=True)}
+        "descriptions": {s: {**settings.describe.every_set[s].model_dump(exclude_none=True)}
                          for s in sets},
         "pictures": pictured})
     write_json(out / "metrics.json", {
@@ -191,9 +191,9 @@ def main(name: Optional[str] = typer.Argument(None, help="The backbone to score,
 
 
 def _dataset(data, classes: int) -> str:
-    if data.source == "demo":
+    if Path(data.root).parent == artifact("demo"):  # a world the demo stage drew
         return f"demo world ({classes} made-up bird species, drawn)"
-    return f"CUB-200-2011 ({classes} classes)"
+    return f"{data.target.path} ({classes} classes)"
 
 
 def _prompt_of(described, describe) -> str:

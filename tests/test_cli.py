@@ -1,5 +1,7 @@
 """CLI smoke tests: every stage answers --help, and the cheap stages run for real."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
@@ -8,7 +10,7 @@ from typer.testing import CliRunner
 
 from stages.cli import app
 
-STAGES = ["data", "clip", "describe", "extract", "train_qformer", "train_adapter", "evaluate",
+STAGES = ["demo", "data", "clip", "describe", "extract", "train_qformer", "train_adapter", "evaluate",
           "zeroshot", "report"]
 runner = CliRunner()
 
@@ -27,18 +29,28 @@ def test_every_stage_has_help(stage):
     assert "--" in result.output and "Usage" in result.output
 
 
-def test_data_and_describe_stages_run_on_a_small_demo(tmp_path):
+def small_demo(tmp_path: Path, **sizes) -> str:
+    """A params file whose demo world is small, drawn (`fgvc demo`) into tmp_path/worlds, with
+    data.root pointing at it; its path."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["demo"].update(num_classes=4, train_per_class=3, test_per_class=2,
-                                  coco_images=100, image_size=48)
+    params["data"]["demo"]["world"].update(sizes)
+    params["data"]["root"] = str(tmp_path / "worlds" / "world")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = str(tmp_path / "params.yaml")
-    result = runner.invoke(app, ["data", "--params", p, "--world", str(tmp_path / "world"),
-                                 "--out", str(tmp_path / "index")])
+    result = runner.invoke(app, ["demo", "world", "--params", p, "--out", str(tmp_path / "worlds")])
     assert result.exit_code == 0, result.output
-    assert "20 CUB images in 4 classes (12 train)" in result.output
+    return p
+
+
+def test_data_and_describe_stages_run_on_a_small_demo(tmp_path):
+    p = small_demo(tmp_path, num_classes=4, train_per_class=3, test_per_class=2, coco_images=100,
+                   image_size=48)
+    result = runner.invoke(app, ["data", "--params", p, "--out", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    assert "CUB_200_2011: 20 images (12 train, 8 test) in 4 classes, all present" in result.output
     images = pd.read_parquet(tmp_path / "index" / "cub_images.parquet")
     assert list(images.columns) == ["image_id", "path", "class_id", "class_name", "split"]
+    params = yaml.safe_load(Path(p).read_text())
     for name in params["describe"]["sets"]:
         result = runner.invoke(app, ["describe", name, "--params", p, "--index",
                                      str(tmp_path / "index"), "--out", str(tmp_path / "d")])
@@ -64,43 +76,42 @@ def test_data_stage_indexes_real_folders_in_place(tmp_path):
     generate_demo_world(real, DemoWorldSpec(num_classes=3, train_per_class=2, test_per_class=1,
                                             coco_images=100, image_size=32), show_progress=False)
     params = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
-    params["data"].update(cub_root=str(real / "CUB_200_2011"), reed_root=str(real / "text_c10"),
-                          coco_root=str(real / "coco"), karpathy_json=None)
+    params["data"].update(root=str(real), karpathy_json=None)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = runner.invoke(app, ["data", "--params", str(tmp_path / "params.yaml"),
-                                 "--world", str(tmp_path / "world"), "--out", str(tmp_path / "index")])
+                                 "--out", str(tmp_path / "index")])
     assert result.exit_code == 0, result.output
-    assert "9 CUB images in 3 classes (6 train)" in result.output
+    assert "9 images (6 train, 3 test) in 3 classes, all present" in result.output
+    assert "absolute path" in result.output  # a teammate needs the same path to share outputs
     coco = pd.read_parquet(tmp_path / "index" / "coco_images.parquet")
     assert set(coco["split"]) == {"train", "val"}  # official annotations: no Karpathy split
     import pyarrow.parquet as pq
     meta = pq.read_schema(tmp_path / "index" / "cub_images.parquet").metadata
-    assert meta[b"fgvc.root"].decode() == str(real / "CUB_200_2011")
-    assert (tmp_path / "world" / "coco" / "SOURCE.json").is_file()
-    assert not (tmp_path / "world" / "coco" / "train2014").exists()  # nothing copied
+    assert meta[b"fgvc.root"].decode() == (real / "CUB_200_2011").as_posix()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads", "index", "params.yaml"]
 
 
-def test_real_source_without_paths_is_a_clear_error(tmp_path):
+def test_missing_data_root_is_a_clear_error(tmp_path):
     params = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
-    params["data"].update(cub_root=None, coco_root=None)
+    params["data"].update(root=str(tmp_path / "nowhere"))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = runner.invoke(app, ["data", "--params", str(tmp_path / "params.yaml"),
-                                 "--world", str(tmp_path / "w"), "--out", str(tmp_path / "i")])
-    assert result.exit_code == 2
-    assert "data.cub_root, data.coco_root not set" in result.output
+                                 "--out", str(tmp_path / "i")])
+    assert result.exit_code == 1
+    assert f"data.root: {tmp_path / 'nowhere'} is not a folder" in result.output
+    assert "fgvc download all" in result.output
 
 
 def test_demo_clip_is_the_same_bytes_on_every_run(tmp_path):
     """Seeded from its random init on: a rerun of `clip` must not change what every later stage
     reads (it once built the model before seeding, and every run drifted)."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["demo"].update(num_classes=3, train_per_class=2, test_per_class=1,
-                                  coco_images=100, image_size=48)
+    p = small_demo(tmp_path, num_classes=3, train_per_class=2, test_per_class=1, coco_images=100,
+                   image_size=48)
+    params = yaml.safe_load(Path(p).read_text())
     params["clip"]["demo_train"].update(epochs=1, batch_size=32)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    p = str(tmp_path / "params.yaml")
-    assert runner.invoke(app, ["data", "--params", p, "--world", str(tmp_path / "world"),
-                               "--out", str(tmp_path / "index")]).exit_code == 0
+    Path(p).write_text(yaml.safe_dump(params))
+    assert runner.invoke(app, ["data", "--params", p, "--out", str(tmp_path / "index")]
+                         ).exit_code == 0
     for backbone in params["clip"]["backbones"]:  # every demo CLIP (e2e's forced repro skips them)
         weights = []
         for run in ("a", "b"):

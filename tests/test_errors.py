@@ -26,7 +26,7 @@ ENV = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
 
 # Every command, as dvc.yaml runs it but with no path given: each falls back to dvc.yaml's.
 COMMANDS = {
-    "data": ["data"], "clip": ["clip"], "describe": ["describe"],
+    "demo": ["demo", "world"], "data": ["data"], "clip": ["clip"], "describe": ["describe"],
     "extract": ["extract", "cub_images"], "train_qformer": ["train_qformer"],
     "train_adapter": ["train_adapter"], "evaluate": ["evaluate"], "zeroshot": ["zeroshot"],
     "report": ["report"], "bench extract": ["bench", "extract"],
@@ -34,6 +34,7 @@ COMMANDS = {
 }
 # In an empty project: the first input each command misses, and the stage that makes it.
 MISSING = {
+    "data": ("artifacts/data/world", "demo@world"),
     "clip": ("artifacts/data/index/coco_images.parquet", "data"),
     "describe": ("artifacts/data/index/cub_classes.parquet", "data"),
     "extract": ("artifacts/data/index/cub_images.parquet", "data"),
@@ -42,12 +43,12 @@ MISSING = {
     "evaluate": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "zeroshot": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "report": ("artifacts/evaluate/results.parquet", "evaluate"),
-    "bench extract": ("artifacts/data/world", "data"),
+    "bench extract": ("artifacts/data/world", "demo@world"),
     "bench adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
 }
 # The demo at its smallest: every stage runs in seconds.
 TINY = {
-    "data.demo": dict(num_classes=4, train_per_class=10, test_per_class=2, coco_images=100,
+    "data.demo.world": dict(num_classes=4, train_per_class=10, test_per_class=2, coco_images=100,
                       image_size=48),
     "clip.demo_train": dict(epochs=1, batch_size=32),
     "describe": dict(samples_per_class=3),
@@ -170,13 +171,13 @@ def test_an_unknown_model_or_tag_is_one_line(project):
 
 
 def test_a_wrong_dataset_folder_names_the_params_key(project, tmp_path):
-    (tmp_path / "downloads").mkdir()
-    edit_params(project, {"data": {"source": "real", "cub_root": str(tmp_path / "downloads"),
-                                   "reed_root": str(tmp_path), "coco_root": str(tmp_path)}})
+    (tmp_path / "downloads" / "CUB_200_2011").mkdir(parents=True)
+    edit_params(project, {"data": {"demo": {}, "root": str(tmp_path / "downloads")}})
     result = fgvc(project, "data")
     assert result.returncode == 1
-    assert one_error_line(result) == (f"error: data.cub_root = {tmp_path / 'downloads'}: missing "
-                                      f"file {tmp_path / 'downloads' / 'images.txt'}")
+    assert one_error_line(result) == (
+        f"error: data.target.path: missing file "
+        f"{tmp_path / 'downloads' / 'CUB_200_2011' / 'images.txt'}")
 
 
 def run_by_hand(project: Path, *args: str) -> None:
@@ -203,7 +204,7 @@ def by_hand(tmp_path_factory) -> Path:
     others = ([["clip", b] for b in params["clip"]["backbones"] if b != params["clip"]["backbone"]]
               + [["describe", s] for s in params["describe"]["sets"]
                  if s != params["describe"]["set"]])
-    for command in (["data"], ["clip"], ["describe"], *others, *(["extract", s] for s in sets),
+    for command in (["demo", "world"], ["data"], ["clip"], ["describe"], *others, *(["extract", s] for s in sets),
                     ["train_qformer"], ["train_adapter"], ["evaluate"], ["zeroshot"],
                     *(["zeroshot", b] for b in params["clip"]["backbones"]), ["report"]):
         run_by_hand(project, *command)

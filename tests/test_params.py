@@ -16,17 +16,19 @@ def write(tmp_path, edit):
 
 def test_shipped_params_and_preset_are_valid():
     demo = load_params(REPO / "params.yaml")
-    assert demo.data.source == "demo"
+    assert demo.data.root == "artifacts/data/world" and list(demo.data.demo) == ["world"]
     assert all(b.pretrained is None for b in demo.clip.backbones.values())
     assert len({b.model for b in demo.clip.backbones.values()}) >= 2  # the matrix runs in CI
     paper = load_params(REPO / "presets" / "cub-paper.yaml")
     main = paper.clip.backbones[paper.clip.backbone]
-    assert (paper.data.source, main.model, main.pretrained) == ("real", "ViT-B-32", "openai")
+    assert (paper.data.root, paper.data.demo) == ("data", {})  # what `fgvc download` fills
+    assert (main.model, main.pretrained) == ("ViT-B-32", "openai")
     assert {(b.model, b.pretrained) for b in paper.clip.backbones.values()} == {
         (m, "openai") for m in ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")}
     assert paper.describe.openai.model == "gpt-3.5-turbo"
-    assert {paper.describe.sets[s].prompt for s in paper.zeroshot.descriptions} >= {
+    assert {paper.describe.every_set[s].prompt for s in paper.zeroshot.descriptions} >= {
         "cbd", "cbd_domain", "cbd_domain_background"}
+    assert paper.describe.files["cbd"].path == "data/cbd/descriptors_cub.json"
 
 
 def test_prompts_live_in_files_not_params():
@@ -40,7 +42,7 @@ def test_prompts_live_in_files_not_params():
 
 
 def test_preset_has_the_same_keys_as_the_demo():
-    named = {"clip.backbones", "describe.sets"}  # their keys are names the user picks
+    named = {"clip.backbones", "describe.sets", "describe.files", "data.demo"}  # names you pick
 
     def keys(tree, prefix=""):
         return {prefix + k for k in tree} | {x for k, v in tree.items() if isinstance(v, dict)
@@ -62,13 +64,18 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=0.1, eval_every=500), "train_adapter: early_stopping.eval_every (500) must be less than steps (500)"),
     (lambda p: p["extract"].update(precision="int8"), "extract.precision: must be 'float16' or 'float32'"),
     (lambda p: p["train_qformer"].update(epochs="ten"), "train_qformer.epochs: Input should be a valid integer"),
-    (lambda p: p["data"]["demo"].update(num_classes=1), "data.demo.num_classes: Input should be greater than or equal to 2"),
+    (lambda p: p["data"]["demo"]["world"].update(num_classes=1), "data.demo.world.num_classes: Input should be greater than or equal to 2"),
     (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
     (lambda p: p["extract"].update(class_prompts=["a photo of a bird"]), "extract.class_prompts: needs at least one template"),
     (lambda p: p["extract"]["images"].update(max_bad_fraction=1.5), "extract.images.max_bad_fraction: Input should be less than or equal to 1"),
     (lambda p: p["extract"]["images"]["ray"].update(encoders=0), "extract.images.ray.encoders: Input should be greater than or equal to 1"),
     (lambda p: p["extract"]["images"].update(engine="ray", decode="torchvision"), "extract.images: engine 'ray' decodes in CPU tasks"),
-    (lambda p: p["describe"].update(set="llm"), "describe: 'llm' is not one of describe.sets (attributes, descriptors)"),
+    (lambda p: p["describe"].update(set="llm"), "describe: 'llm' is not one of describe.sets or describe.files (attributes, descriptors)"),
+    (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json", "path": "x.json"}), "describe: sets.cbd: backend 'cbd_json' belongs in describe.files (describe.sets takes attributes or openai)"),
+    (lambda p: p["describe"].update(files={"llm": {"backend": "openai", "prompt": "cbd"}}), "describe: files.llm: backend 'openai' belongs in describe.sets"),
+    (lambda p: p["describe"].update(files={"attributes": {"backend": "file", "path": "x.yaml"}}), "describe: 'attributes' named in both sets and files"),
+    (lambda p: p["data"].update(coco="/mnt/coco"), "data: coco: '/mnt/coco' must be a path inside data.root"),
+    (lambda p: p["data"]["target"].update(split_file="split.txt"), "data.target: split_file is read only by format 'imagefolder'"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json"}), "describe.sets.cbd: backend 'cbd_json' needs path"),
     (lambda p: p["describe"]["sets"].update(llm={"backend": "openai", "prompt": "cbd", "path": "x.json"}), "describe.sets.llm: path is not read by backend 'openai'"),
     (lambda p: p["describe"]["sets"].update({"my set": {"backend": "attributes"}}), "describe.sets: 'my set': names here are DVC stage and file names (clip@<name>)"),
@@ -77,7 +84,7 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["clip"]["backbones"]["demo-tiny"].update(modle="x"), "clip.backbones.demo-tiny.modle: unknown key"),
     (lambda p: p["train_adapter"].update(text_mapping=["none"]), "train_adapter.text_mapping: must hold 'qformer'"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json", "path": "x.json", "samples_per_class": 2}), "describe.sets.cbd: samples_per_class is not read by backend 'cbd_json'"),
-    (lambda p: p["zeroshot"].update(descriptions=["cbd"]), "zeroshot.descriptions: 'cbd' not in describe.sets (attributes, descriptors)"),
+    (lambda p: p["zeroshot"].update(descriptions=["cbd"]), "zeroshot.descriptions: 'cbd' not in describe.sets or describe.files (attributes, descriptors)"),
     (lambda p: p["zeroshot"].update(templates=["paper", "paper"]), "zeroshot.templates: must not repeat a value; repeated: 'paper'"),
     (lambda p: p["zeroshot"]["linear_probe"].update(strengths=[-1.0]), "zeroshot.linear_probe.strengths: strengths must be >= 0"),
     (lambda p: p["describe"]["openai"].update(concurrency=0), "describe.openai.concurrency: Input should be greater than or equal to 1"),

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +40,9 @@ def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
     reed = read_feature_set(Path(features) / "reed_captions", fingerprint, tokens=tokens)
     llm = read_feature_set(Path(features) / "descriptions", fingerprint, tokens=tokens)
     class_ids = np.sort(cub.ids["class_id"].unique())
-    table, train, reed_train = build_training_table(cub.ids, reed.ids, llm.ids, class_ids)
+    # A dataset without Reed's captions has an empty set: no shards, so no id columns either.
+    reed_ids = reed.ids if len(reed.ids) else pd.DataFrame({"image_id": np.empty(0, np.int64)})
+    table, train, reed_train = build_training_table(cub.ids, reed_ids, llm.ids, class_ids)
 
     def mapped(texts: FeatureSet, rows=None) -> torch.Tensor:
         inputs = (TokenTexts.from_ragged(texts.tokens, device) if tokens

@@ -45,15 +45,17 @@ class Run:
 
 
 def table1_runs(selections: list[str], seeds: list[int],
-                text_mappings: tuple[str, ...] = ("qformer",)) -> list[Run]:
+                text_mappings: tuple[str, ...] = ("qformer",),
+                text_sources: tuple[str, ...] = ("reed", "llm")) -> list[Run]:
     """The cells of the paper's Table 1: image-only at 100..10%, +Reed and +LLM at 90..0%; with
-    text_mappings holding "none", +Reed and +LLM again on raw CLIP text features."""
+    text_mappings holding "none", +Reed and +LLM again on raw CLIP text features. text_sources:
+    ("llm",) for a dataset without Reed's captions."""
     runs = []
     for selection in selections:
         for seed in seeds:
             runs += [Run(r, "none", selection, seed) for r in range(100, 0, -10)]
             runs += [Run(r, src, selection, seed, mapping) for mapping in text_mappings
-                     for src in ("reed", "llm") for r in range(90, -1, -10)]
+                     for src in text_sources for r in range(90, -1, -10)]
     return runs
 
 

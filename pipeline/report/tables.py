@@ -27,6 +27,7 @@ class RunContext:
     text_label: str = "LLM"  # the description column's name: "LLM", "attribute sentences"
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
+    paper: bool = True  # False: a dataset the paper's numbers (CUB's) are not about
 
     def labels(self, cells: pd.DataFrame | None = None) -> dict[str, str]:
         """Table 1's column names, the description columns named for what they hold: the
@@ -37,7 +38,8 @@ class RunContext:
         return {source: named[source] for source in shown}
 
     def heading(self) -> str:
-        return f"Table 1: {self.dataset}, top-1 % of the adapter, ours vs the paper"
+        versus = ", ours vs the paper" if self.paper else " (the paper's numbers are CUB's: not shown)"
+        return f"Table 1: {self.dataset}, top-1 % of the adapter{versus}"
 
     def what_ran(self) -> str:
         test = f", {self.test_images} test images" if self.test_images else ""
@@ -49,10 +51,11 @@ class RunContext:
         return " ".join(parts)
 
 
-def table1(results: pd.DataFrame) -> pd.DataFrame:
+def table1(results: pd.DataFrame, paper: dict = TABLE1) -> pd.DataFrame:
     """One row per Table 1 cell (mean over seeds) with the paper's top-1 beside ours.
 
     results: one row per adapter run (image_ratio, text_source, selection, seed, top1, top5).
+    paper: the published cells ({} for a dataset they are not about: no paper column values).
     """
     # ratios are whole percents; a results table with zero-shot rows (no ratio) holds floats
     results = results.astype({"image_ratio": int})
@@ -64,7 +67,7 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
              .agg(top1=("top1", "mean"), top5=("top5", "mean"), top1_std=("top1", "std"),
                   seeds=("seed", "nunique")))
     cells["text_ratio"] = 100 - cells["image_ratio"]
-    cells["paper_top1"] = [TABLE1.get(s, {}).get((r, t)) for r, t, s in
+    cells["paper_top1"] = [paper.get(s, {}).get((r, t)) for r, t, s in
                            zip(cells["image_ratio"], cells["text_source"], cells["selection"])]
     cells["diff_top1"] = cells["top1"] - cells["paper_top1"]
     return sort_cells(cells)[TABLE1_COLUMNS + ["top1_std", "seeds", "paper_top1", "diff_top1"]]
@@ -80,9 +83,10 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def sources(cells: pd.DataFrame) -> list[str]:
-    """Table 1's columns: the paper's three, then the ablation's where the cells hold them."""
+    """Table 1's columns: the paper's three, then the ablation's, each where the cells hold it
+    (a dataset without Reed's captions has no Reed column)."""
     present = set(cells["text_source"])
-    return [s for s in SOURCE_LABELS if s in PAPER_SOURCES or s in present]
+    return [s for s in SOURCE_LABELS if s in present]
 
 
 def selections(cells: pd.DataFrame) -> list[str]:
@@ -153,7 +157,8 @@ def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunCon
         if points["top1_std"].notna().any():  # several seeds: a ± std band
             ax.fill_between(points["image_ratio"], points["top1"] - points["top1_std"],
                             points["top1"] + points["top1_std"], color=colour, alpha=0.15, lw=0)
-        paper = sorted((r, v) for (r, s), v in TABLE1.get(selection, {}).items() if s == source)
+        paper = sorted((r, v) for (r, s), v in TABLE1.get(selection, {}).items()
+                       if s == source and context.paper)
         if paper:
             ax.plot(*zip(*paper), "--", color=colour, alpha=0.6,
                     label=f"{SOURCE_LABELS[source]} (paper, CUB)")

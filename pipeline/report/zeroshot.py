@@ -37,11 +37,14 @@ def published_as(method: str, variant: str, description_set: dict | None) -> str
     return None
 
 
-def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict]) -> pd.DataFrame:
+def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict],
+                    published: bool = True) -> pd.DataFrame:
     """One row per (backbone, baseline) with the published top-1 / top-5 and the differences.
-    results: the zeroshot stages' results.parquet rows, all backbones, in the order to show."""
+    results: the zeroshot stages' results.parquet rows, all backbones, in the order to show.
+    published: False for a dataset the published numbers (CUB's) are not about."""
     table = results.copy()
     table["published_as"] = [published_as(m, v, description_sets.get(v) if m == "cbd" else None)
+                             if published else None
                              for m, v in zip(table["method"], table["variant"])]
     for k, i in (("top1", 0), ("top5", 1)):
         table[f"paper_{k}"] = [

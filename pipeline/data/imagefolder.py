@@ -1,0 +1,101 @@
+"""Reader of `root/<class>/<image>` folders (torchvision's ImageFolder layout), the target format
+for datasets that are not CUB-shaped: Stanford Cars, FGVC-Aircraft, Flowers-102, your own.
+
+The split comes from one of:
+- `root/train/<class>/<image>` and `root/test/<class>/<image>` (no split file), or
+- a split file beside the images, one line per image: `<path under root> <train|test>`.
+
+Class names are the folder names (`_` read as a space), or come from a names file with lines
+`<folder> <name>`. Class ids are 1-based in the sorted order of the folders, as in CUB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data.cub import DatasetLayoutError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def read_imagefolder(root: Path, split_file: Path | None = None,
+                     class_names: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The image index (image_id, path, class_id, class_name, split) and the classes (class_id,
+    class_dir, class_name) of an ImageFolder tree."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"missing folder {root}")
+    if split_file is None:
+        files = [(split, path) for split in ("train", "test")
+                 for path in _images_under(root / split, f"{root}: no split file given, so")]
+    else:
+        files = _read_split_file(Path(split_file), root)
+    rows = []
+    for split, path in files:
+        rel = path.relative_to(root)
+        class_dir = rel.parts[-2] if len(rel.parts) >= 2 else None
+        if class_dir is None or (split_file is None and len(rel.parts) != 3):
+            raise DatasetLayoutError(f"{path}: expected <class folder>/<image> under "
+                                     f"{root if split_file else root / split}")
+        rows.append((rel.as_posix(), class_dir, split))
+    images = pd.DataFrame(rows, columns=["path", "class_dir", "split"])
+    class_dirs = sorted(images["class_dir"].unique())
+    names = _read_class_names(Path(class_names), class_dirs) if class_names else {
+        d: d.replace("_", " ") for d in class_dirs}
+    classes = pd.DataFrame({"class_id": np.arange(1, len(class_dirs) + 1, dtype=np.int32),
+                            "class_dir": class_dirs,
+                            "class_name": [names[d] for d in class_dirs]})
+    for split in ("train", "test"):
+        if not (images["split"] == split).any():
+            raise DatasetLayoutError(f"{root}: no {split} images")
+    images = (images.sort_values("path", ignore_index=True)
+              .merge(classes, on="class_dir", how="left"))
+    images.insert(0, "image_id", np.arange(1, len(images) + 1, dtype=np.int64))
+    return images[["image_id", "path", "class_id", "class_name", "split"]], classes
+
+
+def _images_under(folder: Path, why: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"{why} expected {folder} (<class folder>/<image> inside)")
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise DatasetLayoutError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return found
+
+
+def _read_split_file(split_file: Path, root: Path) -> list[tuple[str, Path]]:
+    if not split_file.is_file():
+        raise DatasetLayoutError(f"missing split file {split_file}")
+    files, missing = [], []
+    for number, line in enumerate(split_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.rsplit(maxsplit=1)
+        if len(fields) != 2 or fields[1] not in ("train", "test"):
+            raise DatasetLayoutError(f"{split_file}: line {number}: expected "
+                                     f"'<image path> <train|test>', got {line!r}")
+        path = root / fields[0]
+        (files if path.is_file() else missing).append((fields[1], path))
+    if missing:
+        raise DatasetLayoutError(f"{split_file} lists {len(missing)} image(s) not under {root}: "
+                                 + ", ".join(str(p) for _, p in missing[:20])
+                                 + (" ..." if len(missing) > 20 else ""))
+    return files
+
+
+def _read_class_names(names_file: Path, class_dirs: list[str]) -> dict[str, str]:
+    if not names_file.is_file():
+        raise DatasetLayoutError(f"missing class names file {names_file}")
+    names = {}
+    for line in names_file.read_text().splitlines():
+        if line.strip():
+            folder, _, name = line.strip().partition(" ")
+            names[folder] = name.strip() or folder.replace("_", " ")
+    unnamed = [d for d in class_dirs if d not in names]
+    if unnamed:
+        raise DatasetLayoutError(f"{names_file} names no class for folder(s) "
+                                 f"{', '.join(unnamed[:20])}")
+    return names

@@ -1,0 +1,133 @@
+"""Real data as a user has it: an ImageFolder target without Reed's captions, in a data folder
+that DVC tracks (a changed image reruns only what reads it, and re-encodes only its shard), and
+outputs that hold no machine-specific path.
+
+The data is a small demo world rewritten as a user's `<class>/<image>` folders.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import REPO
+from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
+from stages.cli import app
+
+pytestmark = pytest.mark.e2e
+CLASSES = 4
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def by_hand(project: Path, *args: str) -> str:
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
+    return result.output
+
+
+def imagefolder_data(world: Path, data: Path) -> None:
+    """data/cars/{train,test}/<class>/<image> from the world's CUB images, data/coco as it is,
+    and a descriptions file of the user's own."""
+    cub = world / "CUB_200_2011"
+    images = pd.read_csv(cub / "images.txt", sep=" ", names=["id", "path"])
+    split = pd.read_csv(cub / "train_test_split.txt", sep=" ", names=["id", "train"])
+    for path, train in zip(images["path"], images.merge(split, on="id")["train"]):
+        target = data / "cars" / ("train" if train else "test") / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cub / "images" / path, target)
+    shutil.copytree(world / "coco", data / "coco")
+    classes = sorted(p.name for p in (data / "cars" / "train").iterdir())
+    (data / "own.yaml").write_text(yaml.safe_dump(
+        {c.replace("_", " "): [f"a picture of a {c.split('.')[-1]}", "a vehicle"] for c in classes}))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("real")
+    world = root / "world"
+    generate_demo_world(world, DemoWorldSpec(num_classes=CLASSES, train_per_class=12,
+                                             test_per_class=6, coco_images=120, image_size=48),
+                        show_progress=False)
+    project = root / "project"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        if (REPO / rel).is_file() and not rel.startswith("tests/"):
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, project / rel)
+    (project / "dvc.lock").unlink(missing_ok=True)
+    imagefolder_data(world, root / "elsewhere")
+    (project / "data").symlink_to(root / "elsewhere")  # as the README advises
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(demo={}, root="data", reed=None, target={
+        "format": "imagefolder", "path": "cars", "split_file": None, "class_names": None})
+    params["clip"].update(backbone="demo-micro",
+                          backbones={"demo-micro": params["clip"]["backbones"]["demo-micro"]})
+    params["clip"]["demo_train"].update(epochs=1, batch_size=32)
+    params["describe"].update(set="own", sets={}, files={
+        "own": {"backend": "file", "path": "data/own.yaml"}})
+    params["extract"]["shard_rows"] = 16  # 72 target images: 5 shards
+    params["train_qformer"].update(epochs=1, batch_size=64)
+    params["train_adapter"].update(steps=10, batch_size=16, text_mapping=["qformer"])
+    params["zeroshot"].update(templates=["classname"], descriptions=["own"])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"],
+                    ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(["git", *command], cwd=project, check=True, capture_output=True)
+    return project
+
+
+def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
+    first = dvc(project, "repro", "extract@cub_images")
+    assert "Running stage 'data'" in first and "Running stage 'extract@cub_images'" in first
+    assert "no Reed captions" in first and "72 images (48 train, 24 test)" in first
+    lock = (project / "dvc.lock").read_text()
+    assert str(project.parent) not in lock  # no machine-specific path: teammates share it
+    assert "path: data/cars" in lock
+
+    image = sorted((project / "data" / "cars" / "test").rglob("*.jpg"))[0]
+    shutil.copy(sorted((project / "data" / "cars" / "train").rglob("*.jpg"))[0], image)
+    status = dvc(project, "status")
+    assert "data:" in status and "extract@cub_images:" in status and "modified:" in status
+    assert "clip@demo-micro" not in status  # it reads COCO only
+
+    second = dvc(project, "repro", "extract@cub_images")
+    assert "Running stage 'clip@demo-micro'" not in second
+    assert "5 shard(s): 1 computed, 4 kept from an earlier run" in second
+
+
+def test_an_imagefolder_target_without_reed_has_no_reed_column(project):
+    dvc(project, "repro", "describe_file@own")
+    for name in ("coco_images", "coco_captions", "reed_captions", "descriptions", "class_prompts"):
+        by_hand(project, "extract", name)
+    for command in ("train_qformer", "train_adapter", "evaluate", "zeroshot", "report"):
+        by_hand(project, command)
+    report = project / "artifacts" / "report"
+    table = pd.read_csv(report / "table1.csv")
+    assert set(table["text_source"]) == {"none", "llm"}  # no Reed column trained or shown
+    assert table["paper_top1"].isna().all()  # the paper's numbers are CUB's
+    markdown = (report / "table1.md").read_text()
+    assert "Reed" not in markdown.split("## selection")[1] and "not shown" in markdown
+    metrics = yaml.safe_load((project / "artifacts" / "evaluate" / "metrics.json").read_text())
+    assert not [key for key in metrics["adapter_top1"] if "reed" in key]
+    run = yaml.safe_load((project / "artifacts" / "zeroshot" / "demo-micro" / "run.json").read_text())
+    assert run["dataset"] == f"cars ({CLASSES} classes)"
