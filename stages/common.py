@@ -26,6 +26,27 @@ def resolve_device(device: str, key: str) -> str:
     return device
 
 
+LONG_ON_CPU = 3600.0  # seconds: a job this long on the CPU gets a loud warning before it starts
+
+
+def warn_if_long_on_cpu(device: str, stage: str, count: int, seconds_each, what: str,
+                        fix: str) -> None:
+    """Say loudly, before it starts, that a job on the CPU would take hours (`count` x
+    `seconds_each()`, a timing on this machine, taken only on the CPU), and what to do instead:
+    `device: auto` falls back to the CPU where torch sees no GPU, and a preset-size job there
+    takes hours or days."""
+    if str(device) != "cpu":
+        return
+    each = seconds_each()
+    total = count * each
+    if total < LONG_ON_CPU:
+        return
+    hours = total / 3600
+    span = f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+    print(f"{stage}: WARNING: running on the CPU, this would take about {span} ({count:,} "
+          f"{what} at {each:.3g} s each, measured here). {fix}", file=sys.stderr)
+
+
 def one_line_errors(command):
     """Run a command so that what a user can get wrong ends in `error: ...` lines and an exit
     code, never a traceback: invalid params (one line per problem, exit 2) and `InputError`s

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from pipeline.common import InputError, read_parquet_with_metadata
-from stages.common import PARAMS_OPTION, resolve_device
+from stages.common import PARAMS_OPTION, resolve_device, warn_if_long_on_cpu
 from stages.layout import (artifact, artifact_option, chosen_descriptions, clip_option, require,
                            shown_path)
 from stages.params import ParamsError, load_params
@@ -55,7 +55,7 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
 
     import pandas as pd
 
-    from pipeline.clip import load_clip
+    from pipeline.clip import load_clip, seconds_per_input
     from pipeline.features import (ExtractOptions, extract_image_features, extract_text_features,
                                    local_image_batches, token_width)
 
@@ -74,6 +74,10 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         precision=config.precision, shard_rows=config.shard_rows,
         max_image_pixels=images.max_image_pixels, max_bad_fraction=images.max_bad_fraction,
         decode=images.decode)
+    warn_if_long_on_cpu(device, f"extract@{feature_set}", len(table),
+                        lambda: seconds_per_input(clip, kind, device), f"{kind}s",
+                        "Run it on a GPU machine (extract.device: cuda; README: 'What a run costs')"
+                        ", or stop here: finished shards are kept, so a later run resumes.")
     if kind == "text":
         # per-token states for the Q-Former's `text_input: tokens`; class prompts never need them
         tokens = config.texts.tokens and feature_set != "class_prompts"

@@ -13,7 +13,7 @@ import contextlib
 import math
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, resolve_device
+from stages.common import PARAMS_OPTION, resolve_device, warn_if_long_on_cpu
 from stages.layout import artifact_option, clip_option, require, require_features
 from stages.params import load_params
 
@@ -36,7 +36,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
     from pipeline.clip import fingerprint_of, read_card
     from pipeline.features import read_feature_set
     from pipeline.qformer import (PooledTexts, QFormerConfig, TextToImageQFormer, TokenTexts,
-                                  save_qformer, train_qformer)
+                                  save_qformer, seconds_per_step, train_qformer)
 
     device = torch.device(resolve_device(config.device, "train_qformer.device"))
     fingerprint = fingerprint_of(read_card(clip_dir))
@@ -61,9 +61,15 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
         **config.model_dump(include={"num_queries", "hidden_size", "num_layers", "num_heads",
                                      "intermediate_size", "cross_attention_frequency", "pooling",
                                      "dropout"}))).to(device)
+    train_texts = texts.subset(np.flatnonzero(train))
+    warn_if_long_on_cpu(device.type, "train_qformer", config.epochs * max(1, len(train_texts)
+                                                                       // config.batch_size),
+                        lambda: seconds_per_step(model, train_texts, config.batch_size), "steps",
+                        "Run it on a GPU machine (train_qformer.device: cuda; README: 'What a run "
+                        "costs').")
     with curve_logger(live) as log_epoch:
         history = train_qformer(
-            model, texts.subset(np.flatnonzero(train)), tensor(images.embeddings[caption_row[train]]),
+            model, train_texts, tensor(images.embeddings[caption_row[train]]),
             val_text=texts.subset(np.flatnonzero(val)),
             val_images=tensor(images.embeddings[val_image_rows]),
             val_caption_image=torch.as_tensor(val_caption_image, device=device), on_epoch=log_epoch,

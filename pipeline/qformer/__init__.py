@@ -11,8 +11,8 @@ from pipeline.qformer.losses import LOSSES, qformer_loss
 from pipeline.qformer.model import (QFormerConfig, TextToImageQFormer, load_qformer, map_texts,
                                     save_qformer)
 from pipeline.qformer.text_inputs import PooledTexts, TextView, TokenTexts
-from pipeline.qformer.training import train_qformer, validation_metrics
+from pipeline.qformer.training import seconds_per_step, train_qformer, validation_metrics
 
 __all__ = ["LOSSES", "PooledTexts", "QFormerConfig", "TextToImageQFormer", "TextView", "TokenTexts",
-           "load_qformer", "map_texts", "qformer_loss", "save_qformer", "train_qformer",
-           "validation_metrics"]
+           "load_qformer", "map_texts", "qformer_loss", "save_qformer", "seconds_per_step",
+           "train_qformer", "validation_metrics"]

@@ -7,6 +7,8 @@ bf16 autocast on a GPU; seeded.
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -34,6 +36,22 @@ def validation_metrics(model: TextToImageQFormer, text: TextView, images: torch.
     return {"mean_matched_cosine": own.mean().item(),
             "recall_at_1": 100.0 * (rank < 1).float().mean().item(),
             "recall_at_5": 100.0 * (rank < 5).float().mean().item()}
+
+
+def seconds_per_step(model: TextToImageQFormer, text: TextView, batch_size: int,
+                     probe: int = 32) -> float:
+    """One training step's forward and backward pass on this machine, timed on the second of two
+    batches of `probe` texts and scaled to `batch_size` (the optimiser's update is not counted):
+    what a stage needs to say how long training would take before it starts. Leaves no
+    gradients behind."""
+    index = torch.arange(max(1, min(batch_size, len(text), probe)), device=text.device)
+    model.train()
+    for _ in range(2):
+        start = time.perf_counter()
+        model(*text.batch(index)).float().square().mean().backward()
+        seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    return seconds * batch_size / len(index)
 
 
 def train_qformer(model: TextToImageQFormer, text: TextView, image: torch.Tensor, *,

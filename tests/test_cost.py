@@ -1,0 +1,36 @@
+"""Cost up front: a job that would take hours on the CPU says so before it starts."""
+
+import numpy as np
+import torch
+
+from pipeline.qformer import PooledTexts, QFormerConfig, TextToImageQFormer, seconds_per_step
+from stages.common import warn_if_long_on_cpu
+
+
+def test_a_long_cpu_job_is_announced_with_its_duration_and_the_fix(capsys):
+    warn_if_long_on_cpu("cpu", "train_qformer", 5540, lambda: 15.0, "steps", "Use a GPU.")
+    line = capsys.readouterr().err
+    assert line.startswith("train_qformer: WARNING: running on the CPU, this would take about "
+                           "23.1 hours (5,540 steps at 15 s each, measured here). Use a GPU.")
+    warn_if_long_on_cpu("cpu", "extract@coco_images", 123_287, lambda: 1.5, "images", "GPU!")
+    assert "about 2.1 days" in capsys.readouterr().err
+
+
+def test_short_jobs_and_gpu_jobs_are_not_warned_about_nor_timed(capsys):
+    warn_if_long_on_cpu("cpu", "extract@cub_images", 1200, lambda: 0.01, "images", "")
+    def never():
+        raise AssertionError("a GPU job must not be timed on the CPU")
+    warn_if_long_on_cpu("cuda", "train_qformer", 10**9, never, "steps", "")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_qformer_step_is_timed_without_leaving_gradients():
+    torch.manual_seed(0)
+    model = TextToImageQFormer(QFormerConfig(text_width=16, image_width=16, num_queries=4,
+                                             hidden_size=32, num_layers=1, num_heads=2,
+                                             intermediate_size=64))
+    texts = PooledTexts(torch.randn(40, 16))
+    seconds = seconds_per_step(model, texts, batch_size=64)  # more than there are texts
+    assert 0 < seconds < 5
+    assert all(p.grad is None for p in model.parameters())
+    assert np.isfinite(seconds)
