@@ -161,7 +161,7 @@ def test_forced_repro_of_the_demo_changes_no_output(demo):
     backbones = [s.split("@")[1] for s in stages if s.startswith("zeroshot@")]
     for name in backbones:
         shutil.rmtree(demo / "artifacts" / "zeroshot" / name / "features")
-    forced_stages = [s for s in stages if s.split("@")[0] not in ("data", "clip", "extract")]
+    forced_stages = [s for s in stages if s.split("@")[0] not in ("demo", "clip", "extract")]
     forced = run(demo, sys.executable, "-m", "dvc", "repro", "-f", "-s", *forced_stages)
     assert ran_stages(forced.stdout) == set(forced_stages)
     for name in backbones:  # every feature set encoded from scratch

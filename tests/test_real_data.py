@@ -115,6 +115,27 @@ def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
     assert "5 shard(s): 1 computed, 4 kept from an earlier run" in second
 
 
+def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_path):
+    """Machine B keeps the same data at another place (its own `data` symlink): it pulls what A
+    pushed, and nothing A ran is stale or runs again."""
+    dvc(project, "repro", "extract@cub_images")
+    dvc(project, "remote", "add", "-d", "team", str(tmp_path / "remote"))
+    dvc(project, "push")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "features"], cwd=project, check=True)
+    teammate = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(project), str(teammate)], check=True)
+    shutil.copytree(project / "data", tmp_path / "their-disk" / "datasets")
+    (teammate / "data").symlink_to(tmp_path / "their-disk" / "datasets")
+    dvc(teammate, "pull")
+    ran = ["data", "clip@demo-micro", "extract@cub_images"]
+    assert dvc(teammate, "status", *ran).strip() == "Data and pipelines are up to date."
+    assert "Running stage" not in dvc(teammate, "repro", "extract@cub_images")
+    for output in ("artifacts/data/index/cub_images.parquet", "artifacts/clip/demo-micro/card.json"):
+        assert (teammate / output).read_bytes() == (project / output).read_bytes()
+
+
 def test_an_imagefolder_target_without_reed_has_no_reed_column(project):
     dvc(project, "repro", "describe_file@own")
     for name in ("coco_images", "coco_captions", "reed_captions", "descriptions", "class_prompts"):
