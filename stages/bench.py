@@ -38,7 +38,9 @@ def extract(
     on the same files and model, with the ratios and peak memory of each phase."""
     settings = load_params(params)
     config = settings.extract
-    images = require(images, made_by="demo") if images else require_data_root(settings.data)
+    if images is not None and not images.is_dir():
+        raise InputError(f"--images: {images} is not a folder")
+    images = images or require_data_root(settings.data)
     if not model:
         require(clip_dir, made_by=f"clip@{clip_dir.name}")
 
@@ -49,7 +51,7 @@ def extract(
     device = resolve_device(device or config.device, "--device" if device else "extract.device")
     root, paths = images, image_files(images, limit)
     if not paths:
-        raise InputError(f"no images found under {root} (the demo's: `dvc repro data`)")
+        raise InputError(f"no images found under {root} (the demo world: `dvc repro demo@world`)")
     if model:
         clip = create_clip(model, pretrained)
         clip.card["weights_sha256"] = None  # not pinned to a file: the bench's features are throwaway

@@ -43,7 +43,7 @@ def warn_if_long_on_cpu(device: str, stage: str, count: int, seconds_each, what:
         return
     hours = total / 3600
     span = f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
-    print(f"{stage}: WARNING: running on the CPU, this would take about {span} ({count:,} "
+    print(f"{stage}: WARNING: running on the CPU, this would take about {span} from scratch ({count:,} "
           f"{what} at {each:.3g} s each, measured here). {fix}", file=sys.stderr)
 
 

@@ -49,6 +49,10 @@ def main(out: Path = artifact_option("data", "index", help="Folder for the index
         classes = read("target.path", read_cub_classes, target_root)
         attributes = read("target.path", read_cub_attributes, target_root)
     else:
+        for key in ("split_file", "class_names"):
+            named = getattr(target, key)
+            if named and not (root / named).is_file():
+                raise InputError(f"data.target.{key}: {root / named} is not a file")
         images, classes = read("target.path", read_imagefolder, target_root,
                                *(root / f if f else None
                                  for f in (target.split_file, target.class_names)))

@@ -1,7 +1,9 @@
-"""Stage `describe@<set>`: one set of class descriptions into <out>/<set>.parquet (class_id,
-class_name, text, source, prompt_id, sample_index), from the backend `describe.sets.<set>` names.
-One stage per set, so a new prompt asks the LLM only for that set; `describe.set` names the set
-the adapter trains on, `zeroshot.descriptions` the sets scored the CBD way.
+"""Stages `describe@<set>` and `describe_file@<set>`: one set of class descriptions into
+<out>/<set>.parquet (class_id, class_name, text, source, prompt_id, sample_index), from the
+backend `describe.sets.<set>` (an LLM, class attributes) or `describe.files.<set>` (an imported
+file, the stage's dependency) names. One stage per set, so a new prompt asks the LLM only for
+that set; `describe.set` names the set the adapter trains on, `zeroshot.descriptions` the sets
+scored the CBD way. Both stages run this one command, `fgvc describe <set>`.
 
 The LLM backend keeps its answers in an append-only cache, deliberately *not* a DVC output nor
 inside the workspace: DVC would restore an older copy on `dvc checkout` / `dvc exp apply` and

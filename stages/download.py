@@ -1,7 +1,7 @@
 """Command `download`: fetch the real datasets from their official sources into the layout the
 `data` stage reads (not a DVC stage: the data is an input of the pipeline, not an output).
 
-Everything it fetches is in one table, `pipeline.data.download.SOURCES`.
+Everything it fetches is in one table, `pipeline.download.SOURCES`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ class Dataset(str, Enum):
 def main(dataset: List[Dataset] = typer.Argument(..., help="What to fetch: one or more of cub, "
                                                  "reed, coco, karpathy, cbd, or all."),
          to: Path = typer.Option(Path("data"), "--to", help="The folder the datasets go into "
-                                 "(data.root of the paper preset)."),
+                                 "(data.root of the presets). The names inside are fixed, as "
+                                 "the presets' data.target.path, data.reed and data.coco expect."),
          mirror: Optional[str] = typer.Option(None, "--mirror", metavar="URL",
                                               help="Fetch every file from <URL>/<file name> "
                                               "instead of its official host (a team mirror); "
-                                              "checksums are checked all the same.")) -> None:
+                                              "checksums are checked all the same (Reed's "
+                                              "archive has none: see below).")) -> None:
     """Download the real datasets into --to, laid out as the `data` stage reads them.
 
     cub: CUB-200-2011 (Caltech), 1.15 GB download, 1.2 GB on disk -> CUB_200_2011/
@@ -45,12 +47,13 @@ def main(dataset: List[Dataset] = typer.Argument(..., help="What to fetch: one o
 
     cbd: CBD's published CUB descriptors, 49 KB -> cbd/descriptors_cub.json
 
-    Downloads resume where they stopped and must match the published checksums.
+    Downloads resume where they stopped and must match the published checksums; Reed's
+    archive has no published checksum or size, so it is only checked for its text_c10/ folder.
     Archives unpack through a temporary folder, then are deleted.
     coco needs about 27 GB free while it unpacks.
     What is already there is skipped: running it again costs nothing.
     """
-    from pipeline.data.download import (DATASETS, ManualStepRequired, dataset_sources,
+    from pipeline.download import (DATASETS, ManualStepRequired, dataset_sources,
                                         fetch_source)
 
     chosen = [name for choice in dataset

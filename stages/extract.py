@@ -14,8 +14,8 @@ import typer
 
 from pipeline.common import InputError, read_parquet_with_metadata
 from stages.common import PARAMS_OPTION, resolve_device, warn_if_long_on_cpu
-from stages.layout import (artifact, artifact_option, chosen_descriptions, clip_option, require,
-                           shown_path)
+from stages.layout import (artifact, artifact_option, chosen_descriptions, clip_option,
+                           describe_stage, require, shown_path)
 from stages.params import ParamsError, load_params
 
 # set name -> (input table, id columns, kind)
@@ -45,10 +45,12 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
         raise ParamsError(f"unknown feature set {feature_set!r}; choose from "
                           f"{', '.join(FEATURE_SETS)}")
     out = artifact("extract") / feature_set if out is None else out
-    config = load_params(params).extract
+    settings = load_params(params)
+    config = settings.extract
     table_name, id_columns, kind = FEATURE_SETS[feature_set]
     if feature_set == "descriptions":
-        source = require(descriptions, made_by=f"describe@{descriptions.stem}")
+        source = require(descriptions,
+                         made_by=describe_stage(descriptions.stem, settings.describe))
     else:
         source = require(index / f"{table_name}.parquet", made_by="data")
     require(clip_dir, made_by=f"clip@{clip_dir.name}")

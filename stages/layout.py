@@ -98,10 +98,20 @@ def shown_path(stage: str, name: str | None = None) -> str:
         return f"paths.{stage}{f'.{name}' if name else ''} of dvc.yaml"
 
 
+# Stages that write into another stage's `paths` entry.
+WRITES_INTO = {"describe_file": "describe"}
+
+
+def describe_stage(name: str, describe) -> str:
+    """The stage that writes description set `name` (`describe`: the params section):
+    describe_file@<name> for an imported file, describe@<name> otherwise."""
+    return f"{'describe_file' if name in describe.files else 'describe'}@{name}"
+
+
 def _made_by(path: Path, stage: str) -> bool:
     """Is `path` (one of) `stage`'s output(s) in dvc.yaml's layout, or inside one?"""
     try:
-        entry = _paths().get(stage)
+        entry = _paths().get(WRITES_INTO.get(stage, stage))
     except InputError:
         return False
     outputs = entry.values() if isinstance(entry, dict) else [entry]
@@ -134,8 +144,11 @@ def require_data_root(data) -> Path:
     root = Path(data.root)
     if root.is_dir():
         return root
-    drawn = [name for name in data.demo if root == Path(shown_path("demo")) / name]
-    if drawn:
-        require(root, made_by=f"demo@{drawn[0]}")
+    if root.parent == Path(shown_path("demo")):  # where demo@<name> draws
+        if root.name in data.demo:
+            require(root, made_by=f"demo@{root.name}")
+        raise MissingInput(f"data.root: {root} is not a folder, and data.demo draws no world "
+                           f"{root.name!r} there: add it to data.demo, or point data.root at "
+                           "your data")
     raise MissingInput(f"data.root: {root} is not a folder (get the datasets with `fgvc download "
                        f"all --to {root}`, or make it a link to where they are)")

@@ -74,9 +74,10 @@ class Target(Section):
     """The fine-grained dataset the classifier learns: CUB's layout, or `<class>/<image>` folders."""
     format: Literal["cub", "imagefolder"] = "cub"
     path: str = "CUB_200_2011"  # under data.root
-    # imagefolder: lines `<image path under path> <train|test>`; None: path/train/, path/test/
+    # imagefolder, files under data.root: lines `<image path under path> <train|test>` (None:
+    # path/train/ and path/test/), and lines `<folder> <name>` (None: the folder names)
     split_file: str | None = None
-    class_names: str | None = None  # imagefolder: lines `<folder> <name>`; None: folder names
+    class_names: str | None = None
 
     @model_validator(mode="after")
     def _options_fit_the_format(self) -> Target:
@@ -85,6 +86,12 @@ class Target(Section):
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key} is read only by format 'imagefolder'")
         return self
+
+
+def _inside(value: str | None, key: str, folder: str) -> None:
+    if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+        raise ValueError(f"{key}: {value!r} must be a path inside {folder} (the stages that "
+                         "read it depend on data.root)")
 
 
 class Data(Section):
@@ -101,11 +108,24 @@ class Data(Section):
 
     @model_validator(mode="after")
     def _paths_stay_inside_root(self) -> Data:
-        for key in ("target.path", "reed", "coco", "karpathy_json"):
-            value = self.target.path if key == "target.path" else getattr(self, key)
-            if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
-                raise ValueError(f"{key}: {value!r} must be a path inside data.root "
-                                 "(the stages that read it depend on data.root)")
+        for key in ("path", "split_file", "class_names"):
+            _inside(getattr(self.target, key), f"target.{key}", "data.root")
+        _inside(self.reed, "reed", "data.root")
+        _inside(self.coco, "coco", "data.root")
+        _inside(self.karpathy_json, "karpathy_json", "data.coco")
+        return self
+
+    @model_validator(mode="after")
+    def _reed_captions_are_cub_s(self) -> Data:
+        if self.reed is not None and self.target.format != "cub":
+            raise ValueError("reed: Reed et al.'s captions describe CUB's images, and "
+                             f"data.target is format {self.target.format!r}: set data.reed: null")
+        return self
+
+    @model_validator(mode="after")
+    def _worlds_do_not_meet_the_index(self) -> Data:
+        if "index" in self.demo:  # artifacts/data/index is the data stage's output
+            raise ValueError("demo: 'index' is the data stage's folder: name the world otherwise")
         return self
 
 
@@ -154,7 +174,8 @@ FILE_BACKENDS = ("cbd_json", "file")  # read a file: describe.files, whose stage
 
 
 class DescriptionSet(Section):
-    """One set of class descriptions (one `describe@<name>` stage): where its texts come from."""
+    """One set of class descriptions (one `describe@<name>` stage, or `describe_file@<name>` for
+    the file backends): where its texts come from."""
     backend: Literal["attributes", "openai", "cbd_json", "file"]
     prompt: str | None = None  # openai: a prompt file, prompts/describe/<prompt>.yaml
     path: str | None = None  # cbd_json: a CBD descriptor file; file: your {class: [texts]} file
@@ -193,15 +214,24 @@ class Describe(Section):
         """sets and files: every description set by name."""
         return {**self.sets, **self.files}
 
-    @model_validator(mode="after")
-    def _sets_and_files_differ(self) -> Describe:
+    @model_validator(mode="before")
+    @classmethod
+    def _backends_sit_in_their_section(cls, raw):
+        """Checked before each entry, so a misplaced set gets this one message, not first the
+        other section's rules."""
         for section, backends in (("sets", ("attributes", "openai")), ("files", FILE_BACKENDS)):
-            for name, entry in getattr(self, section).items():
-                if entry.backend not in backends:
+            entries = raw.get(section) if isinstance(raw, dict) else None
+            for name, entry in (entries.items() if isinstance(entries, dict) else ()):
+                backend = entry.get("backend") if isinstance(entry, dict) else None
+                if backend in ("attributes", "openai", *FILE_BACKENDS) and backend not in backends:
                     other = "files" if section == "sets" else "sets"
-                    raise ValueError(f"{section}.{name}: backend {entry.backend!r} belongs in "
+                    raise ValueError(f"{section}.{name}: backend {backend!r} belongs in "
                                      f"describe.{other} (describe.{section} takes "
                                      f"{' or '.join(backends)})")
+        return raw
+
+    @model_validator(mode="after")
+    def _sets_and_files_differ(self) -> Describe:
         both = sorted(set(self.sets) & set(self.files))
         if both:
             raise ValueError(f"{', '.join(map(repr, both))} named in both sets and files")

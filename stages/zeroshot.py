@@ -23,7 +23,7 @@ import typer
 
 from pipeline.common import InputError, read_parquet_with_metadata, write_json, write_parquet
 from stages.common import PARAMS_OPTION, resolve_device
-from stages.layout import artifact, artifact_option, require
+from stages.layout import artifact_option, describe_stage, require
 from stages.params import ParamsError, load_params
 
 TEMPLATES = Path("prompts/templates")  # relative to the project root, like dvc.yaml's paths
@@ -48,7 +48,8 @@ def main(name: Optional[str] = typer.Argument(None, help="The backbone to score,
                           f"{', '.join(settings.clip.backbones)})")
     clip_dir = require(clip_root / name, made_by=f"clip@{name}")
     require(index / "cub_images.parquet", made_by="data")
-    sets = {s: require(descriptions / f"{s}.parquet", made_by=f"describe@{s}")
+    sets = {s: require(descriptions / f"{s}.parquet",
+                       made_by=describe_stage(s, settings.describe))
             for s in config.descriptions}
     from pipeline.zeroshot import load_template_set
 
@@ -191,9 +192,11 @@ def main(name: Optional[str] = typer.Argument(None, help="The backbone to score,
 
 
 def _dataset(data, classes: int) -> str:
-    if Path(data.root).parent == artifact("demo"):  # a world the demo stage drew
+    """What the dataset is, in a few words (run.json, every table of the report)."""
+    if Path(data.root).name in data.demo:  # a world of demo@<name>
         return f"demo world ({classes} made-up bird species, drawn)"
-    return f"{data.target.path} ({classes} classes)"
+    name = "CUB-200-2011" if data.target.format == "cub" else data.target.path
+    return f"{name} ({classes} classes)"
 
 
 def _prompt_of(described, describe) -> str:

@@ -11,7 +11,8 @@ def test_a_long_cpu_job_is_announced_with_its_duration_and_the_fix(capsys):
     warn_if_long_on_cpu("cpu", "train_qformer", 5540, lambda: 15.0, "steps", "Use a GPU.")
     line = capsys.readouterr().err
     assert line.startswith("train_qformer: WARNING: running on the CPU, this would take about "
-                           "23.1 hours (5,540 steps at 15 s each, measured here). Use a GPU.")
+                           "23.1 hours from scratch (5,540 steps at 15 s each, measured here). "
+                           "Use a GPU.")
     warn_if_long_on_cpu("cpu", "extract@coco_images", 123_287, lambda: 1.5, "images", "GPU!")
     assert "about 2.1 days" in capsys.readouterr().err
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from pipeline.common import InputError
 from pipeline.data import (read_coco_annotations, read_cub_attributes, read_cub_images,
                            read_karpathy_coco, read_reed_captions)
-from pipeline.data import download as dl
+from pipeline import download as dl
 from stages.cli import app
 
 runner = CliRunner()

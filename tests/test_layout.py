@@ -104,11 +104,15 @@ def test_stages_use_only_the_public_names_of_each_package():
                 f"{path.name} imports {name}, which {module}.__all__ does not offer")
 
 
+RUN_BY = {"describe_file": "describe"}  # stages whose command is another stage's
+
+
 def test_dvc_yaml_code_deps_are_the_code_each_stage_runs():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         stage = stage.get("do", stage)  # foreach stages
         code = {d for d in stage["deps"] if d.startswith(("pipeline/", "stages/"))}
+        name = RUN_BY.get(name, name)
         module = STAGES / f"{name}.py"
         runs = package_closure(pipeline_parts(imports(module)))
         expected = {f"stages/{name}.py"} | {

@@ -128,7 +128,7 @@ def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_pat
     subprocess.run(["git", "clone", "-q", str(project), str(teammate)], check=True)
     shutil.copytree(project / "data", tmp_path / "their-disk" / "datasets")
     (teammate / "data").symlink_to(tmp_path / "their-disk" / "datasets")
-    dvc(teammate, "pull")
+    dvc(teammate, "pull", "--with-deps", "extract@cub_images")  # what A ran
     ran = ["data", "clip@demo-micro", "extract@cub_images"]
     assert dvc(teammate, "status", *ran).strip() == "Data and pipelines are up to date."
     assert "Running stage" not in dvc(teammate, "repro", "extract@cub_images")
@@ -151,4 +151,4 @@ def test_an_imagefolder_target_without_reed_has_no_reed_column(project):
     metrics = yaml.safe_load((project / "artifacts" / "evaluate" / "metrics.json").read_text())
     assert not [key for key in metrics["adapter_top1"] if "reed" in key]
     run = yaml.safe_load((project / "artifacts" / "zeroshot" / "demo-micro" / "run.json").read_text())
-    assert run["dataset"] == f"cars ({CLASSES} classes)"
+    assert run["dataset"] == f"cars ({CLASSES} classes)"  # the target folder: not CUB

@@ -40,16 +40,9 @@ pytestmark = pytest.mark.remote
 # --- The shrunk demo: what A reproduces. ----------------------------------------------------
 
 def _shrink_demo_world(data_section: dict) -> None:
-    """The demo world's sizes, small. THE ONE PLACE THAT KNOWS THE LAYOUT OF params.yaml's `data`
-    SECTION: adapt it, and only it, when that section is restructured.
-
-    Two layouts are understood: `data.demo` as one world (its sizes directly under it), and
-    `data.demo` as named worlds (`data.demo.<name>.<size>`, one demo@<name> stage each)."""
-    demo = data_section.get("demo")
-    if not demo:  # no demo world (real data): nothing to shrink
-        return
-    worlds = [demo] if "num_classes" in demo else [w for w in demo.values() if isinstance(w, dict)]
-    for world in worlds:  # the validator's minimums: coco_images >= 100, num_classes >= 2
+    """Every demo world (`data.demo.<name>`, one demo@<name> stage each) small; the validator's
+    minimums are coco_images >= 100 and num_classes >= 2."""
+    for world in data_section.get("demo", {}).values():
         world.update(num_classes=5, train_per_class=8, test_per_class=8, coco_images=200)
 
 

@@ -3,7 +3,7 @@ for datasets that are not CUB-shaped: Stanford Cars, FGVC-Aircraft, Flowers-102,
 
 The split comes from one of:
 - `root/train/<class>/<image>` and `root/test/<class>/<image>` (no split file), or
-- a split file beside the images, one line per image: `<path under root> <train|test>`.
+- a split file (anywhere: its path is given), one line per image: `<path under root> <train|test>`.
 
 Class names are the folder names (`_` read as a space), or come from a names file with lines
 `<folder> <name>`. Class ids are 1-based in the sorted order of the folders, as in CUB.

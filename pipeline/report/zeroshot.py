@@ -24,7 +24,8 @@ PAPER_TEMPLATE_SET = "paper"  # prompts/templates/paper.yaml: the published CLIP
 
 def published_as(method: str, variant: str, description_set: dict | None) -> str | None:
     """The published column a row of ours reproduces (a ZERO_SHOT key), if any.
-    description_set: the describe.sets entry of a CBD row ({backend, prompt, path, ...})."""
+    description_set: the describe.sets or describe.files entry of a CBD row ({backend, prompt,
+    path, ...})."""
     if method == "clip":
         return "clip" if variant == PAPER_TEMPLATE_SET else None
     if method != "cbd" or description_set is None:

@@ -20,6 +20,7 @@ import errno
 import hashlib
 import re
 import shutil
+import sys
 import tarfile
 import time
 import zipfile
@@ -33,6 +34,9 @@ import urllib3
 from tqdm import tqdm
 
 from pipeline.common import InputError
+
+__all__ = ["DATASETS", "SOURCES", "ManualStepRequired", "Source", "dataset_sources", "download",
+           "extract", "fetch_source", "place", "verify"]
 
 CHUNK = 1 << 20
 TIMEOUT = (15, 60)  # seconds: to connect, and between two reads
@@ -157,7 +161,8 @@ def fetch_source(source: Source, root: Path, mirror: str | None = None, *,
         archive.unlink()
         log(f"{source.dataset}: {target} done ({archive.name} removed)")
     else:
-        log(f"{source.dataset}: {target} done ({archive} kept: it was there before)")
+        log(f"{source.dataset}: {target} done ({archive} kept: this run did not download it; "
+            "delete it when you like)")
 
 
 # --- downloading --------------------------------------------------------------------------------
@@ -353,7 +358,14 @@ def extract(archive: Path, target: Path, layout: tuple[tuple[str, str], ...], *,
             raise InputError(f"{archive} holds no {', '.join(missing)}: not the expected "
                              "archive? Delete it and run again")
         (staging / target.name).replace(target)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
+            raise InputError(f"cannot unpack {archive} into {target.parent} ({_short(error)}): "
+                             "free some space or fix the permissions, then run again (the "
+                             "archive is kept)") from None
+        raise InputError(f"{archive} cannot be unpacked ({_short(error)}): delete it and run "
+                         "again") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
         raise InputError(f"{archive} cannot be unpacked ({_short(error)}): delete it and run "
                          "again") from None
     finally:
@@ -371,6 +383,10 @@ def _record(member: str, layout, found: set[str]) -> str | None:
 
 
 def _extract_tar(archive, staging: Path, name: str, layout, found, bar) -> None:
+    if not hasattr(tarfile, "data_filter"):  # added in 3.10.12 / 3.11.4
+        raise InputError(f"Python {sys.version.split()[0]} cannot unpack {archive} safely "
+                         "(tarfile has no extraction filters): use Python >= 3.10.12 or "
+                         ">= 3.11.4, or unpack it yourself")
     with tarfile.open(archive) as tar:
         for member in tar:
             inside = _record(member.name, layout, found) if member.isfile() else None
