@@ -14,7 +14,7 @@ from conftest import REPO
 PIPELINE, STAGES = REPO / "pipeline", REPO / "stages"
 PACKAGES = sorted(p.name for p in PIPELINE.iterdir() if (p / "__init__.py").is_file())
 # stages/ helpers that compute nothing and are deliberately no dependency (see dvc.yaml)
-HELPERS = {"common", "layout", "params", "cli", "bench"}
+HELPERS = {"common", "layout", "params", "param_sections", "input_params", "cli", "bench"}
 
 
 def imports(path: Path) -> set[str]:
