@@ -3,6 +3,7 @@ measured in the same run, so they compare across machines; see docs/benchmarks.m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def adapter(
     qformer: Path = artifact_option("train_qformer", "checkpoint", help="Q-Former checkpoint."),
     repeats: int = typer.Option(3, min=1, help="Time each way this many times, interleaved, "
                                 "and keep the best of each."),
+    sample: int = typer.Option(None, min=1, help="Train only this many heads one at a time "
+                               "(spread over the grid) and extrapolate to all: keeps the bench "
+                               "of a preset-size grid short. Default: every head."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     params: Path = PARAMS_OPTION,
 ) -> None:
@@ -108,10 +112,51 @@ def adapter(
     print(f"bench adapter: {len(runs)} heads on {len(inputs.labels)} training rows, {device}")
     result = bench_adapter(inputs.features, inputs.labels, pools,
                            [run.stream_seed for run in runs], len(inputs.class_ids),
-                           repeats=repeats, steps=config.steps, batch_size=config.batch_size,
+                           repeats=repeats, sample=sample, steps=config.steps,
+                           batch_size=config.batch_size,
                            lr=config.lr, weight_decay=config.weight_decay,
                            logit_scale=config.logit_scale)
     print(result.report())
     if json_out:
         json_out.write_text(json.dumps(dict(result.__dict__, speedup=result.speedup,
                                             device=str(device)), indent=2))
+
+
+@app.command("qformer")
+@one_line_errors
+def qformer(
+    pairs: int = typer.Option(None, min=1, help="Training pairs per timed epoch. Default: 16 "
+                              "batches."),
+    width: int = typer.Option(512, min=1, help="CLIP feature width (512: ViT-B-32, 768: "
+                              "ViT-L-14); the features are random, speed does not depend on them."),
+    repeats: int = typer.Option(2, min=1, help="Time each loop this many times, interleaved, "
+                                "and keep the best of each (the first pays the warm-up)."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """The Q-Former's training loop (train_qformer params: the model, the batch, the device)
+    against the loop it replaced, on the same random features: pairs/s and achieved TFLOP/s.
+    The preset's model: --params presets/cub-paper.yaml."""
+    config = load_params(params).train_qformer
+
+    from pipeline.bench import bench_qformer
+    from pipeline.qformer import QFormerConfig
+
+    device = resolve_device(config.device, "train_qformer.device")
+    model = QFormerConfig(text_width=width, image_width=width, **config.model_dump(include={
+        "num_queries", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+        "cross_attention_frequency", "pooling", "dropout"}))
+    pairs = pairs or 16 * config.batch_size
+    print(f"bench qformer: {pairs} random pairs of width {width}, {config.num_layers} layers x "
+          f"{config.hidden_size}, {config.num_queries} queries, batch {config.batch_size}, "
+          f"{device}")
+    result = bench_qformer(model, pairs, config.batch_size, device, repeats=repeats,
+                           seed=config.seed, **config.model_dump(include={
+                               "loss", "margin", "weighting", "temperature", "lr",
+                               "weight_decay", "warmup_fraction", "grad_clip"}))
+    print(result.report())
+    if json_out:
+        json_out.write_text(json.dumps(dict(
+            dataclasses.asdict(result),
+            pairs_per_second={w: result.pairs_per_second(w) for w in result.seconds},
+            tflops={w: result.tflops(w) for w in result.seconds}), indent=2))

@@ -1,0 +1,129 @@
+"""How fast does the Q-Former train? `train_qformer` (today's loop) against the loop as it was
+before it (AdamW unfused, the loss read back to the host every step), on the same synthetic
+features from the same initial weights, timed in one run: pairs/s, and the achieved TFLOP/s by
+the usual 6 x parameters x tokens count.
+
+Synthetic features are enough: speed does not depend on the values, only on the shapes (the
+model, the batch, pooled text features).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+
+import torch
+
+from pipeline.clip.training import cosine_schedule
+from pipeline.qformer.losses import qformer_loss
+from pipeline.qformer.model import QFormerConfig, TextToImageQFormer
+from pipeline.qformer.text_inputs import PooledTexts
+from pipeline.qformer.training import train_qformer
+
+WAYS = ("before", "ours")  # the reference loop first: the table reads as a speed-up
+VALIDATION_PAIRS = 64  # train_qformer scores a held-out set each epoch: kept negligible
+
+
+@dataclasses.dataclass
+class QFormerBench:
+    pairs: int  # training pairs per timed epoch
+    batch_size: int
+    parameters: int
+    tokens_per_pair: int  # queries + text tokens (1: a pooled text feature)
+    device: str
+    seconds: dict[str, float]  # way -> the best of `repeats` epochs
+    max_weight_difference: float  # between the two ways' trained weights
+    repeats: int = 1
+
+    def pairs_per_second(self, way: str) -> float:
+        return self.pairs / self.seconds[way]
+
+    def tflops(self, way: str) -> float:
+        return 6 * self.parameters * self.tokens_per_pair * self.pairs_per_second(way) / 1e12
+
+    def report(self) -> str:
+        lines = [f"{self.pairs} pairs (batch {self.batch_size}), {self.parameters / 1e6:.1f}M "
+                 f"parameters, {self.tokens_per_pair} tokens a pair, {self.device}, best of "
+                 f"{self.repeats}", f"{'loop':<8} {'seconds':>9} {'pairs/s':>10} {'TFLOP/s':>9}"]
+        lines += [f"{way:<8} {self.seconds[way]:9.3f} {self.pairs_per_second(way):10,.0f} "
+                  f"{self.tflops(way):9.3f}" for way in WAYS]
+        lines.append(f"ours / before = {self.seconds['before'] / self.seconds['ours']:.2f}x; max "
+                     f"|weight difference| = {self.max_weight_difference:.2e}")
+        return "\n".join(lines)
+
+
+def bench_qformer(config: QFormerConfig, pairs: int, batch_size: int,
+                  device: str | torch.device, repeats: int = 1, seed: int = 0,
+                  **training) -> QFormerBench:
+    """Train one epoch of `pairs` random pairs each way, `repeats` times interleaved, from the
+    same weights; `training`: train_qformer's loss and optimiser settings (lr, loss, ...)."""
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(seed)
+    text = PooledTexts(torch.randn(pairs, config.text_width, generator=generator).to(device))
+    image = torch.randn(pairs, config.image_width, generator=generator).to(device)
+    val_text = PooledTexts(torch.randn(VALIDATION_PAIRS, config.text_width,
+                                       generator=generator).to(device))
+    val_images = torch.randn(VALIDATION_PAIRS, config.image_width, generator=generator).to(device)
+    torch.manual_seed(seed)
+    start_model = TextToImageQFormer(config).to(device)
+    settings = dict(training, epochs=1, batch_size=batch_size, seed=seed)
+    seconds, trained = {way: float("inf") for way in WAYS}, {}
+    for _ in range(repeats):
+        for way in WAYS:
+            model = copy.deepcopy(start_model)
+            _synchronize(device)
+            start = time.perf_counter()
+            if way == "ours":
+                train_qformer(model, text, image, val_text=val_text, val_images=val_images,
+                              val_caption_image=torch.arange(VALIDATION_PAIRS, device=device),
+                              show_progress=False, **settings)
+            else:
+                _epoch_before(model, text, image, **settings)
+            _synchronize(device)
+            seconds[way] = min(seconds[way], time.perf_counter() - start)
+            trained[way] = model
+    difference = max((a - b).abs().max().item() for a, b in
+                     zip(trained["ours"].parameters(), trained["before"].parameters()))
+    return QFormerBench(pairs=max(1, pairs // batch_size) * batch_size, batch_size=batch_size,
+                        parameters=sum(p.numel() for p in start_model.parameters()),
+                        tokens_per_pair=config.num_queries + 1, device=str(device),
+                        seconds=seconds, max_weight_difference=difference, repeats=repeats)
+
+
+def _epoch_before(model: TextToImageQFormer, text: PooledTexts, image: torch.Tensor, *,
+                  loss: str, margin: float, weighting: str, temperature: float, epochs: int,
+                  batch_size: int, lr: float, weight_decay: float, warmup_fraction: float,
+                  grad_clip: float, seed: int) -> float:
+    """The training loop as `train_qformer` ran it before issue 14 (one epoch, no validation):
+    the reference the bench measures against."""
+    device = image.device
+    torch.manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    steps = max(1, len(text) // batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = cosine_schedule(optimizer, max(1, int(warmup_fraction * steps * epochs)),
+                               steps * epochs)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                              enabled=device.type == "cuda")
+    model.train()
+    order = torch.randperm(len(text), generator=generator).to(device)
+    running = 0.0
+    for step in range(steps):
+        index = order[step * batch_size:(step + 1) * batch_size]
+        with autocast:
+            pred = model(*text.batch(index))
+        value = qformer_loss(loss, pred.float(), image[index], margin=margin,
+                             temperature=temperature, weighting=weighting)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        schedule.step()
+        running += value.item()  # a host sync every step
+    return running / steps
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
