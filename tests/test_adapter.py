@@ -161,3 +161,7 @@ def test_bench_adapter_times_the_same_heads_both_ways():
     assert result.batched_seconds > 0 and result.sequential_seconds > 0
     assert result.max_weight_difference < 1e-5  # the two ways train the same heads
     assert "sequential / batched" in result.report()
+    sampled = bench_adapter(features, labels, pools, [[0], [1], [2]], 4, repeats=1, sample=2,
+                            steps=20, batch_size=8, lr=0.05, weight_decay=0.0, logit_scale=1.0)
+    assert sampled.sampled_heads == 2 and sampled.max_weight_difference < 1e-5
+    assert "extrapolated from 2 of the 3 heads" in sampled.report()
