@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,33 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real metadata folder {SHARED_DATA} is absent (only CI and developers have it)")
     return SHARED_DATA
+
+
+def copy_repo(dest: Path, skip: tuple[str, ...] = ()) -> Path:
+    """The project as git sees it (tracked and untracked, not ignored files; none under a `skip`
+    prefix) copied into `dest`, without dvc.lock: a fresh machine's checkout."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        if (REPO / rel).is_file() and not rel.startswith(skip):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    return dest
+
+
+def run_by_hand(project: Path, *args: str) -> str:
+    """`fgvc <args>` in `project`, in this process (the stages' startup, minus the subprocess);
+    its output."""
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
+    return result.output

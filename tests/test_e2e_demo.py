@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import copy_repo
 
 pytestmark = pytest.mark.e2e
 NUM_CLASSES = 20
@@ -48,14 +48,7 @@ def stage_names(repo: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("e2e") / "fgvc"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (REPO / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, repo / rel)
-    for lock in (repo / "dvc.lock",):
-        lock.unlink(missing_ok=True)
+    copy_repo(repo)
     run(repo, "git", "init", "-q")
     run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")

@@ -15,11 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from stages.cli import app
 
-from conftest import REPO
+from conftest import REPO, run_by_hand
 
 FGVC = str(Path(sys.executable).parent / "fgvc")
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
@@ -178,17 +176,6 @@ def test_a_wrong_dataset_folder_names_the_params_key(project, tmp_path):
     assert one_error_line(result) == (
         f"error: data.target.path: missing file "
         f"{tmp_path / 'downloads' / 'CUB_200_2011' / 'images.txt'}")
-
-
-def run_by_hand(project: Path, *args: str) -> None:
-    """`fgvc <args>` in `project`, in this process (the stages' startup, minus the subprocess)."""
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        result = CliRunner().invoke(app, list(args))
-    finally:
-        os.chdir(cwd)
-    assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from conftest import REPO
+from conftest import copy_repo, run_by_hand
 from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
-from stages.cli import app
 
 pytestmark = pytest.mark.e2e
 CLASSES = 4
@@ -31,17 +29,6 @@ def dvc(cwd: Path, *args: str) -> str:
                             capture_output=True, text=True)
     assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-def by_hand(project: Path, *args: str) -> str:
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        result = CliRunner().invoke(app, list(args))
-    finally:
-        os.chdir(cwd)
-    assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
-    return result.output
 
 
 def imagefolder_data(world: Path, data: Path) -> None:
@@ -68,13 +55,7 @@ def project(tmp_path_factory) -> Path:
                                              test_per_class=6, coco_images=120, image_size=48),
                         show_progress=False)
     project = root / "project"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (REPO / rel).is_file() and not rel.startswith("tests/"):
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, project / rel)
-    (project / "dvc.lock").unlink(missing_ok=True)
+    copy_repo(project, skip=("tests/",))
     imagefolder_data(world, root / "elsewhere")
     (project / "data").symlink_to(root / "elsewhere")  # as the README advises
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -139,9 +120,9 @@ def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_pat
 def test_an_imagefolder_target_without_reed_has_no_reed_column(project):
     dvc(project, "repro", "describe_file@own")
     for name in ("coco_images", "coco_captions", "reed_captions", "descriptions", "class_prompts"):
-        by_hand(project, "extract", name)
+        run_by_hand(project, "extract", name)
     for command in ("train_qformer", "train_adapter", "evaluate", "zeroshot", "report"):
-        by_hand(project, command)
+        run_by_hand(project, command)
     report = project / "artifacts" / "report"
     table = pd.read_csv(report / "table1.csv")
     assert set(table["text_source"]) == {"none", "llm"}  # no Reed column trained or shown

@@ -22,7 +22,6 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import copy_repo
 
 pytestmark = pytest.mark.remote
 
@@ -188,13 +187,7 @@ def configure_machine(repo: Path, name: str) -> Path:
 def machine_a(tmp_path_factory, s3_endpoint) -> MachineA:
     root = tmp_path_factory.mktemp("sharing")
     repo = root / "A"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (REPO / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, repo / rel)
-    (repo / "dvc.lock").unlink(missing_ok=True)
+    copy_repo(repo)
     params_file = repo / "params.yaml"
     params_file.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_file.read_text())),
                                           sort_keys=False))
