@@ -53,7 +53,7 @@ class ExtractImages(Section):
     num_workers: int = Field(1, ge=0)  # decode processes beside the encoder (0: decode inline)
     max_image_pixels: int = Field(100_000_000, ge=1)  # larger: JPEG draft decode, else skipped
     max_bad_fraction: float = Field(0.01, ge=0, le=1)  # more undecodable images fail the stage
-    decode: Literal["pil", "torchvision"] = "pil"  # torchvision: JPEGs decoded on the device
+    decode: Literal["pil", "torchvision", "nvimgcodec"] = "pil"  # else: JPEGs decoded on the device
     engine: Literal["local", "ray"] = "local"
     ray: RayEngine = RayEngine()
 

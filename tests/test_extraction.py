@@ -339,12 +339,15 @@ def test_device_jpeg_decoding_matches_pil_and_falls_back_for_the_rest(tmp_path, 
                                     **run)
     assert device.manifest["errors"] == pil.manifest["errors"]  # truncated: refused by both
     assert device.manifest["variant"] == {"decode": "torchvision", "device": "cpu", "amp": "none",
-                                          "max_image_pixels": options.max_image_pixels}
+                                          "max_image_pixels": options.max_image_pixels,
+                                          "resize": "pillow-batched"}
     a, b = read_feature_set(tmp_path / "pil"), read_feature_set(tmp_path / "tv")
     pd.testing.assert_frame_equal(a.ids, b.ids)
     cosine = (a.embeddings * b.embeddings).sum(1) / (
         np.linalg.norm(a.embeddings, axis=1) * np.linalg.norm(b.embeddings, axis=1))
-    assert cosine.min() > 0.99  # another resampler, nearly the same features
+    # libjpeg-turbo decodes on the CPU as in PIL, and the batched resize is Pillow's filter:
+    # the same pixels within one 8-bit level, so the same features within float16 storage.
+    assert cosine.min() > 0.9999
     # A feature set is never a mix of decoders: switching recomputes every shard.
     again = extract_image_features(clip, tmp_path / "world", index, tmp_path / "pil",
                                    options=dataclasses.replace(options, decode="torchvision"),

@@ -3,8 +3,10 @@ training and scoring stage reads them).
 
 `store`: the shard format, resume, manifest and readers. `images` and `texts`: encoding image
 files and texts into a feature set; `encoding` what both share. `decoding` turns any image file
-into RGB or names why not; `device_decoding` decodes JPEGs on the GPU; `ray_engine` spreads image
-decoding and encoding over a Ray cluster (optional: needs `ray`).
+into RGB or names why not; `preprocessing` is CLIP's preprocessing cut at 8-bit pixels, and
+resizes whole batches on the device (with `resampling`, Pillow's filter as matrices);
+`device_decoding` decodes JPEGs on the GPU; `ray_engine` spreads image decoding and encoding over
+a Ray cluster (optional: needs `ray`).
 """
 
 from pipeline.features.encoding import ExtractOptions, ExtractResult

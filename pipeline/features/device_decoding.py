@@ -1,87 +1,111 @@
-"""JPEG decode and CLIP preprocessing on the model's device (`extract.images.decode: torchvision`).
+"""JPEG decoding on the model's device (`extract.images.decode: torchvision | nvimgcodec`).
 
 On a GPU, PIL decoding on CPU workers is what bounds extraction (a ViT-B-32 encodes far more
-images per second than 16 cores decode). Here workers only read file bytes; the batch is decoded
-by torchvision's batched `decode_jpeg(device=...)` (nvJPEG on CUDA) and resized, cropped and
-normalised there, following the CLIP's own preprocessing config. Files that are not JPEGs, or
-that nvJPEG refuses, go through the PIL path instead (`decoding`), so nothing is lost and
-bad files still get their reason.
+images per second than 16 cores decode). With a device decoder, workers only read file bytes;
+each batch is decoded on the device and resized there in batches (`preprocessing`). Two
+decoders:
 
-Pixels differ slightly from PIL's (another bicubic resampler), so features differ slightly too:
-the feature set records the decoder, and shards of one decoder are never mixed with another's.
+    torchvision   `torchvision.io.decode_jpeg(list, device=...)`: nvJPEG on CUDA (the SMs);
+                  also runs on the CPU
+    nvimgcodec    NVIDIA's nvImageCodec (`pip install -e '.[nvimgcodec]'`): on an A100/H100
+                  the hardware JPEG engines decode beside the SMs that run the model
+
+Files that are not JPEGs, or that the decoder refuses, go through the PIL path instead
+(`decoding`), so nothing is lost and bad files still get their reason. Pixels differ slightly
+from PIL's (another IDCT), so features differ slightly too: the feature set records the decoder,
+and shards of one decoder are never mixed with another's.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
-from pipeline.clip.loading import input_size
 from pipeline.common import InputError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"  # EOI: a file without it was cut short
-INTERPOLATIONS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
-                  "nearest": InterpolationMode.NEAREST}
+DEVICE_DECODERS = ("torchvision", "nvimgcodec")
+
+# Decoded: (3, h, w) uint8 images on the device (None where decoding failed), and the positions
+# that failed.
+Decoded = tuple[list[torch.Tensor | None], list[int]]
 
 
 def is_jpeg(data: bytes) -> bool:
     return data[:3] == JPEG_MAGIC
 
 
-class DevicePreprocess:
-    """open_clip's eval preprocessing (resize, center crop, normalise) for decoded uint8 images
-    already on `device`. Supports the `shortest` (square) and `squash` resize modes."""
+class TorchvisionDecoder:
+    """torchvision's batched `decode_jpeg`: the whole list in one call when every file decodes;
+    after a failure, one by one, so one bad file costs only itself."""
 
-    def __init__(self, preprocess: dict, device: str | torch.device):
-        height, width = input_size(preprocess)
-        mode = preprocess.get("resize_mode", "shortest")
-        if mode not in {"shortest", "squash"} or (mode == "shortest" and height != width):
-            raise InputError(f"decode 'torchvision' supports open_clip's square 'shortest' and "
-                             f"'squash' resize modes, not {mode!r} at {height}x{width}; use 'pil'")
-        if preprocess.get("interpolation", "bicubic") not in INTERPOLATIONS:
-            raise InputError(f"decode 'torchvision' does not support the interpolation "
-                             f"{preprocess['interpolation']!r}; use 'pil'")
+    def __init__(self, device: str | torch.device):
         self.device = torch.device(device)
-        self.size, self.mode = (int(height), int(width)), mode
-        self.interpolation = INTERPOLATIONS[preprocess.get("interpolation", "bicubic")]
-        self.mean = torch.tensor(preprocess["mean"], device=self.device).view(3, 1, 1)
-        self.std = torch.tensor(preprocess["std"], device=self.device).view(3, 1, 1)
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, h, w) uint8 -> (3, H, W) float32, normalised."""
-        if self.mode == "squash":
-            image = F.resize(image, list(self.size), self.interpolation, antialias=True)
-        else:
-            image = F.resize(image, [self.size[0]], self.interpolation, antialias=True)
-            image = F.center_crop(image, list(self.size))
-        return (image.float() / 255.0 - self.mean) / self.std
+    def __call__(self, data: list[torch.Tensor]) -> Decoded:
+        if not data:
+            return [], []
+        with warnings.catch_warnings():
+            # torchvision 0.29 deprecates its codecs in favour of TorchCodec, whose batched GPU
+            # image decoding is the migration path once it is as widely installed; until then
+            # one warning per batch would bury the progress bar.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)), []
+            except RuntimeError:
+                images, failed = [], []
+                for i, item in enumerate(data):
+                    try:
+                        images.append(decode_jpeg(item, mode=ImageReadMode.RGB, device=self.device))
+                    except RuntimeError:
+                        images.append(None)
+                        failed.append(i)
+                return images, failed
 
 
-def decode_jpegs(data: list[torch.Tensor], device: torch.device
-                 ) -> tuple[list[torch.Tensor | None], list[int]]:
-    """Decode 1-D uint8 byte tensors to (3, h, w) uint8 RGB on `device`, as one batch when all
-    decode; on a failure, one by one. Returns the images (None where decoding failed) and the
-    positions that failed."""
-    if not data:
-        return [], []
-    with warnings.catch_warnings():
-        # torchvision 0.29 deprecates its codecs in favour of TorchCodec, whose batched GPU
-        # image decoding is the migration path once it is as widely installed; until then one
-        # warning per batch would bury the progress bar.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device)), []
-        except RuntimeError:
-            images, failed = [], []
-            for i, item in enumerate(data):
-                try:
-                    images.append(decode_jpeg(item, mode=ImageReadMode.RGB, device=device))
-                except RuntimeError:
-                    images.append(None)
-                    failed.append(i)
-            return images, failed
+class NvImageCodecDecoder:
+    """nvImageCodec's batched decoder on a CUDA device, with its default backends (the hardware
+    JPEG engines where the GPU has them, else nvJPEG on the SMs, else the CPU). EXIF orientation
+    is not applied, as PIL's `Image.open` does not apply it either."""
+
+    def __init__(self, device: str | torch.device):
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise InputError("extract.images.decode: nvimgcodec decodes on a CUDA GPU; set "
+                             "extract.device to cuda, or use decode: torchvision or pil")
+        if importlib.util.find_spec("nvidia.nvimgcodec") is None:
+            raise InputError("extract.images.decode: nvimgcodec needs nvImageCodec: "
+                             "pip install -e '.[nvimgcodec]' (CUDA 13; for CUDA 12: "
+                             "pip install nvidia-nvimgcodec-cu12 nvidia-nvjpeg-cu12)")
+        from nvidia import nvimgcodec
+
+        self.codec = nvimgcodec
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        self.decoder = nvimgcodec.Decoder(device_id=index)
+        self.params = nvimgcodec.DecodeParams(apply_exif_orientation=False,
+                                              color_spec=nvimgcodec.ColorSpec.SRGB,
+                                              sample_format=nvimgcodec.SampleFormat.I_RGB)
+
+    def __call__(self, data: list[torch.Tensor]) -> Decoded:
+        if not data:
+            return [], []
+        streams = [self.codec.CodeStream(item.numpy()) for item in data]
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        decoded = self.decoder.decode(streams, params=self.params, cuda_stream=stream)
+        images = [None if image is None
+                  else torch.as_tensor(image, device=self.device).permute(2, 0, 1)
+                  for image in decoded]
+        return images, [i for i, image in enumerate(images) if image is None]
+
+
+def device_decoder(name: str, device: str | torch.device):
+    """The decoder `extract.images.decode` names, on `device`."""
+    if name == "torchvision":
+        return TorchvisionDecoder(device)
+    if name == "nvimgcodec":
+        return NvImageCodecDecoder(device)
+    raise ValueError(f"no device decoder {name!r}; known: {', '.join(DEVICE_DECODERS)}")

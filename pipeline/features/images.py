@@ -6,8 +6,11 @@ loses at most the shards in flight. Batches never straddle a shard, so a shard's
 not depend on which other shards were still pending: a resumed run writes the same bytes as an
 uninterrupted one.
 
-Images are decoded and preprocessed by DataLoader workers (pinned memory, prefetch) while the
-model encodes earlier batches; on CUDA the model runs under autocast, channels-last. Bad images
+Images are decoded, resized and cropped by DataLoader workers, which ship 8-bit pixels (pinned
+memory, prefetch within a fixed memory budget) while the model encodes earlier batches; the
+batch is normalised on the model's device (`preprocessing`). With a device decoder, workers
+only read JPEG bytes and the batch is decoded and resized on the device (`device_decoding`).
+On CUDA the model runs under autocast, channels-last. Bad images
 are skipped with a reason (see `decoding`) and listed in the manifest. Text sets are encoded
 by `texts`.
 """
@@ -29,14 +32,16 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.clip.loading import Clip
+from pipeline.clip.loading import Clip, input_size
 from pipeline.common import InputError, write_text
 from pipeline.features.decoding import BadImage, load_rgb
-from pipeline.features.device_decoding import JPEG_END, DevicePreprocess, decode_jpegs, is_jpeg
+from pipeline.features.device_decoding import DEVICE_DECODERS, JPEG_END, device_decoder, is_jpeg
 from pipeline.features.encoding import ExtractOptions, ExtractResult, ImageEncoder, compute_variant
+from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
 from pipeline.features.store import ShardInfo, ShardPlan, resume, write_manifest, write_shard
 
 ERRORS_FILE = "errors.json"
+IN_FLIGHT_BYTES = 1 << 30  # pixels all decode workers prefetch together (>= 1 batch each)
 
 # A batch of encoded rows: input row numbers, their (n, D) float32 embeddings, and the rows that
 # were skipped as (row, reason).
@@ -53,19 +58,25 @@ class LoadedBatch(NamedTuple):
     """What the DataLoader workers hand over for one batch of rows."""
 
     rows: np.ndarray  # rows whose pixels are ready, in the order of `pixels`
-    pixels: torch.Tensor | None  # (B, 3, H, W) preprocessed on CPU
+    pixels: torch.Tensor | None  # (B, 3, H, W) uint8, resized and cropped on CPU
     bad: list[tuple[int, str]]  # (row, reason) of files that cannot be decoded
-    jpeg_rows: list[int]  # decode "torchvision": rows left to decode on the device ...
-    jpegs: list[torch.Tensor]  # ... and their file bytes (1-D uint8)
+    jpeg_rows: list[int]  # device decoding: rows left to decode on the device ...
+    jpeg_bytes: torch.Tensor | None  # ... their files' bytes end to end (1-D uint8: one block
+    jpeg_sizes: list[int]  # of shared memory per batch, not one per file) and each file's size
+
+    def jpegs(self) -> list[torch.Tensor]:
+        """Each file's bytes, a view into `jpeg_bytes`."""
+        return list(torch.split(self.jpeg_bytes, self.jpeg_sizes)) if self.jpeg_sizes else []
 
 
 class ImageRows(Dataset):
-    """Item `row` -> (row, preprocessed pixels, reason skipped, JPEG bytes); one of the last three
-    is set. With `raw_jpeg`, JPEGs of sane size come back as bytes for the device to decode."""
+    """Item `row` -> (row, uint8 pixels, reason skipped, JPEG bytes); one of the last three is
+    set. `to_pixels` turns an RGB PIL image into the model's (3, H, W) uint8 input. With
+    `raw_jpeg`, JPEGs of sane size come back as bytes for the device to decode."""
 
-    def __init__(self, root: Path, paths: list[str], preprocess, max_pixels: int,
+    def __init__(self, root: Path, paths: list[str], to_pixels, max_pixels: int,
                  raw_jpeg: bool = False):
-        self.root, self.paths, self.preprocess = Path(root), paths, preprocess
+        self.root, self.paths, self.to_pixels = Path(root), paths, to_pixels
         self.max_pixels, self.raw_jpeg = max_pixels, raw_jpeg
 
     def __len__(self) -> int:
@@ -76,16 +87,16 @@ class ImageRows(Dataset):
         if self.raw_jpeg:
             data = _jpeg_bytes(path, self.max_pixels)
             if data is not None:
-                return row, None, None, torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        pixels, reason = preprocess_file(path, self.preprocess, self.max_pixels)
+                return row, None, None, data
+        pixels, reason = preprocess_file(path, self.to_pixels, self.max_pixels)
         return row, pixels, reason, None
 
 
-def preprocess_file(path: Path, preprocess, max_pixels: int) -> tuple[torch.Tensor | None,
-                                                                      str | None]:
-    """(preprocessed (3, H, W) pixels, None), or (None, the reason the file cannot be used)."""
+def preprocess_file(path: Path, to_pixels, max_pixels: int) -> tuple[torch.Tensor | None,
+                                                                     str | None]:
+    """(the file's (3, H, W) pixels, None), or (None, the reason the file cannot be used)."""
     try:
-        return preprocess(load_rgb(path, max_pixels)), None
+        return to_pixels(load_rgb(path, max_pixels)), None
     except BadImage as error:
         return None, error.reason
 
@@ -107,51 +118,72 @@ def _jpeg_bytes(path: Path, max_pixels: int) -> bytes | None:
 
 def collate_images(items) -> LoadedBatch:
     ready = [(row, pixels) for row, pixels, _, _ in items if pixels is not None]
+    jpegs = [jpeg for _, _, _, jpeg in items if jpeg is not None]
     return LoadedBatch(
         rows=np.array([row for row, _ in ready], dtype=np.int64),
         pixels=torch.stack([p for _, p in ready]) if ready else None,
         bad=[(row, reason) for row, _, reason, _ in items if reason is not None],
         jpeg_rows=[row for row, _, _, jpeg in items if jpeg is not None],
-        jpegs=[jpeg for _, _, _, jpeg in items if jpeg is not None])
+        jpeg_bytes=(torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8)
+                    if jpegs else None),
+        jpeg_sizes=[len(jpeg) for jpeg in jpegs])
 
 
 def image_loader(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
                  options: ExtractOptions, num_workers: int | None = None) -> DataLoader:
+    """Batches of `LoadedBatch` from `num_workers` processes (default: the options'), each
+    prefetching as many batches as fit its share of `IN_FLIGHT_BYTES` (one at least, two at
+    most)."""
     workers = options.num_workers if num_workers is None else num_workers
-    dataset = ImageRows(root, paths, clip.preprocess, options.max_image_pixels,
-                        raw_jpeg=options.decode == "torchvision")
+    to_pixels, _ = split_preprocess(clip.preprocess)
+    device_decoding = options.decode in DEVICE_DECODERS
+    dataset = ImageRows(root, paths, to_pixels, options.max_image_pixels, raw_jpeg=device_decoding)
+    batch_bytes = options.batch_size * 3 * int(np.prod(input_size(clip.card["preprocess"])))
+    prefetch = max(1, min(2, IN_FLIGHT_BYTES // max(1, workers * batch_bytes)))
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                       collate_fn=collate_images, pin_memory=options.device.startswith("cuda"),
-                      prefetch_factor=2 if workers else None)
+                      prefetch_factor=prefetch if workers else None)
 
 
 class BatchFinisher:
-    """Turns a `LoadedBatch` into (rows, pixels on the device, bad rows): decodes the JPEG bytes
-    on the device (decode "torchvision"); what the device cannot decode goes through PIL."""
+    """Turns a `LoadedBatch` into (rows, normalised pixels on the device, bad rows). With a
+    device decoder it decodes the JPEG bytes and resizes them there; what the device cannot
+    decode goes through PIL."""
 
     def __init__(self, clip: Clip, root: Path, paths: list[str], options: ExtractOptions):
         self.device = torch.device(options.device)
-        self.fallback = ImageRows(root, paths, clip.preprocess, options.max_image_pixels)
-        self.prepare = (DevicePreprocess(clip.card["preprocess"], self.device)
-                        if options.decode == "torchvision" else None)
+        to_pixels, self.normalize = split_preprocess(clip.preprocess)
+        self.fallback = ImageRows(root, paths, to_pixels, options.max_image_pixels)
+        if options.decode in DEVICE_DECODERS:
+            self.decode = device_decoder(options.decode, self.device)
+            self.prepare = DevicePreprocess(clip.card["preprocess"], self.device)
 
     def __call__(self, batch: LoadedBatch) -> tuple[np.ndarray, torch.Tensor | None,
                                                      list[tuple[int, str]]]:
-        rows, bad = list(batch.rows), list(batch.bad)
-        pixels = [batch.pixels.to(self.device, non_blocking=True)] if batch.pixels is not None else []
-        if batch.jpegs:
-            decoded, _ = decode_jpegs(batch.jpegs, self.device)
-            for row, image in zip(batch.jpeg_rows, decoded):
+        rows, bad, host_pixels = list(batch.rows), list(batch.bad), []
+        if batch.pixels is not None:
+            host_pixels.append(batch.pixels)
+        decoded_rows, decoded = [], []
+        if batch.jpeg_sizes:
+            images, _ = self.decode(batch.jpegs())
+            for row, image in zip(batch.jpeg_rows, images):
                 if image is not None:
-                    rows.append(row)
-                    pixels.append(self.prepare(image)[None])
+                    decoded_rows.append(row)
+                    decoded.append(image)
                     continue
-                _, cpu_pixels, reason, _ = self.fallback[row]
+                _, pixels, reason, _ = self.fallback[row]
                 if reason is not None:
                     bad.append((row, reason))
                 else:
                     rows.append(row)
-                    pixels.append(cpu_pixels[None].to(self.device))
+                    host_pixels.append(pixels[None])
+        pixels = []
+        if host_pixels:  # one tensor as it came: pinned, so the copy overlaps
+            host = host_pixels[0] if len(host_pixels) == 1 else torch.cat(host_pixels)
+            pixels.append(self.normalize(host.to(self.device, non_blocking=True)))
+        if decoded:
+            rows += decoded_rows
+            pixels.append(self.prepare(decoded))
         return (np.array(rows, dtype=np.int64), torch.cat(pixels) if pixels else None, bad)
 
 
@@ -259,8 +291,7 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
     plan = ShardPlan.build(inputs, name=name, fingerprint=clip.fingerprint,
                            width=clip.card["embed_dim"], precision=options.precision,
                            shard_rows=options.shard_rows, local=local,
-                           variant=dict(compute_variant(options), decode=options.decode,
-                                        max_image_pixels=options.max_image_pixels))
+                           variant=image_variant(options))
     done = resume(out, plan)
     pending = [i for i in range(plan.num_shards) if i not in done]
     assembler = ShardAssembler(out, plan, index[id_columns], pending)
@@ -277,6 +308,17 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
     _check_bad_images(out, plan, shards, index[id_columns + ["path"]], options.max_bad_fraction)
     manifest = write_manifest(out, plan, shards, error_ids=index[id_columns + ["path"]])
     return ExtractResult(manifest, len(done), len(assembler.written))
+
+
+def image_variant(options: ExtractOptions) -> dict:
+    """What besides the model changes an image's embedding (see `compute_variant`): the decoder,
+    the size limit, and for device decoders the resampler (Pillow's filter as batched matrices
+    since this was added; shards of the per-image torchvision resize before it are redone)."""
+    variant = dict(compute_variant(options), decode=options.decode,
+                   max_image_pixels=options.max_image_pixels)
+    if options.decode in DEVICE_DECODERS:
+        variant["resize"] = "pillow-batched"
+    return variant
 
 
 def _check_bad_images(out: Path, plan: ShardPlan, shards: dict[int, ShardInfo],

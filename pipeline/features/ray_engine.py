@@ -24,14 +24,16 @@ from pipeline.clip.loading import Clip, input_size, load_clip
 from pipeline.common import InputError
 from pipeline.features.encoding import ExtractOptions, ImageEncoder
 from pipeline.features.images import Batch, preprocess_file
+from pipeline.features.preprocessing import split_preprocess
 
 
 def decode_images(batch: dict[str, np.ndarray], root: str, preprocess, max_pixels: int,
                   shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Ray Data batch function: paths -> preprocessed pixels, or the reason a file was skipped
-    (with zeros of the same `shape` in its place, so every batch stacks into one array)."""
+    """Ray Data batch function: paths -> uint8 pixels, resized and cropped (`preprocess` is the
+    PIL part of the CLIP's preprocessing), or the reason a file was skipped (with zeros of the
+    same `shape` in its place, so every batch stacks into one array)."""
     decoded = [preprocess_file(Path(root) / path, preprocess, max_pixels) for path in batch["path"]]
-    filled = np.stack([p.numpy() if p is not None else np.zeros(shape, np.float32)
+    filled = np.stack([p.numpy() if p is not None else np.zeros(shape, np.uint8)
                        for p, _ in decoded])
     reasons = np.array([reason or "" for _, reason in decoded], dtype=object)
     return {"row": batch["row"], "pixels": filled, "reason": reasons}
@@ -43,6 +45,8 @@ class EncodeImages:
     def __init__(self, clip_dir: str, device: str, amp: str):
         clip = load_clip(Path(clip_dir), device)
         self.encode = ImageEncoder(clip.model, device, amp)
+        _, self.normalize = split_preprocess(clip.preprocess)
+        self.device = device
         self.width = clip.card["embed_dim"]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -51,7 +55,8 @@ class EncodeImages:
         ok = batch["reason"] == ""
         embeddings = np.zeros((len(ok), self.width), np.float32)
         if ok.any():
-            embeddings[ok] = self.encode(torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok])))
+            pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok]))
+            embeddings[ok] = self.encode(self.normalize(pixels.to(self.device)))
         return {"row": batch["row"], "embedding": embeddings, "reason": batch["reason"]}
 
 
@@ -88,7 +93,7 @@ class RayImageEngine:
             ray.data.from_pandas(table).repartition(blocks)
             .map_batches(decode_images, batch_size=options.batch_size, num_cpus=self.decode_cpus,
                          fn_kwargs={"root": str(Path(root).resolve()),
-                                    "preprocess": clip.preprocess,
+                                    "preprocess": split_preprocess(clip.preprocess)[0],
                                     "max_pixels": options.max_image_pixels,
                                     "shape": (3, *input_size(clip.card["preprocess"]))})
             .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, device, options.amp),
