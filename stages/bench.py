@@ -32,11 +32,16 @@ def extract(
     batch_size: int = typer.Option(None, min=1, help="Default: extract.images.batch_size."),
     workers: int = typer.Option(None, min=0, help="Default: extract.images.num_workers."),
     device: str = typer.Option(None, help="cpu | cuda. Default: extract.device."),
+    decode: str = typer.Option(None, help="pil | torchvision | nvimgcodec. Default: "
+                               "extract.images.decode."),
+    processes: int = typer.Option(None, min=1, help="Processes of the bare-PIL bound. Default: "
+                                  "one per core."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """Image extraction throughput: decode-only, model-only, ours end to end, and a naive loop,
-    on the same files and model, with the ratios and peak memory of each phase."""
+    """Image extraction throughput on the same files and model: its bounds (bare PIL in every
+    core; each device decoder alone, and with our batched resize; the model alone), our input
+    side, ours end to end, and a naive loop, with the ratios and peak host memory of each."""
     settings = load_params(params)
     config = settings.extract
     if images is not None and not images.is_dir():
@@ -44,6 +49,9 @@ def extract(
     images = images or require_data_root(settings.data)
     if not model:
         require(clip_dir, made_by=f"clip@{clip_dir.name}")
+    decode = decode or config.images.decode
+    if decode not in {"pil", "torchvision", "nvimgcodec"}:
+        raise InputError(f"--decode: {decode!r} is not one of pil, torchvision, nvimgcodec")
 
     from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
@@ -63,17 +71,17 @@ def extract(
         num_workers=config.images.num_workers if workers is None else workers, device=device,
         amp=config.amp, precision=config.precision, shard_rows=config.shard_rows,
         max_image_pixels=config.images.max_image_pixels, max_bad_fraction=1.0,
-        decode=config.images.decode)
+        decode=decode)
     name = model or clip.card["model_name"]
     print(f"bench extract: {len(paths)} images from {root}, {name} on {device}, batch "
           f"{options.batch_size}, {options.num_workers} decode worker(s), decode {options.decode}, "
           f"amp {options.amp if device.startswith('cuda') else 'none'}")
-    figures = bench_extraction(clip, root, paths, options)
-    print(format_figures(figures))
+    figures = bench_extraction(clip, root, paths, options, processes)
+    print(format_figures(figures, decode))
     if json_out:
         json_out.write_text(json.dumps({
             "images": len(paths), "model": name, "device": device,
-            "batch_size": options.batch_size, "workers": options.num_workers,
+            "batch_size": options.batch_size, "workers": options.num_workers, "decode": decode,
             "figures": [dict(f.__dict__, per_second=f.per_second) for f in figures]}, indent=2))
 
 

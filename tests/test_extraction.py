@@ -307,22 +307,27 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
     np.testing.assert_allclose(a.embeddings, b.embeddings, atol=2e-3)  # float16 storage
 
 
-@pytest.mark.parametrize("model", ["--clip", "--model"])
-def test_bench_extract_prints_all_four_figures(tmp_path, clip_dir, model):
+@pytest.mark.parametrize("model,decode,bound", [("--clip", "pil", "pil-bound(2)"),
+                                                ("--model", "pil", "pil-bound(2)"),
+                                                ("--clip", "torchvision", "torchvision+resize")])
+def test_bench_extract_prints_every_figure_and_its_bounds(tmp_path, clip_dir, model, decode,
+                                                          bound):
     make_world(tmp_path / "world", good=12, bad=False)
     params = params_file(tmp_path)
     which = [model, str(clip_dir) if model == "--clip" else "fgvc-demo-tiny"]
     result = CliRunner().invoke(app, [
-        "bench", "extract", "--images", str(tmp_path / "world" / "images"), *which, "--limit", "10", "--batch-size", "4", "--workers", "1", "--device", "cpu",
+        "bench", "extract", "--images", str(tmp_path / "world" / "images"), *which, "--limit", "10", "--batch-size", "4", "--workers", "1", "--device", "cpu", "--processes", "2", "--decode", decode,
         "--json", str(tmp_path / "bench.json"), "--params", str(params)])
     assert result.exit_code == 0, result.output
-    for line in ["ours / model-only", "ours / decode-only", "ours / min(decode, model)",
-                 "ours / naive"]:
+    for line in ["ours / model-only", "ours / decode-only", f"ours / {bound}",
+                 "ours / min(that, model)", "ours / naive"]:
         assert line in result.output
     figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
-    assert [f["name"] for f in figures] == ["decode", "model", "ours", "naive"]
+    assert [f["name"] for f in figures] == ["pil-bound(2)", "torchvision-bound",
+                                            "torchvision+resize", "decode", "model", "ours",
+                                            "naive"]
     assert all(f["images"] == 10 and f["per_second"] > 0 and f["peak_rss_mib"] > 0
-               for f in figures)
+               and f["peak_tree_mib"] > 0 for f in figures)
 
 
 def test_device_jpeg_decoding_matches_pil_and_falls_back_for_the_rest(tmp_path, clip_dir):

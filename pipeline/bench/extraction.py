@@ -1,20 +1,27 @@
-"""How fast is image extraction, and what bounds it? Four figures on the same files and model:
+"""How fast is image extraction, and what bounds it? Figures on the same files and model:
 
-    decode      DataLoader workers decode + preprocess (or read bytes for the device to decode,
-                with decode "torchvision"), no model: the input bound
+    pil-bound   bare PIL (open, decode, resize, crop) in one process per core: what the CPUs
+                can decode, with nothing of ours around it
+    <dec>-bound a device decoder (torchvision, nvimgcodec) decoding lists of a batch's bytes
+                already in memory, alone; <dec>+resize adds our batched resize: what the
+                device can decode
+    decode      our DataLoader workers + the device-side finish, no model: our input side
     model       the encoder on pre-decoded tensors, no input: the compute bound
     ours        `extract_image_features` end to end (decode || encode, shards, manifest)
     naive       PIL open + open_clip preprocess + encode, batch by batch, in one process
 
-End to end should approach min(decode, model); `naive` is what a first script does.
-Peak resident memory (this process) is taken per phase.
+End to end should approach the smaller of the input bound (pil-bound, or the decoder's
++resize bound) and model; `naive` is what a first script does. Memory per phase: this process's
+peak RSS, and the peak PSS of this process with all the processes it started (workers, pool).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
-import resource
+import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -25,9 +32,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from pipeline.bench.memory import TreeMemorySampler, peak_rss_mib, reset_peak_rss
 from pipeline.clip.loading import Clip
+from pipeline.features.decoding import load_rgb
+from pipeline.features.device_decoding import device_decoder
 from pipeline.features.encoding import ExtractOptions, ImageEncoder
 from pipeline.features.images import BatchFinisher, extract_image_features, image_loader
+from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
 
 MODEL_ONLY_CACHED_BATCHES = 8  # pre-decoded batches the model phase cycles through (bounded RAM)
 
@@ -37,37 +48,21 @@ class Figure:
     name: str
     images: int
     seconds: float
-    peak_rss_mib: float
+    peak_rss_mib: float  # this process
+    peak_tree_mib: float  # this process and its children, PSS
 
     @property
     def per_second(self) -> float:
         return self.images / self.seconds if self.seconds else float("inf")
 
 
-def _reset_peak_rss() -> bool:
-    """Linux: zero this process's peak-RSS counter, so each phase reports its own peak."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # lifetime peak
-
-
 def measure(name: str, images: int, run: Callable[[], object]) -> Figure:
-    _reset_peak_rss()
-    start = time.perf_counter()
-    run()
-    return Figure(name, images, time.perf_counter() - start, _peak_rss_mib())
+    reset_peak_rss()
+    with TreeMemorySampler() as tree:
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+    return Figure(name, images, seconds, peak_rss_mib(), tree.peak_mib)
 
 
 def image_files(folder: Path, limit: int | None = None) -> list[str]:
@@ -78,12 +73,37 @@ def image_files(folder: Path, limit: int | None = None) -> list[str]:
     return paths[:limit] if limit else paths
 
 
-def bench_extraction(clip: Clip, root: Path, paths: list[str],
-                     options: ExtractOptions) -> list[Figure]:
-    """Measure the four figures (see module doc) over `paths` under `root`."""
+def device_decoders(device: str) -> list[str]:
+    """The device decoders that can run here: torchvision always; nvImageCodec on CUDA, when
+    installed."""
+    names = ["torchvision"]
+    if torch.device(device).type == "cuda" and importlib.util.find_spec("nvidia.nvimgcodec"):
+        names.append("nvimgcodec")
+    return names
+
+
+class _PilWork:
+    """What one bare-PIL process does per file (picklable for the pool)."""
+
+    def __init__(self, root: Path, to_pixels, max_pixels: int):
+        self.root, self.to_pixels, self.max_pixels = root, to_pixels, max_pixels
+
+    def __call__(self, path: str) -> None:
+        try:
+            self.to_pixels(load_rgb(self.root / path, self.max_pixels))
+        except ValueError:
+            pass  # a bad file costs what it costs; the bound only times the work
+
+
+def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractOptions,
+                     processes: int | None = None) -> list[Figure]:
+    """Measure the figures (see module doc) over `paths` under `root`; the PIL bound runs
+    `processes` processes (default: one per core)."""
     root, count = Path(root), len(paths)
     batches = [list(range(s, min(s + options.batch_size, count)))
                for s in range(0, count, options.batch_size)]
+    figures = [_pil_bound(clip, root, paths, options, processes or os.cpu_count() or 1)]
+    figures += _decoder_bounds(clip, root, paths, batches, options)
 
     finish = BatchFinisher(clip, root, paths, options)
     encode = ImageEncoder(clip.model, options.device, options.amp)
@@ -96,8 +116,7 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str],
     def decode_only():
         for loaded in image_loader(clip, root, paths, batches, options):
             pixels = finish(loaded)[1]
-        if pixels is not None and pixels.is_cuda:
-            torch.cuda.synchronize()
+        _synchronize(pixels)
 
     def model_only():
         for i in range(len(batches)):
@@ -120,22 +139,76 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str],
             clip.model.encode_image(torch.stack(pixels).to(options.device)).cpu()
 
     try:
-        return [measure("decode", count, decode_only), measure("model", count, model_only),
-                measure("ours", count, ours), measure("naive", count, naive)]
+        return figures + [measure("decode", count, decode_only),
+                          measure("model", count, model_only),
+                          measure("ours", count, ours), measure("naive", count, naive)]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def format_figures(figures: list[Figure]) -> str:
+def _synchronize(pixels) -> None:
+    if pixels is not None and pixels.is_cuda:
+        torch.cuda.synchronize(pixels.device)
+
+
+def _pil_bound(clip: Clip, root: Path, paths: list[str], options: ExtractOptions,
+               processes: int) -> Figure:
+    to_pixels, _ = split_preprocess(clip.preprocess)
+    work = _PilWork(root, to_pixels, options.max_image_pixels)
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(processes) as pool:
+        pool.map(abs, range(processes))  # started before the clock
+        chunk = max(1, len(paths) // (processes * 8))
+        return measure(f"pil-bound({processes})", len(paths),
+                       lambda: pool.map(work, paths, chunksize=chunk))
+
+
+def _decoder_bounds(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
+                    options: ExtractOptions) -> list[Figure]:
+    """Each device decoder on the batches' JPEG bytes, read beforehand: alone, and with our
+    batched resize. Files that are not JPEGs are left out (they go through PIL in ours)."""
+    data = [(root / path).read_bytes() for path in paths]
+    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data if b[:2] == b"\xff\xd8"]
+    if not tensors:
+        return []
+    lists = [tensors[s:s + options.batch_size] for s in range(0, len(tensors), options.batch_size)]
+    prepare = DevicePreprocess(clip.card["preprocess"], options.device)
+    figures = []
+    for name in device_decoders(options.device):
+        decode = device_decoder(name, options.device)
+        decode(lists[0])  # warm-up: the codec's state, allocator
+
+        def decode_only():
+            for batch in lists:
+                images, _ = decode(batch)
+            _synchronize(images[-1])
+
+        def decode_and_resize():
+            for batch in lists:
+                pixels = prepare([image for image in decode(batch)[0] if image is not None])
+            _synchronize(pixels)
+
+        figures += [measure(f"{name}-bound", len(tensors), decode_only),
+                    measure(f"{name}+resize", len(tensors), decode_and_resize)]
+    return figures
+
+
+def format_figures(figures: list[Figure], decode: str = "pil") -> str:
+    """The table and the ratios that matter for the run's decoder (`extract.images.decode`)."""
     by_name = {f.name: f for f in figures}
-    lines = [f"{'phase':<8} {'images':>7} {'seconds':>8} {'images/s':>10} {'peak RSS MiB':>13}"]
-    lines += [f"{f.name:<8} {f.images:>7} {f.seconds:>8.2f} {f.per_second:>10.1f} "
-              f"{f.peak_rss_mib:>13.0f}" for f in figures]
+    lines = [f"{'phase':<19} {'images':>7} {'seconds':>8} {'images/s':>10} "
+             f"{'peak RSS MiB':>13} {'+children PSS':>14}"]
+    lines += [f"{f.name:<19} {f.images:>7} {f.seconds:>8.2f} {f.per_second:>10.1f} "
+              f"{f.peak_rss_mib:>13.0f} {f.peak_tree_mib:>14.0f}" for f in figures]
     ours = by_name["ours"].per_second
-    bound = min(by_name["decode"].per_second, by_name["model"].per_second)
+    input_bound = (next(f for f in figures if f.name.startswith("pil-bound")) if decode == "pil"
+                   else by_name.get(f"{decode}+resize"))
     lines += ["",
-              f"ours / model-only      = {ours / by_name['model'].per_second:.2f}",
-              f"ours / decode-only     = {ours / by_name['decode'].per_second:.2f}",
-              f"ours / min(decode, model) = {ours / bound:.2f}",
-              f"ours / naive           = {ours / by_name['naive'].per_second:.2f}"]
+              f"ours / model-only         = {ours / by_name['model'].per_second:.2f}",
+              f"ours / decode-only        = {ours / by_name['decode'].per_second:.2f}"]
+    if input_bound is not None:
+        bound = min(input_bound.per_second, by_name["model"].per_second)
+        lines += [f"ours / {input_bound.name:<18} = {ours / input_bound.per_second:.2f}",
+                  f"ours / min(that, model)   = {ours / bound:.2f}"]
+    lines += [f"ours / naive              = {ours / by_name['naive'].per_second:.2f}"]
     return "\n".join(lines)

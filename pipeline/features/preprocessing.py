@@ -108,10 +108,10 @@ class DevicePreprocess:
         padding) in two batched products, rounding to 8-bit levels after each as Pillow does."""
         height = max(images[i].shape[1] for i in chunk)
         width = max(images[i].shape[2] for i in chunk)
-        out_h, out_w = self.size
-        pixels = torch.zeros(len(chunk), 3, height, width, device=self.device)
-        rows = torch.zeros(len(chunk), 1, out_h, height, device=self.device)
-        columns = torch.zeros(len(chunk), 1, width, out_w, device=self.device)
+        count, (out_h, out_w) = len(chunk), self.size
+        pixels = torch.zeros(count, 3, height, width, device=self.device)
+        rows = torch.zeros(count, out_h, height, device=self.device)
+        columns = torch.zeros(count, width, out_w, device=self.device)
         by_size = defaultdict(list)
         for position, i in enumerate(chunk):
             by_size[tuple(images[i].shape[1:])].append(position)
@@ -120,16 +120,26 @@ class DevicePreprocess:
             stacked = torch.stack([images[chunk[p]] for p in positions]).to(torch.float32)
             pixels[where, :, :h, :w] = stacked
             row_weights, column_weights = self.weights(h, w)
-            rows[where, :, :, :h] = row_weights
-            columns[where, :, :w, :] = column_weights.T
-        resized = torch.matmul(pixels, columns).add_(0.5).floor_().clamp_(0, 255)
-        return torch.matmul(rows, resized).add_(0.5).floor_().clamp_(0, 255)
+            rows[where, :, :h] = row_weights
+            columns[where, :w, :] = column_weights.T
+        # Horizontal pass: every channel's rows at once, (count, 3 * height, width) @ columns.
+        across = torch.bmm(pixels.view(count, 3 * height, width), columns)
+        across = across.add_(0.5).floor_().clamp_(0, 255).view(count, 3, height, out_w)
+        # Vertical pass: rows @ (count, height, 3 * out_w), the channels side by side.
+        side_by_side = across.transpose(1, 2).reshape(count, height, 3 * out_w)
+        down = torch.bmm(rows, side_by_side).add_(0.5).floor_().clamp_(0, 255)
+        return down.view(count, out_h, 3, out_w).permute(0, 2, 1, 3)
 
 
 def _chunks_of_similar_size(images: list[torch.Tensor], budget: int) -> list[list[int]]:
-    """Positions of `images` in chunks, by area, each padded chunk within `budget` elements (a
-    chunk holds at least one image, however big)."""
-    order = sorted(range(len(images)), key=lambda i: images[i].shape[1] * images[i].shape[2])
+    """Positions of `images` in chunks, landscape apart from portrait and by area (so padding to
+    the chunk's largest height and width wastes little), each padded chunk within `budget`
+    elements (a chunk holds at least one image, however big)."""
+    def shape_order(i: int) -> tuple[bool, int]:
+        height, width = images[i].shape[1:]
+        return height > width, height * width
+
+    order = sorted(range(len(images)), key=shape_order)
     chunks, current, height, width = [], [], 0, 0
     for i in order:
         h, w = images[i].shape[1:]
