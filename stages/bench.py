@@ -139,13 +139,18 @@ def qformer(
                               "ViT-L-14); the features are random, speed does not depend on them."),
     repeats: int = typer.Option(2, min=1, help="Time each loop this many times, interleaved, "
                                 "and keep the best of each (the first pays the warm-up)."),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="Also time the loop with "
+                                 "its forward compiled. Default: train_qformer.compile (auto: "
+                                 "on CUDA)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """The Q-Former's training loop (train_qformer params: the model, the batch, the device)
-    against the loop it replaced, on the same random features: pairs/s and achieved TFLOP/s.
-    The preset's model: --params presets/cub-paper.yaml."""
+    """The Q-Former's training loop (train_qformer params: the model, the batch, the device),
+    eager and compiled, against the loop it replaced, on the same random features: pairs/s and
+    achieved TFLOP/s. The preset's model: --params presets/cub-paper.yaml."""
     config = load_params(params).train_qformer
+
+    import torch
 
     from pipeline.bench import bench_qformer
     from pipeline.qformer import QFormerConfig
@@ -158,8 +163,9 @@ def qformer(
     print(f"bench qformer: {pairs} random pairs of width {width}, {config.num_layers} layers x "
           f"{config.hidden_size}, {config.num_queries} queries, batch {config.batch_size}, "
           f"{device}")
+    compile = config.compiles_on(torch.device(device).type) if compile is None else compile
     result = bench_qformer(model, pairs, config.batch_size, device, repeats=repeats,
-                           seed=config.seed, **config.model_dump(include={
+                           seed=config.seed, compile=compile, **config.model_dump(include={
                                "loss", "margin", "weighting", "temperature", "lr",
                                "weight_decay", "warmup_fraction", "grad_clip"}))
     print(result.report())

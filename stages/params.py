@@ -108,6 +108,12 @@ class TrainQFormer(Section):
     grad_clip: float = Field(1.0, gt=0)
     seed: int = 0
     device: Device = "auto"
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the training forward; auto: on CUDA
+
+    def compiles_on(self, device_type: str) -> bool:
+        """`compile` resolved for a device: auto compiles on CUDA only (on the CPU compiling
+        costs more than it saves at the demo's size, and the demo keeps the eager loop's bytes)."""
+        return device_type == "cuda" if self.compile == "auto" else self.compile
 
 
 class AdapterEarlyStopping(Section):

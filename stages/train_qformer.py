@@ -73,6 +73,7 @@ def main(features: Path = artifact_option("extract", help="Feature sets of `extr
             val_text=texts.subset(np.flatnonzero(val)),
             val_images=tensor(images.embeddings[val_image_rows]),
             val_caption_image=torch.as_tensor(val_caption_image, device=device), on_epoch=log_epoch,
+            compile=config.compiles_on(device.type),
             **config.model_dump(include={"loss", "margin", "weighting", "temperature", "epochs",
                                          "batch_size", "lr", "weight_decay", "warmup_fraction",
                                          "grad_clip", "seed"}))

@@ -105,30 +105,39 @@ def test_float16_autocast_extraction_matches_float32(clip_dir, photos, tmp_path)
     assert cosines(tables["none"], tables["float16"]).min() >= 0.999
 
 
-def test_qformer_training_on_the_gpu_follows_the_cpu(tmp_path):
-    """bf16 autocast and the fused optimiser on the GPU, float32 on the CPU: the same run to
-    within bf16's rounding."""
+def small_qformer_run(device: str, compile: bool = False) -> list[dict]:
+    """Six epochs of a small Q-Former learning a linear map, from seed 0."""
     config = QFormerConfig(text_width=32, image_width=32, num_queries=4, hidden_size=64,
                            num_layers=2, num_heads=4, intermediate_size=128, dropout=0.0)
     generator = torch.Generator().manual_seed(0)
     text = torch.randn(512, 32, generator=generator)
     image = text @ torch.randn(32, 32, generator=generator)  # a linear map to learn
-    histories = {}
-    for device in ("cpu", DEVICE):
-        torch.manual_seed(0)
-        model = TextToImageQFormer(config).to(device)
-        histories[device] = train_qformer(
-            model, PooledTexts(text[:448].to(device)), image[:448].to(device),
-            val_text=PooledTexts(text[448:].to(device)), val_images=image[448:].to(device),
-            val_caption_image=torch.arange(64, device=device), loss="pairwise_cosine",
-            margin=0.0, weighting="balanced", temperature=0.07, epochs=6, batch_size=64,
-            lr=3e-3, weight_decay=0.05, warmup_fraction=0.05, grad_clip=1.0, seed=0,
-            show_progress=False)
-    cpu, gpu = histories["cpu"], histories[DEVICE]
-    assert cpu[-1]["mean_matched_cosine"] > cpu[0]["mean_matched_cosine"] + 0.1  # it learned
-    for a, b in zip(cpu[1:], gpu[1:]):
+    torch.manual_seed(0)
+    model = TextToImageQFormer(config).to(device)
+    return train_qformer(
+        model, PooledTexts(text[:448].to(device)), image[:448].to(device),
+        val_text=PooledTexts(text[448:].to(device)), val_images=image[448:].to(device),
+        val_caption_image=torch.arange(64, device=device), loss="pairwise_cosine",
+        margin=0.0, weighting="balanced", temperature=0.07, epochs=6, batch_size=64,
+        lr=3e-3, weight_decay=0.05, warmup_fraction=0.05, grad_clip=1.0, seed=0,
+        compile=compile, show_progress=False)
+
+
+def assert_same_curves(reference: list[dict], other: list[dict]) -> None:
+    assert reference[-1]["mean_matched_cosine"] > reference[0]["mean_matched_cosine"] + 0.1
+    for a, b in zip(reference[1:], other[1:]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05, abs=0.01)
         assert b["mean_matched_cosine"] == pytest.approx(a["mean_matched_cosine"], abs=0.03)
+
+
+def test_qformer_training_on_the_gpu_follows_the_cpu():
+    """bf16 autocast and the fused optimiser on the GPU, float32 on the CPU: the same run to
+    within bf16's rounding."""
+    assert_same_curves(small_qformer_run("cpu"), small_qformer_run(DEVICE))
+
+
+def test_compiled_qformer_training_follows_the_eager_run():
+    assert_same_curves(small_qformer_run(DEVICE), small_qformer_run(DEVICE, compile=True))
 
 
 def test_adapter_heads_on_the_gpu_equal_the_cpu_s():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,20 +124,26 @@ def test_paper_weighting_favours_a_degenerate_predictor():
 
 
 def test_bench_qformer_times_the_loop_against_the_one_it_replaced():
-    """On the CPU both loops run the same numbers (the fused optimiser is CUDA's): the same
-    weights, so the bench compares speed, not different training."""
+    """On the CPU the eager loops run the same numbers (the fused optimiser is CUDA's): the same
+    weights, so the bench compares speed, not different training. The compiled forward fuses
+    kernels, which reorders float sums: the same weights within float32 rounding."""
     from pipeline.bench import bench_qformer
     from pipeline.qformer import QFormerConfig
 
     config = QFormerConfig(text_width=16, image_width=16, num_queries=4, hidden_size=32,
                            num_layers=1, num_heads=2, intermediate_size=64)
-    result = bench_qformer(config, pairs=100, batch_size=16, device="cpu", repeats=1,
-                           loss="pairwise_cosine", margin=0.0, weighting="balanced",
-                           temperature=0.07, lr=1e-3, weight_decay=0.05, warmup_fraction=0.05,
-                           grad_clip=1.0)
+    settings = dict(loss="pairwise_cosine", margin=0.0, weighting="balanced", temperature=0.07,
+                    lr=1e-3, weight_decay=0.05, warmup_fraction=0.05, grad_clip=1.0)
+    result = bench_qformer(config, pairs=100, batch_size=16, device="cpu", repeats=1, **settings)
     assert result.pairs == 96 and result.tokens_per_pair == 5  # 6 whole batches; 4 queries + 1
     assert result.max_weight_difference == 0.0
     assert set(result.seconds) == {"before", "ours"} and min(result.seconds.values()) > 0
     assert result.tflops("ours") == pytest.approx(
         6 * result.parameters * 5 * 96 / result.seconds["ours"] / 1e12)
-    assert "ours / before" in result.report()
+    assert "ours / before" in result.report() and "compiled" not in result.report()
+    config = dataclasses.replace(config, dropout=0.0)  # compiled dropout draws other masks
+    compiled = bench_qformer(config, pairs=100, batch_size=16, device="cpu", compile=True,
+                             **settings)
+    assert set(compiled.seconds) == {"before", "ours", "compiled"}
+    assert compiled.max_weight_difference < 1e-4
+    assert "compiled / before" in compiled.report()

@@ -59,10 +59,13 @@ def train_qformer(model: TextToImageQFormer, text: TextView, image: torch.Tensor
                   loss: str, margin: float, weighting: str, temperature: float, epochs: int,
                   batch_size: int,
                   lr: float, weight_decay: float, warmup_fraction: float, grad_clip: float,
-                  seed: int, show_progress: bool = True, on_epoch=None) -> list[dict]:
+                  seed: int, compile: bool = False, show_progress: bool = True,
+                  on_epoch=None) -> list[dict]:
     """Train on pairs (text k, image[k]), text pooled features or token states (`text_inputs`);
     returns one dict of figures per epoch (epoch 0 is the untrained model). `on_epoch(figures)`
-    is called after each, e.g. to log curves."""
+    is called after each, e.g. to log curves. `compile`: the training forward runs through
+    `torch.compile` (fused kernels; the first steps pay the compilation); validation stays
+    eager."""
     device = image.device
     torch.manual_seed(seed)
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -74,6 +77,7 @@ def train_qformer(model: TextToImageQFormer, text: TextView, image: torch.Tensor
                                   fused=device.type == "cuda")
     schedule = cosine_schedule(optimizer, max(1, int(warmup_fraction * total)), total)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    forward = torch.compile(model) if compile else model  # the same parameters either way
     history = [{"epoch": 0, "train_loss": float("nan"),
                 **validation_metrics(model, val_text, val_images, val_caption_image)}]
     if on_epoch:
@@ -88,7 +92,7 @@ def train_qformer(model: TextToImageQFormer, text: TextView, image: torch.Tensor
         for step in range(steps_per_epoch):
             index = order[step * batch_size:(step + 1) * batch_size]
             with autocast:
-                pred = model(*text.batch(index))
+                pred = forward(*text.batch(index))
             value = qformer_loss(loss, pred.float(), image[index], margin=margin,
                                  temperature=temperature, weighting=weighting)
             optimizer.zero_grad(set_to_none=True)
