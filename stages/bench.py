@@ -49,13 +49,15 @@ def extract(
     images = images or require_data_root(settings.data)
     if not model:
         require(clip_dir, made_by=f"clip@{clip_dir.name}")
-    decode = decode or config.images.decode
-    if decode not in {"pil", "torchvision", "nvimgcodec"}:
-        raise InputError(f"--decode: {decode!r} is not one of pil, torchvision, nvimgcodec")
 
     from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
     from pipeline.features import ExtractOptions
+    from pipeline.features.device_decoding import DEVICE_DECODERS
+
+    decode = decode or config.images.decode
+    if decode not in ("pil", *DEVICE_DECODERS):
+        raise InputError(f"--decode: {decode!r} is not one of pil, {', '.join(DEVICE_DECODERS)}")
 
     device = resolve_device(device or config.device, "--device" if device else "extract.device")
     root, paths = images, image_files(images, limit)

@@ -24,6 +24,7 @@ from pipeline.adapter.heads import train_linear_heads
 from pipeline.clip.loading import create_clip, load_clip, save_clip
 from pipeline.features.encoding import ExtractOptions
 from pipeline.features.images import extract_image_features
+from pipeline.features.preprocessing import split_preprocess
 from pipeline.features.store import read_feature_set
 from pipeline.features.texts import extract_text_features
 from pipeline.qformer import PooledTexts, QFormerConfig, TextToImageQFormer, train_qformer
@@ -71,6 +72,14 @@ def encode_images(clip_dir, photos, out, device, decode, amp):
     extract_image_features(clip, root, index, out, name="photos", id_columns=["image_id"],
                            options=options, progress=False)
     return read_feature_set(out, clip.fingerprint).embeddings
+
+
+def test_normalising_on_the_gpu_gives_the_cpus_bits():
+    """Workers ship uint8; the device finishes them by table lookup, so the pixels the model
+    sees are those the CPU computes, bit for bit."""
+    _, normalize = split_preprocess(create_clip("fgvc-demo-tiny", None).preprocess)
+    pixels = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    assert torch.equal(normalize(pixels.to(DEVICE)).cpu(), normalize(pixels))
 
 
 DECODERS = ["torchvision", pytest.param("nvimgcodec", marks=pytest.mark.skipif(

@@ -10,7 +10,7 @@ import pipeline.features.preprocessing as preprocessing
 from pipeline.clip.loading import create_clip
 from pipeline.common import InputError
 from pipeline.features.encoding import ExtractOptions
-from pipeline.features.images import image_loader
+from pipeline.features.images import BatchFinisher, image_loader
 from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
 from pipeline.features.resampling import (axis_weights, center_crop_start, resize_weights,
                                            shortest_side_size)
@@ -143,3 +143,30 @@ def test_workers_ship_uint8_pixels_and_one_block_of_jpeg_bytes(tmp_path):
     assert raw.rows.tolist() == [4] and raw.jpeg_rows == [0, 1, 2, 3]
     assert [bytes(b.numpy()) for b in raw.jpegs()] == [(tmp_path / p).read_bytes()
                                                         for p in paths[:4]]
+
+
+def test_rows_that_the_device_cannot_decode_keep_their_own_pixels(tmp_path):
+    """A JPEG the device decoder refuses goes through PIL in the main process; every row of the
+    finished batch still carries its own image's pixels."""
+    clip = create_clip("fgvc-demo-tiny", None)
+    paths = []
+    for i, (height, width) in enumerate(SIZES[:5]):
+        photo(height, width, seed=i).save(tmp_path / f"{i}.jpg", quality=90)
+        paths.append(f"{i}.jpg")
+    photo(70, 90, seed=7).save(tmp_path / "p.png")  # decoded by PIL in the worker
+    paths.insert(2, "p.png")
+    options = ExtractOptions(decode="torchvision")
+    loaded = next(iter(image_loader(clip, tmp_path, paths, [list(range(len(paths)))], options)))
+    finish = BatchFinisher(clip, tmp_path, paths, options)
+    decode = finish.decode
+    finish.decode = lambda data: [None if i == 1 else image for i, image in enumerate(decode(data))]
+    rows, pixels, bad = finish(loaded)
+    assert bad == [] and sorted(rows.tolist()) == list(range(len(paths)))
+    to_pixels, normalize = split_preprocess(clip.preprocess)
+    levels = normalize.std * 255.0
+    for row, finished in zip(rows.tolist(), pixels):
+        expected = normalize(to_pixels(Image.open(tmp_path / paths[row]).convert("RGB"))[None])[0]
+        assert ((finished - expected).abs() / levels).max() <= 1.0 + 1e-4, paths[row]
+    refused = rows.tolist().index(paths.index("1.jpg"))  # the second JPEG, through PIL here
+    assert torch.equal(pixels[refused], normalize(to_pixels(
+        Image.open(tmp_path / "1.jpg").convert("RGB"))[None])[0])

@@ -34,10 +34,12 @@ from PIL import Image
 
 from pipeline.bench.memory import TreeMemorySampler, peak_rss_mib, reset_peak_rss
 from pipeline.clip.loading import Clip
+from pipeline.common import InputError
 from pipeline.features.decoding import load_rgb
 from pipeline.features.device_decoding import device_decoder
 from pipeline.features.encoding import ExtractOptions, ImageEncoder
-from pipeline.features.images import BatchFinisher, extract_image_features, image_loader
+from pipeline.features.images import (BatchFinisher, device_decodable_jpeg,
+                                      extract_image_features, image_loader)
 from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
 
 MODEL_ONLY_CACHED_BATCHES = 8  # pre-decoded batches the model phase cycles through (bounded RAM)
@@ -103,7 +105,8 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractO
     batches = [list(range(s, min(s + options.batch_size, count)))
                for s in range(0, count, options.batch_size)]
     figures = [_pil_bound(clip, root, paths, options, processes or os.cpu_count() or 1)]
-    figures += _decoder_bounds(clip, root, paths, batches, options)
+    if options.decode != "pil" or torch.device(options.device).type == "cuda":
+        figures += _decoder_bounds(clip, root, paths, batches, options)
 
     finish = BatchFinisher(clip, root, paths, options)
     encode = ImageEncoder(clip.model, options.device, options.amp)
@@ -111,9 +114,13 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractO
               itertools.islice(image_loader(clip, root, paths, batches, options, num_workers=0),
                                MODEL_ONLY_CACHED_BATCHES)]
     cached = [pixels for pixels in cached if pixels is not None]
+    if not cached:
+        raise InputError(f"none of the first {MODEL_ONLY_CACHED_BATCHES} batches under {root} "
+                         "holds a decodable image")
     encode(cached[0])  # warm-up: kernels, allocator, autotuning
 
     def decode_only():
+        pixels = None
         for loaded in image_loader(clip, root, paths, batches, options):
             pixels = finish(loaded)[1]
         _synchronize(pixels)
@@ -155,9 +162,10 @@ def _pil_bound(clip: Clip, root: Path, paths: list[str], options: ExtractOptions
                processes: int) -> Figure:
     to_pixels, _ = split_preprocess(clip.preprocess)
     work = _PilWork(root, to_pixels, options.max_image_pixels)
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    # Not forked: this process may hold a CUDA context by now.
+    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
     with context.Pool(processes) as pool:
-        pool.map(abs, range(processes))  # started before the clock
+        pool.map(work, paths[:processes], chunksize=1)  # started and imported before the clock
         chunk = max(1, len(paths) // (processes * 8))
         return measure(f"pil-bound({processes})", len(paths),
                        lambda: pool.map(work, paths, chunksize=chunk))
@@ -166,9 +174,10 @@ def _pil_bound(clip: Clip, root: Path, paths: list[str], options: ExtractOptions
 def _decoder_bounds(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
                     options: ExtractOptions) -> list[Figure]:
     """Each device decoder on the batches' JPEG bytes, read beforehand: alone, and with our
-    batched resize. Files that are not JPEGs are left out (they go through PIL in ours)."""
-    data = [(root / path).read_bytes() for path in paths]
-    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data if b[:2] == b"\xff\xd8"]
+    batched resize. Only the files ours decodes on the device count (it sends the rest, CMYK,
+    grayscale, cut short or huge, through PIL)."""
+    data = [device_decodable_jpeg(root / path, options.max_image_pixels) for path in paths]
+    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data if b is not None]
     if not tensors:
         return []
     lists = [tensors[s:s + options.batch_size] for s in range(0, len(tensors), options.batch_size)]
@@ -180,12 +189,12 @@ def _decoder_bounds(clip: Clip, root: Path, paths: list[str], batches: list[list
 
         def decode_only():
             for batch in lists:
-                images, _ = decode(batch)
-            _synchronize(images[-1])
+                images = decode(batch)
+            _synchronize(next((image for image in images if image is not None), None))
 
         def decode_and_resize():
             for batch in lists:
-                pixels = prepare([image for image in decode(batch)[0] if image is not None])
+                pixels = prepare([image for image in decode(batch) if image is not None])
             _synchronize(pixels)
 
         figures += [measure(f"{name}-bound", len(tensors), decode_only),

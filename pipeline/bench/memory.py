@@ -50,7 +50,7 @@ class TreeMemorySampler:
     """`with TreeMemorySampler() as sampler: ...`, then `sampler.peak_mib`: the largest
     `tree_pss_mib` seen, sampled every `interval` seconds in a thread."""
 
-    def __init__(self, interval: float = 0.1):
+    def __init__(self, interval: float = 0.25):
         self.interval, self.peak_mib = interval, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

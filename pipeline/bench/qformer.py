@@ -34,7 +34,7 @@ class QFormerBench:
     tokens_per_pair: int  # queries + text tokens (1: a pooled text feature)
     device: str
     seconds: dict[str, float]  # way -> the best of `repeats` epochs
-    max_weight_difference: float  # between any two ways' trained weights
+    weight_difference: dict[str, float]  # way -> max |difference| to `before`'s trained weights
     repeats: int = 1
 
     def pairs_per_second(self, way: str) -> float:
@@ -49,9 +49,9 @@ class QFormerBench:
                  f"{self.repeats}", f"{'loop':<8} {'seconds':>9} {'pairs/s':>10} {'TFLOP/s':>9}"]
         lines += [f"{way:<8} {self.seconds[way]:9.3f} {self.pairs_per_second(way):10,.0f} "
                   f"{self.tflops(way):9.3f}" for way in WAYS if way in self.seconds]
-        lines += [f"{way} / before = {self.seconds['before'] / self.seconds[way]:.2f}x"
+        lines += [f"{way} / before = {self.seconds['before'] / self.seconds[way]:.2f}x; max "
+                  f"|weight difference| {self.weight_difference[way]:.2e}"
                   for way in WAYS[1:] if way in self.seconds]
-        lines.append(f"max |weight difference| = {self.max_weight_difference:.2e}")
         return "\n".join(lines)
 
 
@@ -93,12 +93,13 @@ def bench_qformer(config: QFormerConfig, pairs: int, batch_size: int,
             _synchronize(device)
             seconds[way] = min(seconds[way], time.perf_counter() - start)
             trained[way] = model
-    difference = max((a - b).abs().max().item() for way in ways[1:] for a, b in
-                     zip(trained[way].parameters(), trained["before"].parameters()))
+    difference = {way: max((a - b).abs().max().item() for a, b in
+                           zip(trained[way].parameters(), trained["before"].parameters()))
+                  for way in ways[1:]}
     return QFormerBench(pairs=max(1, pairs // batch_size) * batch_size, batch_size=batch_size,
                         parameters=sum(p.numel() for p in start_model.parameters()),
                         tokens_per_pair=config.num_queries + 1, device=str(device),
-                        seconds=seconds, max_weight_difference=difference, repeats=repeats)
+                        seconds=seconds, weight_difference=difference, repeats=repeats)
 
 
 def _epoch_before(model: TextToImageQFormer, text: PooledTexts, image: torch.Tensor, *,

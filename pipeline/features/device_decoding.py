@@ -30,9 +30,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"  # EOI: a file without it was cut short
 DEVICE_DECODERS = ("torchvision", "nvimgcodec")
 
-# Decoded: (3, h, w) uint8 images on the device (None where decoding failed), and the positions
-# that failed.
-Decoded = tuple[list[torch.Tensor | None], list[int]]
+# What a decoder returns: one (3, h, w) uint8 image on the device per input, None where it failed.
+Decoded = list[torch.Tensor | None]
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -48,29 +47,30 @@ class TorchvisionDecoder:
 
     def __call__(self, data: list[torch.Tensor]) -> Decoded:
         if not data:
-            return [], []
+            return []
         with warnings.catch_warnings():
             # torchvision 0.29 deprecates its codecs in favour of TorchCodec, whose batched GPU
             # image decoding is the migration path once it is as widely installed; until then
             # one warning per batch would bury the progress bar.
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
-                return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)), []
+                return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
             except RuntimeError:
-                images, failed = [], []
-                for i, item in enumerate(data):
-                    try:
-                        images.append(decode_jpeg(item, mode=ImageReadMode.RGB, device=self.device))
-                    except RuntimeError:
-                        images.append(None)
-                        failed.append(i)
-                return images, failed
+                return [self._one(item) for item in data]
+
+    def _one(self, item: torch.Tensor) -> torch.Tensor | None:
+        try:
+            return decode_jpeg(item, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError:
+            return None
 
 
 class NvImageCodecDecoder:
     """nvImageCodec's batched decoder on a CUDA device, with its default backends (the hardware
     JPEG engines where the GPU has them, else nvJPEG on the SMs, else the CPU). EXIF orientation
-    is not applied, as PIL's `Image.open` does not apply it either."""
+    is not applied, as PIL's `Image.open` does not apply it either. A file it cannot decode comes
+    back as None (nvImageCodec's own answer); should the batch call raise, the files are tried
+    one by one."""
 
     def __init__(self, device: str | torch.device):
         self.device = torch.device(device)
@@ -89,17 +89,31 @@ class NvImageCodecDecoder:
         self.params = nvimgcodec.DecodeParams(apply_exif_orientation=False,
                                               color_spec=nvimgcodec.ColorSpec.SRGB,
                                               sample_format=nvimgcodec.SampleFormat.I_RGB)
+        self._in_use: list = []
 
     def __call__(self, data: list[torch.Tensor]) -> Decoded:
         if not data:
-            return [], []
-        streams = [self.codec.CodeStream(item.numpy()) for item in data]
+            return []
         stream = torch.cuda.current_stream(self.device).cuda_stream
-        decoded = self.decoder.decode(streams, params=self.params, cuda_stream=stream)
-        images = [None if image is None
-                  else torch.as_tensor(image, device=self.device).permute(2, 0, 1)
-                  for image in decoded]
-        return images, [i for i, image in enumerate(images) if image is None]
+        try:
+            decoded = self.decoder.decode([self.codec.CodeStream(item.numpy()) for item in data],
+                                          params=self.params, cuda_stream=stream)
+        except RuntimeError:
+            decoded = [self._one(item, stream) for item in data]
+        # The tensors below borrow nvImageCodec's buffers; the work queued on them is done by
+        # the time the next batch is decoded (the encoder's results have come back to the host
+        # in between), so the previous batch's images are released only then.
+        self._in_use = decoded
+        return [None if image is None
+                else torch.as_tensor(image, device=self.device).permute(2, 0, 1)
+                for image in decoded]
+
+    def _one(self, item: torch.Tensor, stream: int):
+        try:
+            return self.decoder.decode(self.codec.CodeStream(item.numpy()), params=self.params,
+                                       cuda_stream=stream)
+        except RuntimeError:
+            return None
 
 
 def device_decoder(name: str, device: str | torch.device):

@@ -41,7 +41,7 @@ from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
 from pipeline.features.store import ShardInfo, ShardPlan, resume, write_manifest, write_shard
 
 ERRORS_FILE = "errors.json"
-IN_FLIGHT_BYTES = 1 << 30  # pixels all decode workers prefetch together (>= 1 batch each)
+IN_FLIGHT_BYTES = 1 << 30  # pixels all workers prefetch together, aimed at (>= 1 batch each)
 
 # A batch of encoded rows: input row numbers, their (n, D) float32 embeddings, and the rows that
 # were skipped as (row, reason).
@@ -85,7 +85,7 @@ class ImageRows(Dataset):
     def __getitem__(self, row: int):
         path = self.root / self.paths[row]
         if self.raw_jpeg:
-            data = _jpeg_bytes(path, self.max_pixels)
+            data = device_decodable_jpeg(path, self.max_pixels)
             if data is not None:
                 return row, None, None, data
         pixels, reason = preprocess_file(path, self.to_pixels, self.max_pixels)
@@ -101,7 +101,7 @@ def preprocess_file(path: Path, to_pixels, max_pixels: int) -> tuple[torch.Tenso
         return None, error.reason
 
 
-def _jpeg_bytes(path: Path, max_pixels: int) -> bytes | None:
+def device_decodable_jpeg(path: Path, max_pixels: int) -> bytes | None:
     """The file's bytes if it is a complete 3-channel JPEG within `max_pixels` (header checks
     only), else None: CMYK, grayscale, truncated and huge JPEGs go through PIL, which converts
     them or names what is wrong, rather than trusting the device decoder with them."""
@@ -124,7 +124,7 @@ def collate_images(items) -> LoadedBatch:
         pixels=torch.stack([p for _, p in ready]) if ready else None,
         bad=[(row, reason) for row, _, reason, _ in items if reason is not None],
         jpeg_rows=[row for row, _, _, jpeg in items if jpeg is not None],
-        jpeg_bytes=(torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8)
+        jpeg_bytes=(torch.frombuffer(bytearray().join(jpegs), dtype=torch.uint8)
                     if jpegs else None),
         jpeg_sizes=[len(jpeg) for jpeg in jpegs])
 
@@ -132,8 +132,8 @@ def collate_images(items) -> LoadedBatch:
 def image_loader(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
                  options: ExtractOptions, num_workers: int | None = None) -> DataLoader:
     """Batches of `LoadedBatch` from `num_workers` processes (default: the options'), each
-    prefetching as many batches as fit its share of `IN_FLIGHT_BYTES` (one at least, two at
-    most)."""
+    prefetching two batches, or one where two per worker would pass `IN_FLIGHT_BYTES` of pixels
+    (so many workers with big batches still hold one batch each: workers x batch bytes)."""
     workers = options.num_workers if num_workers is None else num_workers
     to_pixels, _ = split_preprocess(clip.preprocess)
     device_decoding = options.decode in DEVICE_DECODERS
@@ -154,6 +154,7 @@ class BatchFinisher:
         self.device = torch.device(options.device)
         to_pixels, self.normalize = split_preprocess(clip.preprocess)
         self.fallback = ImageRows(root, paths, to_pixels, options.max_image_pixels)
+        self.decode = self.prepare = None
         if options.decode in DEVICE_DECODERS:
             self.decode = device_decoder(options.decode, self.device)
             self.prepare = DevicePreprocess(clip.card["preprocess"], self.device)
@@ -165,8 +166,7 @@ class BatchFinisher:
             host_pixels.append(batch.pixels)
         decoded_rows, decoded = [], []
         if batch.jpeg_sizes:
-            images, _ = self.decode(batch.jpegs())
-            for row, image in zip(batch.jpeg_rows, images):
+            for row, image in zip(batch.jpeg_rows, self.decode(batch.jpegs())):
                 if image is not None:
                     decoded_rows.append(row)
                     decoded.append(image)
