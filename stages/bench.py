@@ -52,8 +52,7 @@ def extract(
 
     from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
-    from pipeline.features import ExtractOptions
-    from pipeline.features.device_decoding import DEVICE_DECODERS
+    from pipeline.features import DEVICE_DECODERS, ExtractOptions
 
     decode = decode or config.images.decode
     if decode not in ("pil", *DEVICE_DECODERS):

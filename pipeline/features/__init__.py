@@ -9,15 +9,17 @@ resizes whole batches on the device (with `resampling`, Pillow's filter as matri
 a Ray cluster (optional: needs `ray`).
 """
 
+from pipeline.features.device_decoding import DEVICE_DECODERS
 from pipeline.features.encoding import ExtractOptions, ExtractResult
 from pipeline.features.images import TooManyBadImages, extract_image_features, local_image_batches
 from pipeline.features.store import (FeatureSet, RaggedTokens, iter_shards, read_feature_set,
                                      write_feature_set)
 from pipeline.features.texts import extract_text_features, token_width
 
-__all__ = ["ExtractOptions", "ExtractResult", "FeatureSet", "RaggedTokens", "RayImageEngine",
-           "TooManyBadImages", "extract_image_features", "extract_text_features", "iter_shards",
-           "local_image_batches", "read_feature_set", "token_width", "write_feature_set"]
+__all__ = ["DEVICE_DECODERS", "ExtractOptions", "ExtractResult", "FeatureSet", "RaggedTokens",
+           "RayImageEngine", "TooManyBadImages", "extract_image_features",
+           "extract_text_features", "iter_shards", "local_image_batches", "read_feature_set",
+           "token_width", "write_feature_set"]
 
 
 def __getattr__(name: str):
