@@ -21,6 +21,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory) -> Path:
+    """A resolved demo-tiny CLIP (random weights, seed 0) in a folder, as the `clip` stage
+    writes one."""
+    import torch
+
+    from pipeline.clip.loading import create_clip, save_clip
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("clip")
+    save_clip(create_clip("fgvc-demo-tiny", None), folder)
+    return folder
+
+
 def copy_repo(dest: Path, skip: tuple[str, ...] = ()) -> Path:
     """The project as git sees it (tracked and untracked, not ignored files; none under a `skip`
     prefix) copied into `dest`, without dvc.lock: a fresh machine's checkout."""

@@ -16,13 +16,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
 from conftest import REPO
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.clip.loading import create_clip, load_clip, save_clip
+from pipeline.clip.loading import load_clip
 from pipeline.common import write_parquet
 from pipeline.features.encoding import ExtractOptions
 from pipeline.features.images import extract_image_features
@@ -64,14 +63,6 @@ def make_world(root, good: int, bad: bool):
                           "class_id": np.arange(len(paths)) % 3 + 1, "split": "train"})
     write_parquet(root / "index" / "cub_images.parquet", index, {"fgvc.root": str(root)})
     return index
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("clip")
-    save_clip(create_clip("fgvc-demo-tiny", None), folder)
-    return folder
 
 
 def params_file(folder, **images):

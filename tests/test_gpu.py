@@ -21,7 +21,7 @@ from PIL import Image
 
 from conftest import copy_repo
 from pipeline.adapter.heads import train_linear_heads
-from pipeline.clip.loading import create_clip, load_clip, save_clip
+from pipeline.clip.loading import create_clip, load_clip
 from pipeline.features.encoding import ExtractOptions
 from pipeline.features.images import extract_image_features
 from pipeline.features.preprocessing import split_preprocess
@@ -37,14 +37,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
     return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy()
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("clip")
-    save_clip(create_clip("fgvc-demo-tiny", None), folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
