@@ -110,7 +110,8 @@ class DevicePreprocess:
             resized_h, resized_w = shortest_side_size(height, width, out_h)
             rows = axis_weights(height, resized_h, out_h, self.filter)
             columns = axis_weights(width, resized_w, out_w, self.filter)
-        pair = (self._to_device(rows), self._to_device(columns.T))
+        pair = tuple(self._to_device(np.ascontiguousarray(w, dtype=np.float32))
+                     for w in (rows, columns.T))
         self._weights[key] = pair
         self._weight_bytes += sum(w.numel() * 4 for w in pair)
         while self._weight_bytes > WEIGHT_CACHE_BYTES and len(self._weights) > 1:
@@ -118,9 +119,10 @@ class DevicePreprocess:
             self._weight_bytes -= sum(w.numel() * 4 for w in dropped)
         return pair
 
-    def _to_device(self, array) -> torch.Tensor:
-        """A host array on the device without stalling it (pinned memory, asynchronous copy)."""
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A host array on the device, its dtype kept, without stalling the device (pinned
+        memory, asynchronous copy)."""
+        tensor = torch.from_numpy(array)
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
@@ -133,8 +135,7 @@ class DevicePreprocess:
             resized = torch.cat([self._resize([images[i] for i in chunk]) for chunk in chunks])
         order = [i for chunk in chunks for i in chunk]  # resized row k is image order[k]
         if order != sorted(order):
-            inverse = np.argsort(order)
-            resized = resized[self._to_device(inverse).long()]
+            resized = resized[self._to_device(np.argsort(order))]  # int64 positions
         return self.normalize(resized)
 
     def _resize(self, images: list[torch.Tensor]) -> torch.Tensor:
