@@ -108,7 +108,7 @@ class TrainQFormer(Section):
     grad_clip: float = Field(1.0, gt=0)
     seed: int = 0
     device: Device = "auto"
-    compile: bool | Literal["auto"] = "auto"  # torch.compile the training forward; auto: on CUDA
+    compile: Literal["auto", True, False] = "auto"  # torch.compile the forward; auto: on CUDA
 
     def compiles_on(self, device_type: str) -> bool:
         """`compile` resolved for a device: auto compiles on CUDA only (on the CPU compiling

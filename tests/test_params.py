@@ -64,6 +64,7 @@ def test_preset_has_the_same_keys_as_the_demo():
     (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=0.1, eval_every=500), "train_adapter: early_stopping.eval_every (500) must be less than steps (500)"),
     (lambda p: p["extract"].update(precision="int8"), "extract.precision: must be 'float16' or 'float32'"),
     (lambda p: p["train_qformer"].update(epochs="ten"), "train_qformer.epochs: Input should be a valid integer"),
+    (lambda p: p["train_qformer"].update(compile="yes please"), "train_qformer.compile: must be 'auto', True or False (got 'yes please')"),
     (lambda p: p["data"]["demo"]["world"].update(num_classes=1), "data.demo.world.num_classes: Input should be greater than or equal to 2"),
     (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
     (lambda p: p["extract"].update(class_prompts=["a photo of a bird"]), "extract.class_prompts: needs at least one template"),
