@@ -126,3 +126,25 @@ def append_record(path: Path, key: str, record: dict) -> dict:
         f.flush()
         os.fsync(f.fileno())
     return record
+
+
+# --- cost up front -----------------------------------------------------------------------------
+
+LONG_ON_CPU = 3600.0  # seconds: a job this long on the CPU gets a loud warning before it starts
+
+
+def cpu_cost_warning(device: str, count: int, seconds_each, what: str, fix: str) -> str | None:
+    """What to say, before it starts, when a job on the CPU would take hours (`count` x
+    `seconds_each()`, a timing on this machine, taken only on the CPU), and what to do instead:
+    `device: auto` falls back to the CPU where torch sees no GPU, and a preset-size job there
+    takes hours or days. None for a GPU job or a short one."""
+    if str(device) != "cpu":
+        return None
+    each = seconds_each()
+    total = count * each
+    if total < LONG_ON_CPU:
+        return None
+    hours = total / 3600
+    span = f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+    return (f"WARNING: running on the CPU, this would take about {span} from scratch "
+            f"({count:,} {what} at {each:.3g} s each, measured here). {fix}")

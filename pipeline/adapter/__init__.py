@@ -1,18 +1,27 @@
-"""The adapters of Table 1 (the `train_adapter` stage trains them, `evaluate` scores them): one
-linear layer on frozen CLIP image features per run, the whole grid trained as stacked heads.
+"""Adapters on frozen CLIP image features, partly trained from text (the `train_adapter` stage
+trains them, `evaluate` scores them).
 
-`heads`: the batched training, early stopping, saving and loading. `inputs`: the one feature
-table every head trains on (images and Q-Former-mapped texts). `training_mix`: the runs of
-Table 1 and the rows each trains on. `selection`: which images a run keeps (class-balanced or
-global) and the held-out validation slice.
+`methods`: the registry of adapter methods (`linear`: the paper's, the Table-1 grid as stacked
+heads, `heads`). `inputs`: the one feature table every method trains on (images, and texts
+mapped by the Q-Former or raw). `training_mix`: the runs of Table 1 and the rows each trains on.
+`selection`: which images a run keeps (class-balanced or global) and the held-out validation
+slice. `train`: the `train_adapter` stage's entry, `train_adapters`; `evaluation`: the
+`evaluate` stage's, `evaluate_adapters` (every trained adapter on the test images).
+`settings`: the `train_adapter` params section. Names load on first use.
 """
 
-from pipeline.adapter.heads import (EarlyStopping, SavedHeads, TrainedHeads, head_logits,
-                                    load_heads, save_heads, train_linear_heads)
-from pipeline.adapter.inputs import AdapterInputs, load_adapter_inputs
-from pipeline.adapter.selection import keep_mask, validation_mask
-from pipeline.adapter.training_mix import TEXT_MAPPINGS, Run, run_pool, run_rows, table1_runs
+from pipeline.config import lazy_exports
 
-__all__ = ["AdapterInputs", "EarlyStopping", "Run", "SavedHeads", "TEXT_MAPPINGS", "TrainedHeads",
-           "head_logits", "keep_mask", "load_adapter_inputs", "load_heads", "run_pool", "run_rows",
-           "save_heads", "table1_runs", "train_linear_heads", "validation_mask"]
+_EXPORTS = {
+    "Evaluation": "evaluation", "evaluate_adapters": "evaluation", "EarlyStopping": "heads",
+    "SavedHeads": "heads", "TrainedHeads": "heads",
+    "head_logits": "heads", "load_heads": "heads", "save_heads": "heads",
+    "train_linear_heads": "heads", "AdapterInputs": "inputs", "load_adapter_inputs": "inputs",
+    "ADAPTER_METHODS": "methods", "keep_mask": "selection", "validation_mask": "selection",
+    "TrainAdapter": "settings", "METHODS_FILE": "methods", "TrainedMethods": "train",
+    "load_adapters": "methods", "train_adapters": "train", "TEXT_MAPPINGS": "training_mix",
+    "Run": "training_mix", "run_pool": "training_mix", "run_rows": "training_mix",
+    "table1_runs": "training_mix",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,9 +1,10 @@
-"""What every adapter of the grid trains on: one stacked feature table on the device.
+"""What every adapter method trains on: one stacked feature table on the device.
 
-CUB train images, then the Reed captions and LLM descriptions mapped into image space by the
-Q-Former (once, not per epoch; from their pooled features or token states, whichever the
-Q-Former was trained on), then, for the ablation without the bridge, the same texts' raw CLIP
-text features; optionally L2-normalised; `table` says which row is what.
+The target's train images, then its per-image captions and the class descriptions mapped into
+image space by the Q-Former (once, not per epoch; from their pooled features or token states,
+whichever the Q-Former was trained on), then the same texts' raw CLIP text features (the
+ablation without the bridge); `table` says which row is what. Features are as CLIP made them:
+a method normalises them if its rule says so.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from pipeline.adapter.training_mix import TrainingTable, build_training_table
+from pipeline.features.sets import set_folder
 from pipeline.features.store import FeatureSet, read_feature_set
 from pipeline.qformer.model import load_qformer, map_texts
 from pipeline.qformer.text_inputs import PooledTexts, TokenTexts
@@ -24,25 +25,35 @@ from pipeline.qformer.text_inputs import PooledTexts, TokenTexts
 
 @dataclasses.dataclass
 class AdapterInputs:
-    features: torch.Tensor  # (N, D) on the device
+    features: torch.Tensor  # (N, D) on the device: images | mapped texts | raw texts
     labels: torch.Tensor  # (N,) class indices in [0, C)
-    table: TrainingTable
+    table: TrainingTable  # the first len(table.labels) rows; the raw texts follow
     class_ids: np.ndarray  # (C,) dataset class ids, in label order
+    fingerprint: dict  # of the CLIP whose features these are
+
+    @property
+    def has_captions(self) -> bool:
+        return len(self.table.captions) > 0
 
 
-def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
-                        device: torch.device, normalize: bool,
-                        unmapped: bool = False) -> AdapterInputs:
-    """unmapped: also stack the raw (pooled) CLIP text features, for `text_mapping: none` runs."""
+def load_adapter_inputs(features: Path, descriptions: str, fingerprint: dict, qformer: Path,
+                        device: torch.device) -> AdapterInputs:
+    """One backbone's training table: `features` (extract/<backbone>) holds target_images,
+    target_captions and descriptions/<descriptions>, made by the CLIP of `fingerprint`, whose
+    Q-Former is in `qformer`."""
+    features = Path(features)
     model, saved = load_qformer(qformer, device, clip_fingerprint=fingerprint)
     tokens = saved.get("text_input", "pooled") == "tokens"  # what the Q-Former was trained on
-    cub = read_feature_set(Path(features) / "cub_images", fingerprint)
-    reed = read_feature_set(Path(features) / "reed_captions", fingerprint, tokens=tokens)
-    llm = read_feature_set(Path(features) / "descriptions", fingerprint, tokens=tokens)
-    class_ids = np.sort(cub.ids["class_id"].unique())
-    # A dataset without Reed's captions has an empty set: no shards, so no id columns either.
-    reed_ids = reed.ids if len(reed.ids) else pd.DataFrame({"image_id": np.empty(0, np.int64)})
-    table, train, reed_train = build_training_table(cub.ids, reed_ids, llm.ids, class_ids)
+    images = read_feature_set(features / "target_images", fingerprint)
+    captions = read_feature_set(features / "target_captions", fingerprint, tokens=tokens)
+    described = read_feature_set(features / "descriptions" / set_folder(descriptions), fingerprint,
+                                 tokens=tokens)
+    class_ids = np.sort(images.ids["class_id"].unique())
+    # A dataset without per-image captions has an empty set: no shards, so no id columns either.
+    caption_ids = (captions.ids if len(captions.ids)
+                   else pd.DataFrame({"image_id": np.empty(0, np.int64)}))
+    table, train, captions_train = build_training_table(images.ids, caption_ids, described.ids,
+                                                        class_ids)
 
     def mapped(texts: FeatureSet, rows=None) -> torch.Tensor:
         inputs = (TokenTexts.from_ragged(texts.tokens, device) if tokens
@@ -51,12 +62,11 @@ def load_adapter_inputs(features: Path, fingerprint: dict, qformer: Path,
             inputs = inputs.subset(np.flatnonzero(rows))
         return torch.as_tensor(map_texts(model, inputs))
 
-    parts = [torch.as_tensor(cub.embeddings[train]), mapped(reed, reed_train), mapped(llm)]
+    parts = [torch.as_tensor(images.embeddings[train]), mapped(captions, captions_train),
+             mapped(described), torch.as_tensor(captions.embeddings[captions_train]),
+             torch.as_tensor(described.embeddings)]
     labels = table.labels
-    if unmapped:
-        parts += [torch.as_tensor(reed.embeddings[reed_train]), torch.as_tensor(llm.embeddings)]
-        labels = np.concatenate([labels, labels[len(table.images):]])
+    labels = np.concatenate([labels, labels[len(table.images):]])
     stacked = torch.cat([part.to(device) for part in parts])
-    if normalize:
-        stacked = F.normalize(stacked, dim=-1)
-    return AdapterInputs(stacked, torch.as_tensor(labels, device=device), table, class_ids)
+    return AdapterInputs(stacked, torch.as_tensor(labels, device=device), table, class_ids,
+                         fingerprint)

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.evaluate.splits import held_out_mask, round_half_up
+
 SELECTIONS = ("class_balanced", "global")
-
-
-def _round_half_up(x: float) -> int:
-    return int(np.floor(x + 0.5 + 1e-9))
 
 
 def keep_mask(labels: np.ndarray, image_ratio: float, selection: str, seed: int) -> np.ndarray:
@@ -36,11 +34,11 @@ def keep_mask(labels: np.ndarray, image_ratio: float, selection: str, seed: int)
     rank[priority] = np.arange(len(labels))
     mask = np.zeros(len(labels), dtype=bool)
     if selection == "global":
-        mask[np.argsort(rank)[:_round_half_up(image_ratio * len(labels))]] = True
+        mask[np.argsort(rank)[:round_half_up(image_ratio * len(labels))]] = True
     elif selection == "class_balanced":
         for c in np.unique(labels):
             members = np.flatnonzero(labels == c)
-            keep = _round_half_up(image_ratio * len(members))
+            keep = round_half_up(image_ratio * len(members))
             mask[members[np.argsort(rank[members])[:keep]]] = True
     else:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
@@ -51,19 +49,6 @@ _VALIDATION_STREAM = 0x76616C  # "val": the held-out draw is independent of the 
 
 
 def validation_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask over training images: True = held out for validation, used by no run.
-
-    In each class, round(fraction * n_c) images, at least one and never all of them: every class
-    is scored and every class keeps an image to train on. fraction in (0, 1).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng([seed, _VALIDATION_STREAM])
-    order = rng.permutation(len(labels))
-    mask = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        members = order[labels[order] == c]  # the class's images in draw order
-        held = min(max(1, _round_half_up(fraction * len(members))), len(members) - 1)
-        mask[members[:held]] = True
-    return mask
+    """Boolean mask over training images: True = held out for validation, used by no run: the
+    class-stratified slice of `pipeline.evaluate.splits`, drawn on its own stream of `seed`."""
+    return held_out_mask(labels, fraction, [seed, _VALIDATION_STREAM])

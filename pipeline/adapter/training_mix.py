@@ -1,10 +1,12 @@
 """What each adapter of Table 1 trains on: kept images plus the texts that replace the others.
 
-The training table is one stack of rows, [train images | Reed captions | LLM descriptions], each
-row a feature with its class; a run's *pool* is the rows it trains on. Text rows are Q-Former
-outputs (pseudo image features), so every row lives in the CLIP image space. For the ablation
-without the bridge (`text_mapping: none`), the raw CLIP text features of the same texts follow,
-[... | Reed captions, raw | LLM descriptions, raw]: such a run takes the same rows, shifted.
+The training table is one stack of rows, [train images | captions | descriptions], each row a
+feature with its class; a run's *pool* is the rows it trains on. Captions are the per-image
+captions of the replaced images (Reed et al.'s on CUB), descriptions the class descriptions of
+their class (an LLM's, or the demo's attribute sentences). Text rows are Q-Former outputs
+(pseudo image features), so every row lives in the CLIP image space; the raw CLIP text features
+of the same texts follow, [... | captions, raw | descriptions, raw], for the ablation without the
+bridge (`text_mapping: none`): such a run takes the same rows, shifted.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import pandas as pd
 
 from pipeline.adapter.selection import keep_mask, validation_mask
 
-TEXT_SOURCES = ("none", "reed", "llm")
+TEXT_SOURCES = ("none", "captions", "descriptions")  # the order seeds each run's batches
 TEXT_MAPPINGS = ("qformer", "none")  # texts through the Q-Former, or raw CLIP text features
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
     image_ratio: int  # percent of each class's (or all) training images kept as images
-    text_source: str  # none | reed | llm
+    text_source: str  # none | captions | descriptions
     selection: str  # class_balanced | global
     seed: int
     text_mapping: str = "qformer"  # qformer | none (the ablation: raw CLIP text features)
@@ -44,12 +46,11 @@ class Run:
         return 100 - self.image_ratio
 
 
-def table1_runs(selections: list[str], seeds: list[int],
-                text_mappings: tuple[str, ...] = ("qformer",),
-                text_sources: tuple[str, ...] = ("reed", "llm")) -> list[Run]:
-    """The cells of the paper's Table 1: image-only at 100..10%, +Reed and +LLM at 90..0%; with
-    text_mappings holding "none", +Reed and +LLM again on raw CLIP text features. text_sources:
-    ("llm",) for a dataset without Reed's captions."""
+def table1_runs(selections: list[str], seeds: list[int], text_mappings: tuple[str, ...],
+                text_sources: tuple[str, ...]) -> list[Run]:
+    """The cells of the paper's Table 1: image-only at 100..10%, + captions and + descriptions
+    at 90..0%; with text_mappings holding "none", the text columns again on raw CLIP text
+    features. text_sources: ("descriptions",) for a dataset without per-image captions."""
     runs = []
     for selection in selections:
         for seed in seeds:
@@ -64,39 +65,44 @@ class TrainingTable:
     """Row layout of the stacked training features."""
 
     images: pd.DataFrame  # image_id, class_index: rows [0, n_images)
-    reed: pd.DataFrame  # image_id, class_index: the next rows
-    llm: pd.DataFrame  # class_index: the last rows
+    captions: pd.DataFrame  # image_id, class_index: the next rows
+    descriptions: pd.DataFrame  # class_index: the last rows
 
     @property
     def labels(self) -> np.ndarray:
-        return np.concatenate([self.images["class_index"], self.reed["class_index"],
-                               self.llm["class_index"]]).astype(np.int64)
+        return np.concatenate([self.images["class_index"], self.captions["class_index"],
+                               self.descriptions["class_index"]]).astype(np.int64)
+
+    @property
+    def texts(self) -> int:
+        return len(self.captions) + len(self.descriptions)
 
 
-def build_training_table(images: pd.DataFrame, reed: pd.DataFrame, llm: pd.DataFrame,
+def build_training_table(images: pd.DataFrame, captions: pd.DataFrame,
+                         descriptions: pd.DataFrame,
                          class_ids: np.ndarray) -> tuple[TrainingTable, np.ndarray, np.ndarray]:
     """Lay out the training table from feature-set id tables.
 
-    images: image_id, class_id, split (all CUB images); reed: image_id (all captions);
-    llm: class_id (all descriptions); class_ids: the classes, in the adapter's output order.
-    Returns the table and two boolean masks: the rows of `images` that are training images and
-    the rows of `reed` that caption them (the table's row order follows those masks).
+    images: image_id, class_id, split (all target images); captions: image_id (all captions);
+    descriptions: class_id (all descriptions); class_ids: the classes, in the adapter's output
+    order. Returns the table and two boolean masks: the rows of `images` that are training
+    images and the rows of `captions` that caption them (the table's row order follows them).
     """
     index_of = {int(c): i for i, c in enumerate(class_ids)}
     is_train = (images["split"] == "train").to_numpy()
     train = images.loc[is_train, ["image_id"]].reset_index(drop=True)
     train["class_index"] = images.loc[is_train, "class_id"].map(index_of).to_numpy()
-    captions_train = reed["image_id"].isin(train["image_id"]).to_numpy()
-    captions = reed.loc[captions_train, ["image_id"]].reset_index(drop=True)
-    captions["class_index"] = captions["image_id"].map(dict(zip(train["image_id"],
-                                                                train["class_index"])))
-    descriptions = pd.DataFrame({"class_index": llm["class_id"].map(index_of).to_numpy()})
-    if descriptions["class_index"].isna().any():
+    captions_train = captions["image_id"].isin(train["image_id"]).to_numpy()
+    kept_captions = captions.loc[captions_train, ["image_id"]].reset_index(drop=True)
+    kept_captions["class_index"] = kept_captions["image_id"].map(
+        dict(zip(train["image_id"], train["class_index"])))
+    classes = pd.DataFrame({"class_index": descriptions["class_id"].map(index_of).to_numpy()})
+    if classes["class_index"].isna().any():
         raise ValueError("descriptions name classes that have no images")
-    return TrainingTable(train, captions, descriptions), is_train, captions_train
+    return TrainingTable(train, kept_captions, classes), is_train, captions_train
 
 
-def run_pool(run: Run, table: TrainingTable, llm_per_image: int,
+def run_pool(run: Run, table: TrainingTable, descriptions_per_image: int,
              held_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `table` that `run` trains on, and the ids of the images it keeps.
 
@@ -111,16 +117,16 @@ def run_pool(run: Run, table: TrainingTable, llm_per_image: int,
     replaced = ~kept & ~held
     rows = [np.flatnonzero(kept)]
     replaced_ids = table.images["image_id"].to_numpy()[replaced]
-    if run.text_source == "reed":
+    if run.text_source == "captions":
         offset = len(table.images)
-        hit = np.isin(table.reed["image_id"].to_numpy(), replaced_ids)
+        hit = np.isin(table.captions["image_id"].to_numpy(), replaced_ids)
         rows.append(offset + np.flatnonzero(hit))
-    elif run.text_source == "llm":
-        rows.append(_llm_rows(labels[replaced], table, llm_per_image))
+    elif run.text_source == "descriptions":
+        rows.append(_description_rows(labels[replaced], table, descriptions_per_image))
     elif run.text_source != "none":
         raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {run.text_source!r}")
     if run.text_mapping == "none":  # the same texts' raw rows, after the mapped ones
-        rows[1:] = [r + len(table.reed) + len(table.llm) for r in rows[1:]]
+        rows[1:] = [r + table.texts for r in rows[1:]]
     elif run.text_mapping != "qformer":
         raise ValueError(f"text_mapping must be one of {TEXT_MAPPINGS}, got {run.text_mapping!r}")
     return np.concatenate(rows), table.images["image_id"].to_numpy()[kept]
@@ -133,25 +139,26 @@ class RunRows:
     val_rows: np.ndarray  # image rows held out to validate it (empty without validation)
 
 
-def run_rows(run: Run, table: TrainingTable, llm_per_image: int,
-             val_fraction: float = 0.0) -> RunRows:
+def run_rows(run: Run, table: TrainingTable, descriptions_per_image: int,
+             val_fraction: float) -> RunRows:
     """A run's pool, kept images and, with val_fraction > 0, its validation images: a
     class-balanced slice drawn from the run's seed, so the runs of one seed share it."""
     if val_fraction == 0:
-        return RunRows(*run_pool(run, table, llm_per_image), np.zeros(0, dtype=np.int64))
+        return RunRows(*run_pool(run, table, descriptions_per_image), np.zeros(0, dtype=np.int64))
     held = validation_mask(table.images["class_index"].to_numpy(), val_fraction, run.seed)
-    return RunRows(*run_pool(run, table, llm_per_image, held), np.flatnonzero(held))
+    return RunRows(*run_pool(run, table, descriptions_per_image, held), np.flatnonzero(held))
 
 
-def _llm_rows(replaced_labels: np.ndarray, table: TrainingTable, per_image: int) -> np.ndarray:
+def _description_rows(replaced_labels: np.ndarray, table: TrainingTable,
+                      per_image: int) -> np.ndarray:
     """`per_image` descriptions of its class for each replaced image, cycling through them."""
-    offset = len(table.images) + len(table.reed)
-    llm_classes = table.llm["class_index"].to_numpy()
+    offset = len(table.images) + len(table.captions)
+    description_classes = table.descriptions["class_index"].to_numpy()
     rows = []
     for c in np.unique(replaced_labels):
-        descriptions = offset + np.flatnonzero(llm_classes == c)
+        descriptions = offset + np.flatnonzero(description_classes == c)
         if len(descriptions) == 0:
-            raise ValueError(f"class index {c} has no LLM descriptions")
+            raise ValueError(f"class index {c} has no descriptions")
         count = int((replaced_labels == c).sum()) * per_image
         rows.append(descriptions[np.arange(count) % len(descriptions)])
     return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)

@@ -1,12 +1,13 @@
 """Speed measurements (`fgvc bench ...`, never a DVC stage, never imported by one): image
 extraction against its own bounds, the adapter grid batched against one head at a time, and the
 Q-Former's training loop against the loop it replaced.
-Every figure is a ratio to a baseline measured in the same run.
+Every figure is a ratio to a baseline measured in the same run. Names load on first use.
 """
 
-from pipeline.bench.adapter import AdapterBench, bench_adapter
-from pipeline.bench.extraction import bench_extraction, format_figures, image_files
-from pipeline.bench.qformer import QFormerBench, bench_qformer
+from pipeline.config import lazy_exports
 
-__all__ = ["AdapterBench", "QFormerBench", "bench_adapter", "bench_extraction", "bench_qformer",
-           "format_figures", "image_files"]
+_EXPORTS = {"AdapterBench": "adapter", "bench_adapter": "adapter", "bench_grid": "adapter",
+            "bench_extraction": "extraction", "format_figures": "extraction",
+            "image_files": "extraction", "QFormerBench": "qformer", "bench_qformer": "qformer"}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -40,14 +40,35 @@ class AdapterBench:
                 f"difference| = {self.max_weight_difference:.2e}")
 
 
+def bench_grid(inputs, protocol, settings, repeats: int, sample: int | None) -> AdapterBench:
+    """`bench_adapter` on the linear grid of `protocol` (train_adapter's section) and `settings`
+    (its linear method's) trained on `inputs`, every head training all `steps` (early stopping
+    aside)."""
+    import torch.nn.functional as F
+
+    from pipeline.adapter.methods.linear import grid_runs
+
+    runs, parts = grid_runs(inputs, protocol, settings)
+    features = F.normalize(inputs.features, dim=-1) if settings.normalize else inputs.features
+    return bench_adapter(features, inputs.labels, [part.pool for part in parts],
+                         [run.stream_seed for run in runs], len(inputs.class_ids),
+                         repeats=repeats, sample=sample, steps=settings.steps,
+                         batch_size=settings.batch_size, lr=settings.lr,
+                         weight_decay=settings.weight_decay, logit_scale=settings.logit_scale)
+
+
 def bench_adapter(features: torch.Tensor, labels: torch.Tensor, pools: Sequence[np.ndarray],
-                  seeds: Sequence, num_classes: int, repeats: int = 3, sample: int | None = None,
-                  **training) -> AdapterBench:
+                  seeds: Sequence, num_classes: int, *, repeats: int, sample: int | None,
+                  steps: int, batch_size: int, lr: float, weight_decay: float,
+                  logit_scale: float) -> AdapterBench:
     """Time `train_linear_heads` on all pools at once and on each pool alone, `repeats` times
     each, interleaved. The best time of each way is kept (as `timeit` advises): the one least
     disturbed by other work on the machine, which on a shared 2-core box is most of the noise.
     `sample`: train only that many heads (spread over the grid) one at a time, and extrapolate
     their time to all heads, so a preset-size grid's bench stays short."""
+    training = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                    logit_scale=logit_scale)
+
     def synchronize():
         if features.is_cuda:
             torch.cuda.synchronize()
@@ -71,5 +92,5 @@ def bench_adapter(features: torch.Tensor, labels: torch.Tensor, pools: Sequence[
             difference = max(difference, (alone[0] - weight[h]).abs().max().item())
         synchronize()
         sequential.append((time.perf_counter() - start) * len(pools) / len(chosen))
-    return AdapterBench(len(pools), training["steps"], min(batched), min(sequential),
+    return AdapterBench(len(pools), steps, min(batched), min(sequential),
                         difference, repeats, len(chosen) if len(chosen) < len(pools) else None)

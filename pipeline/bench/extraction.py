@@ -33,14 +33,15 @@ import torch
 from PIL import Image
 
 from pipeline.bench.memory import TreeMemorySampler, peak_rss_mib, reset_peak_rss
-from pipeline.clip.loading import Clip
+from pipeline.clip.base import Clip
 from pipeline.common import InputError
 from pipeline.features.decoding import load_rgb
 from pipeline.features.device_decoding import device_decoder
-from pipeline.features.encoding import ExtractOptions, ImageEncoder
+from pipeline.features.encoding import ImageEncoder
 from pipeline.features.images import (BatchFinisher, device_decodable_jpeg,
                                       extract_image_features, image_loader)
 from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
+from pipeline.features.settings import ExtractSettings
 
 MODEL_ONLY_CACHED_BATCHES = 8  # pre-decoded batches the model phase cycles through (bounded RAM)
 
@@ -97,22 +98,22 @@ class _PilWork:
             pass  # a bad file costs what it costs; the bound only times the work
 
 
-def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractOptions,
-                     processes: int | None = None) -> list[Figure]:
-    """Measure the figures (see module doc) over `paths` under `root`; the PIL bound runs
-    `processes` processes (default: one per core)."""
-    root, count = Path(root), len(paths)
-    batches = [list(range(s, min(s + options.batch_size, count)))
-               for s in range(0, count, options.batch_size)]
-    figures = [_pil_bound(clip, root, paths, options, processes or os.cpu_count() or 1)]
-    if options.decode != "pil" or torch.device(options.device).type == "cuda":
-        figures += _decoder_bounds(clip, root, paths, batches, options)
+def bench_extraction(clip: Clip, root: Path, paths: list[str], settings: ExtractSettings,
+                     device: str, processes: int | None = None) -> list[Figure]:
+    """Measure the figures (see module doc) over `paths` under `root`, with the extract settings
+    (batch size, workers, decoder) on `device`; the PIL bound runs `processes` processes
+    (default: one per core)."""
+    root, count, batch_size = Path(root), len(paths), settings.images.batch_size
+    batches = [list(range(s, min(s + batch_size, count))) for s in range(0, count, batch_size)]
+    figures = [_pil_bound(clip, root, paths, settings, processes or os.cpu_count() or 1)]
+    if settings.images.decode != "pil" or torch.device(device).type == "cuda":
+        figures += _decoder_bounds(clip, root, paths, batches, settings, device)
 
-    finish = BatchFinisher(clip, root, paths, options)
-    encode = ImageEncoder(clip.model, options.device, options.amp)
+    finish = BatchFinisher(clip, root, paths, settings, device)
+    encode = ImageEncoder(clip.model, device, settings.amp)
     cached = [finish(loaded)[1] for loaded in
-              itertools.islice(image_loader(clip, root, paths, batches, options, num_workers=0),
-                               MODEL_ONLY_CACHED_BATCHES)]
+              itertools.islice(image_loader(clip, root, paths, batches, settings, device,
+                                            num_workers=0), MODEL_ONLY_CACHED_BATCHES)]
     cached = [pixels for pixels in cached if pixels is not None]
     if not cached:
         raise InputError(f"none of the first {MODEL_ONLY_CACHED_BATCHES} batches under {root} "
@@ -121,7 +122,7 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractO
 
     def decode_only():
         pixels = None
-        for loaded in image_loader(clip, root, paths, batches, options):
+        for loaded in image_loader(clip, root, paths, batches, settings, device):
             pixels = finish(loaded)[1]
         _synchronize(pixels)
 
@@ -134,7 +135,8 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractO
 
     def ours():
         extract_image_features(clip, root, index, workdir / "features", name="bench",
-                               id_columns=["image_id"], options=options, progress=False)
+                               id_columns=["image_id"], settings=settings, device=device,
+                               progress=False)
 
     @torch.inference_mode()
     def naive():
@@ -143,7 +145,7 @@ def bench_extraction(clip: Clip, root: Path, paths: list[str], options: ExtractO
             for row in batch:
                 with Image.open(root / paths[row]) as image:
                     pixels.append(clip.preprocess(image.convert("RGB")))
-            clip.model.encode_image(torch.stack(pixels).to(options.device)).cpu()
+            clip.model.encode_image(torch.stack(pixels).to(device)).cpu()
 
     try:
         return figures + [measure("decode", count, decode_only),
@@ -158,10 +160,10 @@ def _synchronize(pixels) -> None:
         torch.cuda.synchronize(pixels.device)
 
 
-def _pil_bound(clip: Clip, root: Path, paths: list[str], options: ExtractOptions,
+def _pil_bound(clip: Clip, root: Path, paths: list[str], settings: ExtractSettings,
                processes: int) -> Figure:
     to_pixels, _ = split_preprocess(clip.preprocess)
-    work = _PilWork(root, to_pixels, options.max_image_pixels)
+    work = _PilWork(root, to_pixels, settings.images.max_image_pixels)
     # Not forked: this process may hold a CUDA context by now.
     context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
     with context.Pool(processes) as pool:
@@ -172,19 +174,20 @@ def _pil_bound(clip: Clip, root: Path, paths: list[str], options: ExtractOptions
 
 
 def _decoder_bounds(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
-                    options: ExtractOptions) -> list[Figure]:
+                    settings: ExtractSettings, device: str) -> list[Figure]:
     """Each device decoder on the batches' JPEG bytes, read beforehand: alone, and with our
     batched resize. Only the files ours decodes on the device count (it sends the rest, CMYK,
     grayscale, cut short or huge, through PIL)."""
-    data = [device_decodable_jpeg(root / path, options.max_image_pixels) for path in paths]
+    data = [device_decodable_jpeg(root / path, settings.images.max_image_pixels) for path in paths]
     tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data if b is not None]
     if not tensors:
         return []
-    lists = [tensors[s:s + options.batch_size] for s in range(0, len(tensors), options.batch_size)]
-    prepare = DevicePreprocess(clip.card["preprocess"], options.device)
+    size = settings.images.batch_size
+    lists = [tensors[s:s + size] for s in range(0, len(tensors), size)]
+    prepare = DevicePreprocess(clip.card["preprocess"], device)
     figures = []
-    for name in device_decoders(options.device):
-        decode = device_decoder(name, options.device)
+    for name in device_decoders(device):
+        decode = device_decoder(name, device)
         decode(lists[0])  # warm-up: the codec's state, allocator
 
         def decode_only():

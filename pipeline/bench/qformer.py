@@ -19,6 +19,7 @@ import torch
 from pipeline.clip.training import cosine_schedule
 from pipeline.qformer.losses import qformer_loss
 from pipeline.qformer.model import QFormerConfig, TextToImageQFormer
+from pipeline.qformer.settings import TrainQFormer
 from pipeline.qformer.text_inputs import PooledTexts
 from pipeline.qformer.training import train_qformer
 
@@ -55,13 +56,13 @@ class QFormerBench:
         return "\n".join(lines)
 
 
-def bench_qformer(config: QFormerConfig, pairs: int, batch_size: int,
-                  device: str | torch.device, repeats: int = 1, seed: int = 0,
-                  compile: bool = False, **training) -> QFormerBench:
-    """Train one epoch of `pairs` random pairs each way (`compiled` too, with `compile`),
-    `repeats` times interleaved, from the same weights; `training`: train_qformer's loss and
-    optimiser settings (lr, loss, ...)."""
-    device = torch.device(device)
+def bench_qformer(settings: TrainQFormer, width: int, pairs: int, device: str | torch.device,
+                  repeats: int, compile: bool) -> QFormerBench:
+    """Train one epoch of `pairs` random pairs of `width`-wide features each way (`compiled`
+    too, with `compile`), `repeats` times interleaved, from the same weights: the model, batch,
+    loss and optimiser of `settings` (train_qformer's section)."""
+    device, batch_size, seed = torch.device(device), settings.batch_size, settings.seed
+    config = QFormerConfig.of(settings.model, text_width=width, image_width=width)
     generator = torch.Generator().manual_seed(seed)
     text = PooledTexts(torch.randn(pairs, config.text_width, generator=generator).to(device))
     image = torch.randn(pairs, config.image_width, generator=generator).to(device)
@@ -70,15 +71,15 @@ def bench_qformer(config: QFormerConfig, pairs: int, batch_size: int,
     val_images = torch.randn(VALIDATION_PAIRS, config.image_width, generator=generator).to(device)
     torch.manual_seed(seed)
     start_model = TextToImageQFormer(config).to(device)
-    settings = dict(training, epochs=1, batch_size=batch_size, seed=seed)
+    one_epoch = settings.model_copy(update={"epochs": 1})
     ways = WAYS if compile else WAYS[:2]
     validation = dict(val_text=val_text, val_images=val_images,
                       val_caption_image=torch.arange(VALIDATION_PAIRS, device=device),
-                      show_progress=False)
+                      show_progress=False, settings=one_epoch)
     if compile:  # compile outside the clock, on batches of the same shapes
         warm_up = min(len(text), 2 * batch_size)
         train_qformer(copy.deepcopy(start_model), text.subset(torch.arange(warm_up)),
-                      image[:warm_up], compile=True, **validation, **settings)
+                      image[:warm_up], compile=True, **validation)
     seconds, trained = {way: float("inf") for way in ways}, {}
     for _ in range(repeats):
         for way in ways:
@@ -86,10 +87,9 @@ def bench_qformer(config: QFormerConfig, pairs: int, batch_size: int,
             _synchronize(device)
             start = time.perf_counter()
             if way == "before":
-                _epoch_before(model, text, image, **settings)
+                _epoch_before(model, text, image, one_epoch)
             else:
-                train_qformer(model, text, image, compile=way == "compiled", **validation,
-                              **settings)
+                train_qformer(model, text, image, compile=way == "compiled", **validation)
             _synchronize(device)
             seconds[way] = min(seconds[way], time.perf_counter() - start)
             trained[way] = model
@@ -102,19 +102,18 @@ def bench_qformer(config: QFormerConfig, pairs: int, batch_size: int,
                         seconds=seconds, weight_difference=difference, repeats=repeats)
 
 
-def _epoch_before(model: TextToImageQFormer, text: PooledTexts, image: torch.Tensor, *,
-                  loss: str, margin: float, weighting: str, temperature: float, epochs: int,
-                  batch_size: int, lr: float, weight_decay: float, warmup_fraction: float,
-                  grad_clip: float, seed: int) -> float:
+def _epoch_before(model: TextToImageQFormer, text: PooledTexts, image: torch.Tensor,
+                  settings: TrainQFormer) -> float:
     """The training loop as `train_qformer` ran it before issue 14 (one epoch, no validation):
     the reference the bench measures against."""
-    device = image.device
-    torch.manual_seed(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    device, batch_size = image.device, settings.batch_size
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
     steps = max(1, len(text) // batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = cosine_schedule(optimizer, max(1, int(warmup_fraction * steps * epochs)),
-                               steps * epochs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
+    total = steps * settings.epochs
+    schedule = cosine_schedule(optimizer, max(1, int(settings.warmup_fraction * total)), total)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                               enabled=device.type == "cuda")
     model.train()
@@ -124,11 +123,11 @@ def _epoch_before(model: TextToImageQFormer, text: PooledTexts, image: torch.Ten
         index = order[step * batch_size:(step + 1) * batch_size]
         with autocast:
             pred = model(*text.batch(index))
-        value = qformer_loss(loss, pred.float(), image[index], margin=margin,
-                             temperature=temperature, weighting=weighting)
+        value = qformer_loss(settings.loss, pred.float(), image[index], margin=settings.margin,
+                             temperature=settings.temperature, weighting=settings.weighting)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         schedule.step()
         running += value.item()  # a host sync every step

@@ -1,17 +1,23 @@
 """The frozen CLIP (the `clip` stage; every stage after it loads what it wrote).
 
-`loading`: build an open_clip model, pin its weights to safetensors with a card, load it back
-from that folder alone. `fingerprint`: what identifies a CLIP's features, and the check wherever
-an artifact of one model meets another's. `training`: how the offline demo gets a CLIP at all
-(a tiny open_clip model trained contrastively on the demo's captions).
+`loading`: build a model with its library's loader (`loaders`: open_clip, Hugging Face
+transformers), pin its weights to safetensors with a card, load it back from that folder alone.
+`fingerprint`: what identifies a CLIP's features, its card, and the check wherever an artifact
+of one model meets another's. `training`: how the offline demo gets a CLIP at all (a tiny
+open_clip model trained contrastively on the demo's captions). `resolve`: the stage's entry.
+`settings`: the `clip` params section. Names load on first use: reading a card or the settings
+imports no model library.
 """
 
-from pipeline.clip.fingerprint import (FingerprintMismatch, check_same_clip, describe_clip,
-                                       fingerprint_of)
-from pipeline.clip.loading import Clip, create_clip, input_size, load_clip, read_card, save_clip
-from pipeline.clip.speed import seconds_per_input
-from pipeline.clip.training import train_clip_contrastive, train_demo_clip
+from pipeline.config import lazy_exports
 
-__all__ = ["Clip", "FingerprintMismatch", "check_same_clip", "create_clip", "describe_clip",
-           "fingerprint_of", "input_size", "load_clip", "read_card", "save_clip",
-           "seconds_per_input", "train_clip_contrastive", "train_demo_clip"]
+_EXPORTS = {
+    "FingerprintMismatch": "fingerprint", "check_same_clip": "fingerprint",
+    "describe_clip": "fingerprint", "fingerprint_of": "fingerprint", "read_card": "fingerprint",
+    "Clip": "base", "create_clip": "loading", "input_size": "loading", "load_clip": "loading",
+    "save_clip": "loading", "seconds_per_input": "speed", "train_clip_contrastive": "training",
+    "train_demo_clip": "training", "CocoPairs": "resolve", "resolve_clip": "resolve",
+    "Backbone": "settings", "ClipSettings": "settings",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,9 +9,13 @@ another CLIP's texts into a space that means nothing there, silently.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pipeline.common import InputError
 
 FINGERPRINT_KEYS = ("model_name", "pretrained", "weights_sha256", "embed_dim", "preprocess")
+CARD_FILE = "card.json"
 
 
 class FingerprintMismatch(InputError):
@@ -44,3 +48,12 @@ def check_same_clip(expected: dict | None, found: dict | None, what: str, remedy
     raise FingerprintMismatch(
         f"{what}: made with CLIP {describe_clip(found)}, but the CLIP in use is "
         f"{describe_clip(expected)} (differs in: {', '.join(differs)}); {remedy}")
+
+
+def read_card(folder: Path) -> dict:
+    """The card of the CLIP resolved in `folder` (what it is, its width, its weights' hash):
+    enough to check features against it without loading the model."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        raise InputError(f"no CLIP at {folder} (no {CARD_FILE}): the `clip` stage makes it")
+    return json.loads(path.read_text())

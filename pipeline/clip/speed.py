@@ -19,7 +19,7 @@ def seconds_per_input(clip: Clip, kind: str, device: str | torch.device, batch: 
         inputs = torch.zeros(batch, 3, *input_size(clip.card["preprocess"]), device=device)
         encode = clip.model.encode_image
     else:
-        inputs = clip.tokenizer(["a photo of a small bird with a short beak"] * batch).to(device)
+        inputs = clip.tokenize(["a photo of a small bird with a short beak"] * batch)[0].to(device)
         encode = clip.model.encode_text
     for _ in range(2):
         start = time.perf_counter()

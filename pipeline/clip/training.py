@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import pandas as pd
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from pipeline.clip.loading import Clip
+from pipeline.clip.settings import DemoClipTraining
 from pipeline.common import InputError
 
 TRAIN_SPLITS = ("train", "restval")  # Karpathy's: what the demo CLIP trains on
@@ -36,17 +36,20 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 
 
 def train_demo_clip(clip: Clip, images: pd.DataFrame, captions: pd.DataFrame, root: Path,
-                    **training) -> list[float]:
-    """Train `clip` in place on the train + restval pairs of a COCO-style index (images:
-    image_id, path relative to `root`, split; captions: image_id, text). `training`: the
-    arguments of `train_clip_contrastive`. Returns the mean loss of each epoch."""
+                    settings: DemoClipTraining) -> list[float]:
+    """Train `clip` (an open_clip model) in place on the train + restval pairs of a COCO-style
+    index (images: image_id, path relative to `root`, split; captions: image_id, text).
+    Returns the mean loss of each epoch."""
     images = images[images["split"].isin(TRAIN_SPLITS)].reset_index(drop=True)
     captions = captions[captions["image_id"].isin(images["image_id"])]
     pixels = torch.stack([clip.preprocess(Image.open(Path(root) / p).convert("RGB"))
                           for p in tqdm(images["path"], desc="decode COCO-like images", unit="img")])
     row_of = {image_id: row for row, image_id in enumerate(images["image_id"])}
     return train_clip_contrastive(clip.model, pixels, clip.tokenizer(captions["text"].tolist()),
-                                  [row_of[i] for i in captions["image_id"]], **training)
+                                  [row_of[i] for i in captions["image_id"]],
+                                  epochs=settings.epochs, batch_size=settings.batch_size,
+                                  lr=settings.lr, weight_decay=settings.weight_decay,
+                                  seed=settings.seed)
 
 
 def train_clip_contrastive(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor,
@@ -70,9 +73,12 @@ def train_clip_contrastive(model: torch.nn.Module, images: torch.Tensor, tokens:
     flat = torch.cat(captions_of)
     steps_per_epoch = len(images) // batch_size
     if steps_per_epoch == 0:
-        raise InputError(f"batch_size {batch_size} exceeds the {len(images)} training images")
+        raise InputError(f"clip.demo_train.batch_size: {batch_size} exceeds the {len(images)} "
+                         "training images")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = cosine_schedule(optimizer, steps_per_epoch, epochs * steps_per_epoch)
+    import open_clip  # here: the Q-Former imports this module for its schedule alone
+
     loss_fn = open_clip.ClipLoss()
     model.train()
     history = []

@@ -1,16 +1,19 @@
-"""Datasets as index tables (the `data` stage): readers of the real layouts (CUB-200-2011,
-Reed's captions, COCO 2014 with Karpathy's split, ImageFolder-style `<class>/<image>` folders),
-the check that every listed image exists, and the procedurally drawn demo world, which is written
-in the real layouts and read by the same readers.
+"""Datasets as index tables (the `data` stage): target formats by registry (`formats`: CUB-200-2011,
+ImageFolder-style `<class>/<image>` folders), per-image captions in Reed's layout, COCO 2014
+with Karpathy's split, the check that every listed image exists (`checks`), the stage's entry
+(`index`), and the procedurally drawn demo world, written in the real layouts and read by the
+same readers. `settings`: the `data` params section.
 """
 
-from pipeline.data.checks import require_images
-from pipeline.data.coco import read_coco_annotations, read_karpathy_coco
-from pipeline.data.cub import (DatasetLayoutError, read_cub_attributes, read_cub_classes,
-                               read_cub_images, read_reed_captions)
-from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
-from pipeline.data.imagefolder import read_imagefolder
+from pipeline.config import lazy_exports
 
-__all__ = ["DatasetLayoutError", "DemoWorldSpec", "generate_demo_world", "read_coco_annotations",
-           "read_cub_attributes", "read_cub_classes", "read_cub_images", "read_imagefolder",
-           "read_karpathy_coco", "read_reed_captions", "require_images"]
+_EXPORTS = {
+    "require_images": "checks", "read_coco_annotations": "coco", "read_karpathy_coco": "coco",
+    "DatasetLayoutError": "cub", "read_cub_attributes": "cub", "read_cub_classes": "cub",
+    "read_cub_images": "cub", "read_reed_captions": "cub", "generate_demo_world": "demo_world",
+    "read_imagefolder": "imagefolder", "DatasetIndex": "index", "INDEX_TABLES": "index",
+    "index_datasets": "index", "Data": "settings", "DemoWorldSpec": "settings",
+    "TargetSettings": "settings",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

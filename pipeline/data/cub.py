@@ -18,7 +18,12 @@ from pipeline.common import InputError
 
 
 class DatasetLayoutError(InputError):
-    """A dataset directory does not have the layout its reader expects."""
+    """A dataset directory does not have the layout its reader expects. `key`: the data.target
+    key whose file it is (None: the dataset's folder itself)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def _read_columns(path: Path, names: list[str]) -> pd.DataFrame:

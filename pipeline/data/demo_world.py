@@ -17,7 +17,6 @@ data CLIP and the Q-Former learn from, they teach the vocabulary, not the specie
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -28,20 +27,7 @@ from tqdm import tqdm
 from pipeline.data.bird_attributes import ATTRIBUTE_KINDS, attribute_names, make_classes
 from pipeline.data.bird_drawing import SCENES, draw_bird
 from pipeline.data.captions import coco_caption, reed_caption
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoWorldSpec:
-    """How big the demo world is; every choice in it follows from `seed`."""
-
-    seed: int = 0
-    num_classes: int = 20
-    train_per_class: int = 30
-    test_per_class: int = 30
-    coco_images: int = 3000
-    image_size: int = 96
-    coco_captions_per_image: int = 5
-    reed_captions_per_image: int = 10
+from pipeline.data.settings import DemoWorldSpec
 
 
 def _rng(spec: DemoWorldSpec, stream: int, index: int) -> np.random.Generator:
@@ -79,7 +65,7 @@ def _write_cub(root: Path, spec: DemoWorldSpec, show_progress: bool) -> None:
             path = cub / "images" / class_dir / f"{stem}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             draw_bird(attrs, scene, spec.image_size, rng).save(path, quality=92)
-            captions = [reed_caption(attrs, rng) for _ in range(spec.reed_captions_per_image)]
+            captions = [reed_caption(attrs, rng) for _ in range(spec.captions_per_image)]
             _write_lines(reed / class_dir / f"{stem}.txt", captions)
             images.append(f"{image_id} {class_dir}/{stem}.jpg")
             labels.append(f"{image_id} {class_index + 1}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import os
 import re
 import time
 from urllib.parse import urlparse
@@ -27,12 +26,9 @@ import pandas as pd
 from pipeline.common import InputError
 from pipeline.describe.answer_cache import AnswerCache, request_key
 from pipeline.describe.prompts import PromptTemplate, rendered_hash
+from pipeline.describe.settings import API_KEY_VARIABLE, LLMSettings
 from pipeline.describe.table import DESCRIPTION_COLUMNS
 
-OPENAI_URL = "https://api.openai.com/v1"
-OPENAI_HOST = "api.openai.com"
-API_KEY_VARIABLE = "OPENAI_API_KEY"
-BASE_URL_VARIABLE = "OPENAI_BASE_URL"  # the client reads it too: resolved here, once
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # USD per million (prompt, completion) tokens; a model not listed gets a token count only.
 PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
@@ -55,31 +51,6 @@ class LLMError(InputError):
     setting to fix, so the command exits as for invalid params."""
 
     exit_code = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class LLMSettings:
-    model: str = "gpt-3.5-turbo"
-    base_url: str | None = None  # None: the OpenAI API
-    temperature: float = 0.7
-    max_tokens: int = 256
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 5
-    parse_retries: int = 2
-
-    @property
-    def url(self) -> str:
-        """The server actually asked: base_url, else $OPENAI_BASE_URL, else the OpenAI API."""
-        return self.base_url or os.environ.get(BASE_URL_VARIABLE) or OPENAI_URL
-
-    @property
-    def host(self) -> str:
-        return urlparse(self.url).netloc
-
-    @property
-    def is_openai(self) -> bool:
-        return urlparse(self.url).hostname == OPENAI_HOST
 
 
 @dataclasses.dataclass(frozen=True)

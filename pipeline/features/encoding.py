@@ -1,4 +1,4 @@
-"""What image and text extraction share: the options of a run, its result, and the model side
+"""What image and text extraction share: the result of a run, and the model side
 (an image tower ready for throughput; the autocast dtype in use; the settings that change the
 numbers and so identify a shard).
 """
@@ -11,22 +11,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from pipeline.features.decoding import DEFAULT_MAX_PIXELS
+from pipeline.features.settings import ExtractSettings
 
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "none": None}
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractOptions:
-    batch_size: int = 256
-    num_workers: int = 0  # DataLoader decode processes; 0 decodes in the main process
-    device: str = "cpu"
-    amp: str = "float16"  # autocast dtype on CUDA ("none": full precision); ignored on CPU
-    precision: str = "float16"  # stored embeddings
-    shard_rows: int = 65536
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_bad_fraction: float = 0.01
-    decode: str = "pil"  # "torchvision": JPEGs decoded and preprocessed on `device`
 
 
 @dataclasses.dataclass
@@ -34,6 +21,17 @@ class ExtractResult:
     manifest: dict
     reused_shards: int
     computed_shards: int
+
+    def summary(self, name: str) -> str:
+        manifest = self.manifest
+        skipped = (f", {manifest['skipped']} skipped (listed in manifest.json)"
+                   if manifest["skipped"] else "")
+        tokens = (f" + per-token states of width {manifest['token_width']}"
+                  if manifest.get("token_width") else "")
+        return (f"{manifest['rows']} {name} features of width {manifest['width']}{tokens} "
+                f"({manifest['precision']}) in {len(manifest['shards'])} shard(s): "
+                f"{self.computed_shards} computed, {self.reused_shards} kept from an earlier run"
+                f"{skipped}")
 
 
 class ImageEncoder:
@@ -57,12 +55,13 @@ class ImageEncoder:
         return features.float().cpu().numpy()
 
 
-def compute_variant(options: ExtractOptions) -> dict:
+def compute_variant(settings: ExtractSettings, device: str) -> dict:
     """The settings besides the model that change the numbers: the device type and the autocast
     dtype actually used. Batch size and worker count are throughput knobs (they move results by
     float rounding only), so shards are kept across them."""
-    device = torch.device(options.device)
-    return {"device": device.type, "amp": options.amp if amp_dtype(device, options.amp) else "none"}
+    device = torch.device(device)
+    return {"device": device.type,
+            "amp": settings.amp if amp_dtype(device, settings.amp) else "none"}
 
 
 def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:

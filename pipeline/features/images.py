@@ -32,12 +32,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.clip.loading import Clip, input_size
+from pipeline.clip.base import Clip
+from pipeline.clip.loading import input_size
 from pipeline.common import InputError, write_text
 from pipeline.features.decoding import BadImage, load_rgb
 from pipeline.features.device_decoding import DEVICE_DECODERS, JPEG_END, device_decoder, is_jpeg
-from pipeline.features.encoding import ExtractOptions, ExtractResult, ImageEncoder, compute_variant
+from pipeline.features.encoding import ExtractResult, ImageEncoder, compute_variant
 from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
+from pipeline.features.settings import ExtractSettings
 from pipeline.features.store import ShardInfo, ShardPlan, resume, write_manifest, write_shard
 
 ERRORS_FILE = "errors.json"
@@ -130,18 +132,20 @@ def collate_images(items) -> LoadedBatch:
 
 
 def image_loader(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
-                 options: ExtractOptions, num_workers: int | None = None) -> DataLoader:
-    """Batches of `LoadedBatch` from `num_workers` processes (default: the options'), each
+                 settings: ExtractSettings, device: str,
+                 num_workers: int | None = None) -> DataLoader:
+    """Batches of `LoadedBatch` from `num_workers` processes (default: the settings'), each
     prefetching two batches, or one where two per worker would pass `IN_FLIGHT_BYTES` of pixels
     (so many workers with big batches still hold one batch each: workers x batch bytes)."""
-    workers = options.num_workers if num_workers is None else num_workers
+    images = settings.images
+    workers = images.num_workers if num_workers is None else num_workers
     to_pixels, _ = split_preprocess(clip.preprocess)
-    device_decoding = options.decode in DEVICE_DECODERS
-    dataset = ImageRows(root, paths, to_pixels, options.max_image_pixels, raw_jpeg=device_decoding)
-    batch_bytes = options.batch_size * 3 * int(np.prod(input_size(clip.card["preprocess"])))
+    device_decoding = images.decode in DEVICE_DECODERS
+    dataset = ImageRows(root, paths, to_pixels, images.max_image_pixels, raw_jpeg=device_decoding)
+    batch_bytes = images.batch_size * 3 * int(np.prod(input_size(clip.card["preprocess"])))
     prefetch = max(1, min(2, IN_FLIGHT_BYTES // max(1, workers * batch_bytes)))
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                      collate_fn=collate_images, pin_memory=options.device.startswith("cuda"),
+                      collate_fn=collate_images, pin_memory=str(device).startswith("cuda"),
                       prefetch_factor=prefetch if workers else None)
 
 
@@ -150,13 +154,14 @@ class BatchFinisher:
     device decoder it decodes the JPEG bytes and resizes them there; what the device cannot
     decode goes through PIL."""
 
-    def __init__(self, clip: Clip, root: Path, paths: list[str], options: ExtractOptions):
-        self.device = torch.device(options.device)
+    def __init__(self, clip: Clip, root: Path, paths: list[str], settings: ExtractSettings,
+                 device: str):
+        self.device = torch.device(device)
         to_pixels, self.normalize = split_preprocess(clip.preprocess)
-        self.fallback = ImageRows(root, paths, to_pixels, options.max_image_pixels)
+        self.fallback = ImageRows(root, paths, to_pixels, settings.images.max_image_pixels)
         self.decode = self.prepare = None
-        if options.decode in DEVICE_DECODERS:
-            self.decode = device_decoder(options.decode, self.device)
+        if settings.images.decode in DEVICE_DECODERS:
+            self.decode = device_decoder(settings.images.decode, self.device)
             self.prepare = DevicePreprocess(clip.card["preprocess"], self.device)
 
     def __call__(self, batch: LoadedBatch) -> tuple[np.ndarray, torch.Tensor | None,
@@ -215,12 +220,12 @@ def image_inputs(root: Path, index: pd.DataFrame,
 
 
 def local_image_batches(clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
-                        options: ExtractOptions) -> Iterator[Batch]:
+                        settings: ExtractSettings, device: str) -> Iterator[Batch]:
     """The in-process engine: DataLoader workers decode (or read JPEG bytes for the device to
     decode), this process encodes."""
-    finish = BatchFinisher(clip, root, paths, options)
-    encode = ImageEncoder(clip.model, options.device, options.amp)
-    for loaded in image_loader(clip, root, paths, batches, options):
+    finish = BatchFinisher(clip, root, paths, settings, device)
+    encode = ImageEncoder(clip.model, device, settings.amp)
+    for loaded in image_loader(clip, root, paths, batches, settings, device):
         rows, pixels, bad = finish(loaded)
         embeddings = (encode(pixels) if pixels is not None
                       else np.zeros((0, clip.card["embed_dim"]), np.float32))
@@ -277,11 +282,13 @@ class ShardAssembler:
 
 # --- image feature sets ---------------------------------------------------------------
 
-ImageEngine = Callable[[Clip, Path, list[str], list[list[int]], ExtractOptions], Iterable[Batch]]
+# (clip, root, paths, row batches, settings, device) -> encoded batches
+ImageEngine = Callable[[Clip, Path, list[str], list[list[int]], ExtractSettings, str],
+                       Iterable[Batch]]
 
 
 def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Path, *, name: str,
-                           id_columns: list[str], options: ExtractOptions,
+                           id_columns: list[str], settings: ExtractSettings, device: str,
                            engine: ImageEngine = local_image_batches,
                            progress: bool = True) -> ExtractResult:
     """Encode every image of `index` (a `path` column relative to `root`) into feature set `out`,
@@ -289,34 +296,35 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
     index = index.reset_index(drop=True)
     inputs, local = image_inputs(root, index, id_columns)
     plan = ShardPlan.build(inputs, name=name, fingerprint=clip.fingerprint,
-                           width=clip.card["embed_dim"], precision=options.precision,
-                           shard_rows=options.shard_rows, local=local,
-                           variant=image_variant(options))
+                           width=clip.card["embed_dim"], precision=settings.precision,
+                           shard_rows=settings.shard_rows, local=local,
+                           variant=image_variant(settings, device))
     done = resume(out, plan)
     pending = [i for i in range(plan.num_shards) if i not in done]
     assembler = ShardAssembler(out, plan, index[id_columns], pending)
-    batches = shard_batches(plan, pending, options.batch_size)
+    batches = shard_batches(plan, pending, settings.images.batch_size)
     with tqdm(total=plan.rows, initial=plan.rows - sum(map(len, batches)), desc=f"encode {name}",
               unit="img", disable=not progress) as bar:
         for rows, embeddings, bad in engine(clip, Path(root), index["path"].tolist(), batches,
-                                            options):
+                                            settings, device):
             assembler.add(rows, embeddings, bad)
             bar.update(len(rows) + len(bad))
     if assembler.unfinished():
         raise RuntimeError(f"the engine left shards {assembler.unfinished()[:10]} incomplete")
     shards = {**done, **assembler.written}
-    _check_bad_images(out, plan, shards, index[id_columns + ["path"]], options.max_bad_fraction)
+    _check_bad_images(out, plan, shards, index[id_columns + ["path"]],
+                      settings.images.max_bad_fraction)
     manifest = write_manifest(out, plan, shards, error_ids=index[id_columns + ["path"]])
     return ExtractResult(manifest, len(done), len(assembler.written))
 
 
-def image_variant(options: ExtractOptions) -> dict:
+def image_variant(settings: ExtractSettings, device: str) -> dict:
     """What besides the model changes an image's embedding (see `compute_variant`): the decoder,
     the size limit, and for device decoders the resampler (Pillow's filter as batched matrices
     since this was added; shards of the per-image torchvision resize before it are redone)."""
-    variant = dict(compute_variant(options), decode=options.decode,
-                   max_image_pixels=options.max_image_pixels)
-    if options.decode in DEVICE_DECODERS:
+    variant = dict(compute_variant(settings, device), decode=settings.images.decode,
+                   max_image_pixels=settings.images.max_image_pixels)
+    if settings.images.decode in DEVICE_DECODERS:
         variant["resize"] = "pillow-batched"
     return variant
 

@@ -22,7 +22,8 @@ import pandas as pd
 
 from pipeline.clip.loading import Clip, input_size, load_clip
 from pipeline.common import InputError
-from pipeline.features.encoding import ExtractOptions, ImageEncoder
+from pipeline.features.encoding import ImageEncoder
+from pipeline.features.settings import ExtractSettings, RayEngine
 from pipeline.features.images import Batch, preprocess_file
 from pipeline.features.preprocessing import split_preprocess
 
@@ -63,43 +64,42 @@ class EncodeImages:
 class RayImageEngine:
     """Runs the image batches of `images.extract_image_features` on Ray Data."""
 
-    def __init__(self, clip_dir: Path, address: str | None = None, encoders: int = 1,
-                 gpus_per_encoder: float = 0.0, cpus_per_encoder: float = 1.0,
-                 decode_cpus: float = 1.0, init_kwargs: dict | None = None):
+    def __init__(self, clip_dir: Path, settings: RayEngine, init_kwargs: dict | None = None):
         if importlib.util.find_spec("ray") is None:
             raise InputError("the Ray engine (extract.images.engine: ray) needs Ray: "
                              "pip install -e '.[ray]'")
         self.clip_dir = str(Path(clip_dir).resolve())
-        self.address, self.encoders = address, encoders
-        self.gpus_per_encoder, self.cpus_per_encoder = gpus_per_encoder, cpus_per_encoder
-        self.decode_cpus, self.init_kwargs = decode_cpus, init_kwargs or {}
+        self.settings, self.init_kwargs = settings, init_kwargs or {}
 
     def __call__(self, clip: Clip, root: Path, paths: list[str], batches: list[list[int]],
-                 options: ExtractOptions) -> Iterator[Batch]:
+                 settings: ExtractSettings, device: str) -> Iterator[Batch]:
         import ray
 
         rows = [row for batch in batches for row in batch]
         if not rows:
             return
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+            ray.init(address=self.settings.address, include_dashboard=False, log_to_driver=False,
                      **self.init_kwargs)
         # An actor given no GPU still sees the host's GPUs: encode on CUDA only when both the
         # params ask for it and Ray hands each encoder a GPU.
-        device = "cuda" if options.device.startswith("cuda") and self.gpus_per_encoder > 0 else "cpu"
+        ray_settings, batch_size = self.settings, settings.images.batch_size
+        device = ("cuda" if str(device).startswith("cuda") and ray_settings.gpus_per_encoder > 0
+                  else "cpu")
         table = pd.DataFrame({"row": np.array(rows, np.int64), "path": [paths[r] for r in rows]})
         blocks = max(1, min(len(batches), 200))
         dataset = (
             ray.data.from_pandas(table).repartition(blocks)
-            .map_batches(decode_images, batch_size=options.batch_size, num_cpus=self.decode_cpus,
+            .map_batches(decode_images, batch_size=batch_size, num_cpus=ray_settings.decode_cpus,
                          fn_kwargs={"root": str(Path(root).resolve()),
                                     "preprocess": split_preprocess(clip.preprocess)[0],
-                                    "max_pixels": options.max_image_pixels,
+                                    "max_pixels": settings.images.max_image_pixels,
                                     "shape": (3, *input_size(clip.card["preprocess"]))})
-            .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, device, options.amp),
-                         batch_size=options.batch_size,
-                         compute=ray.data.ActorPoolStrategy(size=self.encoders),
-                         num_gpus=self.gpus_per_encoder, num_cpus=self.cpus_per_encoder))
+            .map_batches(EncodeImages, fn_constructor_args=(self.clip_dir, device, settings.amp),
+                         batch_size=batch_size,
+                         compute=ray.data.ActorPoolStrategy(size=ray_settings.encoders),
+                         num_gpus=ray_settings.gpus_per_encoder,
+                         num_cpus=ray_settings.cpus_per_encoder))
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             ok = batch["reason"] == ""
             bad = [(int(row), str(reason)) for row, reason in

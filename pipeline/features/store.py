@@ -306,7 +306,7 @@ def _plain(value):
 
 
 def write_feature_set(folder: Path, ids: pd.DataFrame, embeddings: np.ndarray, *, name: str,
-                      fingerprint: dict, shard_rows: int = 65536, precision: str = "float16",
+                      fingerprint: dict, shard_rows: int, precision: str,
                       inputs: pd.DataFrame | None = None) -> dict:
     """Write a whole in-memory feature set at once (shards + manifest).
 

@@ -16,21 +16,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pipeline.clip.loading import Clip
-from pipeline.common import InputError
-from pipeline.features.encoding import (ExtractOptions, ExtractResult, amp_dtype, autocast_context,
-                                        compute_variant)
+from pipeline.clip.base import Clip
+from pipeline.features.encoding import ExtractResult, amp_dtype, autocast_context, compute_variant
+from pipeline.features.settings import ExtractSettings
 from pipeline.features.store import RaggedTokens, ShardPlan, resume, write_manifest, write_shard
-
-
-def token_width(clip: Clip) -> int:
-    """Width of the text tower's per-token states: its transformer width, which need not be the
-    embedding width (RN50: 512 states, 1024 embedding; ViT-B-32: 512 and 512)."""
-    text_cfg = clip.card["config"].get("text_cfg", {})
-    if "hf_model_name" in text_cfg:
-        raise InputError(f"{clip.card['model_name']}: per-token states are supported for "
-                         "open_clip's own text transformers, not Hugging Face text towers")
-    return int(text_cfg.get("width", 512))  # open_clip's CLIPTextCfg default
 
 
 @torch.inference_mode()
@@ -39,8 +28,7 @@ def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str
                       tokens: bool = False) -> tuple[np.ndarray, RaggedTokens | None]:
     """Encode texts to (N, D) float32 embeddings in input order and, with `tokens`, their
     per-token states (ragged, float32)."""
-    ids = clip.tokenizer(list(texts))  # (N, L)
-    lengths = (ids != 0).sum(dim=1)  # real tokens: start .. end; 0 pads
+    ids, lengths = clip.tokenize(list(texts))  # (N, L), (N,): real tokens, start .. end
     order = torch.argsort(lengths, descending=True, stable=True)
     torch_device = torch.device(device)
     dtype = amp_dtype(torch_device, amp)
@@ -51,9 +39,7 @@ def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str
         batch = ids[index].to(torch_device)
         with autocast_context(torch_device, dtype):
             if tokens:
-                result = clip.model.forward_intermediates(
-                    text=batch, text_indices=1, normalize_intermediates=True, normalize=False)
-                features, states = result["text_features"], result["text_intermediates"][-1]
+                features, states = clip.encode_text_states(batch)  # (B, D), (B, L, W)
             else:
                 features = clip.model.encode_text(batch)
         out[index.numpy()] = features.float().cpu().numpy()
@@ -66,30 +52,30 @@ def encode_text_shard(clip: Clip, texts: list[str], batch_size: int, device: str
                 per_text[row] = part
         if progress is not None:
             progress.update(len(index))
-    return out, (RaggedTokens.from_rows(per_text, token_width(clip)) if tokens else None)
+    return out, (RaggedTokens.from_rows(per_text, clip.token_width) if tokens else None)
 
 
 def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: str,
-                          id_columns: list[str], options: ExtractOptions,
-                          tokens: bool = False) -> ExtractResult:
+                          id_columns: list[str], settings: ExtractSettings, device: str,
+                          tokens: bool = False, progress: bool = True) -> ExtractResult:
     """Encode the `text` column of `texts` into feature set `out` (ids + the text itself), with
     per-token states beside each embedding if `tokens`."""
     table = texts[id_columns + ["text"]].reset_index(drop=True)
     plan = ShardPlan.build(table, name=name, fingerprint=clip.fingerprint,
-                           width=clip.card["embed_dim"], precision=options.precision,
-                           shard_rows=options.shard_rows, variant=compute_variant(options),
-                           token_width=token_width(clip) if tokens else None)
+                           width=clip.card["embed_dim"], precision=settings.precision,
+                           shard_rows=settings.shard_rows, variant=compute_variant(settings, device),
+                           token_width=clip.token_width if tokens else None)
     done = resume(out, plan)
     written = {}
-    with tqdm(total=plan.rows, desc=f"encode {name}", unit="text") as bar:
+    with tqdm(total=plan.rows, desc=f"encode {name}", unit="text", disable=not progress) as bar:
         for index in range(plan.num_shards):
             start, stop = plan.span(index)
             if index in done:
                 bar.update(stop - start)
                 continue
             embeddings, states = encode_text_shard(
-                clip, table["text"].iloc[start:stop].tolist(), options.batch_size, options.device,
-                options.amp, progress=bar, tokens=tokens)
+                clip, table["text"].iloc[start:stop].tolist(), settings.texts.batch_size, device,
+                settings.amp, progress=bar, tokens=tokens)
             written[index] = write_shard(out, plan, index, table.iloc[start:stop], embeddings,
                                          tokens=states)
     manifest = write_manifest(out, plan, {**done, **written})

@@ -2,17 +2,21 @@
 maps texts through it): a BLIP-2 Q-Former from `transformers` that turns a CLIP text feature
 (pooled, or per-token states) into a pseudo CLIP image feature.
 
-`model`: the module, its checkpoint and `map_texts`. `training`: the loop and held-out figures.
-`text_inputs`: what it reads per text, kept on the device. `losses`: the paper's pairwise cosine
-loss and InfoNCE.
+`model`: the module, its checkpoint and `map_texts`. `training`: the loop, held-out figures and
+the stage's entry, `train_on_coco`. `text_inputs`: what it reads per text, kept on the device.
+`losses`: the paper's pairwise cosine loss and InfoNCE. `settings`: the `train_qformer` params
+section. Names load on first use.
 """
 
-from pipeline.qformer.losses import LOSSES, qformer_loss
-from pipeline.qformer.model import (QFormerConfig, TextToImageQFormer, load_qformer, map_texts,
-                                    save_qformer)
-from pipeline.qformer.text_inputs import PooledTexts, TextView, TokenTexts
-from pipeline.qformer.training import seconds_per_step, train_qformer, validation_metrics
+from pipeline.config import lazy_exports
 
-__all__ = ["LOSSES", "PooledTexts", "QFormerConfig", "TextToImageQFormer", "TextView", "TokenTexts",
-           "load_qformer", "map_texts", "qformer_loss", "save_qformer", "seconds_per_step",
-           "train_qformer", "validation_metrics"]
+_EXPORTS = {
+    "LOSSES": "losses", "qformer_loss": "losses", "QFormerConfig": "model",
+    "TextToImageQFormer": "model", "load_qformer": "model", "map_texts": "model",
+    "save_qformer": "model", "QFormerModel": "settings", "TrainQFormer": "settings",
+    "PooledTexts": "text_inputs", "TextView": "text_inputs", "TokenTexts": "text_inputs",
+    "TrainedQFormer": "training", "seconds_per_step": "training", "train_on_coco": "training",
+    "train_qformer": "training", "validation_metrics": "training",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 
-def pairwise_cosine_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.0,
-                         weighting: str = "all_pairs") -> torch.Tensor:
+def pairwise_cosine_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.0, *,
+                         weighting: str) -> torch.Tensor:
     """The paper's loss, with the sign its typeset equation swaps put right.
 
         S_ij = cos(I_i, I'_j)
@@ -57,10 +57,10 @@ LOSSES = ("pairwise_cosine", "info_nce", "info_nce_dot")
 
 
 def qformer_loss(name: str, pred: torch.Tensor, target: torch.Tensor, *, margin: float,
-                 temperature: float, weighting: str = "all_pairs") -> torch.Tensor:
+                 temperature: float, weighting: str) -> torch.Tensor:
     """Dispatch on the loss name used in params (`LOSSES`)."""
     if name == "pairwise_cosine":
-        return pairwise_cosine_loss(pred, target, margin, weighting)
+        return pairwise_cosine_loss(pred, target, margin, weighting=weighting)
     if name == "info_nce":
         return info_nce_loss(pred, target, temperature, "cosine")
     if name == "info_nce_dot":

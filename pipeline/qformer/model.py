@@ -7,7 +7,6 @@ width. The transformer itself is `transformers`' `Blip2QFormerModel`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,31 +20,28 @@ from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from pipeline.clip.fingerprint import check_same_clip
 from pipeline.common import InputError, atomic_path, write_json
+from pipeline.qformer.settings import QFormerModel
 from pipeline.qformer.text_inputs import TextView
 
 WEIGHTS_FILE = "qformer.safetensors"
 CONFIG_FILE = "qformer.json"
 
 
-@dataclasses.dataclass(frozen=True)
-class QFormerConfig:
+class QFormerConfig(QFormerModel):
+    """The architecture (train_qformer.model) with the widths it connects: what a checkpoint
+    records, so that `load_qformer` rebuilds the model from it alone."""
+
     text_width: int  # width of the CLIP text feature or token states (cross-attention input)
     image_width: int  # width of the CLIP image feature (output)
-    num_queries: int = 8
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 512
-    cross_attention_frequency: int = 1
-    pooling: str = "mean"  # mean | first
-    dropout: float = 0.1
+
+    @classmethod
+    def of(cls, model: QFormerModel, text_width: int, image_width: int) -> QFormerConfig:
+        return cls(**model.model_dump(), text_width=text_width, image_width=image_width)
 
 
 class TextToImageQFormer(nn.Module):
     def __init__(self, config: QFormerConfig):
         super().__init__()
-        if config.pooling not in ("mean", "first"):
-            raise ValueError(f"pooling must be 'mean' or 'first', got {config.pooling!r}")
         self.config = config
         self.queries = nn.Parameter(torch.randn(1, config.num_queries, config.hidden_size) * 0.02)
         self.qformer = Blip2QFormerModel(Blip2QFormerConfig(
@@ -76,7 +72,7 @@ def save_qformer(model: TextToImageQFormer, folder: Path, extra: dict | None = N
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
         save_model(model, str(tmp))
     write_json(folder / CONFIG_FILE,
-               {"config": dataclasses.asdict(model.config), **(extra or {})})
+               {"config": model.config.model_dump(), **(extra or {})})
 
 
 def load_qformer(folder: Path, device: str | torch.device = "cpu",
@@ -91,7 +87,7 @@ def load_qformer(folder: Path, device: str | torch.device = "cpu",
     check_same_clip(clip_fingerprint, saved.get("clip_fingerprint"),
                     f"the Q-Former in {folder}",
                     "train it again on this CLIP's features (the `train_qformer` stage)")
-    model = TextToImageQFormer(QFormerConfig(**saved["config"]))
+    model = TextToImageQFormer(QFormerConfig.model_validate(saved["config"]))
     load_model(model, str(Path(folder) / WEIGHTS_FILE), device=str(device))
     return model.to(device).eval(), saved
 

@@ -9,14 +9,15 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report.tables import SOURCE_LABELS, format_number, selections, sort_cells
+from pipeline.report.tables import SOURCE_LABELS, format_number, sort_cells
 
 CELL_KEYS = ["selection", "text_source", "image_ratio"]
 ABSENT = "(absent)"
 
 
 def compare_table1(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """One row per Table-1 cell of either table: top1_a, top1_b and diff = top1_b - top1_a.
+    """One row per Table-1 cell of either table: top1_a, top1_b and diff = top1_b - top1_a;
+    cells of each backbone apart where both tables name their backbone.
 
     A cell only one side has (e.g. B added the global selection) keeps NaN on the other side
     rather than disappearing, so a comparison never hides what one experiment lacks.
@@ -25,14 +26,21 @@ def compare_table1(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in CELL_KEYS + ["top1"] if c not in table.columns]
         if missing:
             raise ValueError(f"{name}'s Table 1 lacks the columns {missing}")
+    keys = (["backbone"] if "backbone" in a and "backbone" in b else []) + CELL_KEYS
     # older table1.csv files wrote ratios as 100.00: compare whole percents
     a, b = (t.astype({"image_ratio": int}) for t in (a, b))
-    merged = a[CELL_KEYS + ["top1"]].merge(b[CELL_KEYS + ["top1"]], on=CELL_KEYS, how="outer",
-                                           suffixes=("_a", "_b"), validate="one_to_one")
+    merged = a[keys + ["top1"]].merge(b[keys + ["top1"]], on=keys, how="outer",
+                                      suffixes=("_a", "_b"), validate="one_to_one")
     merged["text_ratio"] = 100 - merged["image_ratio"]
     merged["diff"] = merged["top1_b"] - merged["top1_a"]
-    return sort_cells(merged)[["selection", "image_ratio", "text_ratio", "text_source",
-                               "top1_a", "top1_b", "diff"]]
+    merged = sort_cells(merged)
+    if "backbone" not in merged:
+        merged["backbone"] = ""
+    order = {name: i for i, name in enumerate(dict.fromkeys(merged["backbone"]))}
+    merged = merged.sort_values("backbone", key=lambda c: c.map(order), kind="stable",
+                                ignore_index=True)
+    return merged[["backbone", "selection", "image_ratio", "text_ratio", "text_source",
+                   "top1_a", "top1_b", "diff"]]
 
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -72,10 +80,12 @@ def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, nam
     if len(both):
         lines.append(f"Over the {len(both)} cells both have: mean B − A {both['diff'].mean():+.2f}, "
                      f"from {both['diff'].min():+.2f} to {both['diff'].max():+.2f}.")
-    for selection in selections(cells):
-        lines += ["", f"## selection: {selection}", "",
+    for (backbone, selection), group in cells.groupby(["backbone", "selection"], sort=False):
+        heading = (f"backbone {backbone}, selection {selection}" if backbone
+                   else f"selection: {selection}")
+        lines += ["", f"## {heading}", "",
                   f"| (image, text) % | source | A: {a} | B: {b} | B − A |", "|---|---|---|---|---|"]
-        for row in cells[cells["selection"] == selection].itertuples():
+        for row in group.itertuples():
             lines.append(f"| ({row.image_ratio}, {row.text_ratio}) | "
                          f"{SOURCE_LABELS.get(row.text_source, row.text_source)} | "
                          f"{format_number(row.top1_a)} | {format_number(row.top1_b)} | {format_number(row.diff, '{:+.2f}')} |")

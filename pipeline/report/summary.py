@@ -80,24 +80,28 @@ def references_html(context: RunContext) -> str:
             f"<th>top-1</th><th>top-5</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
-def summary_html(cells: pd.DataFrame, context: RunContext, figures: dict[str, bytes],
-                 sections: list[tuple[str, str]] = ()) -> str:
-    """The whole summary page. cells: `table1()`; figures: PNG bytes per selection; sections:
-    more (heading, HTML body) after Table 1, e.g. the zero-shot baselines."""
+def summary_html(blocks: list[tuple[pd.DataFrame, RunContext, dict[str, bytes]]],
+                 sections: list[tuple[str, str]] = (), title: str = "") -> str:
+    """The whole summary page. blocks: per adapter backbone, its `table1()` cells, what they
+    were made from, and the PNG bytes of its plot per selection; sections: more (heading, HTML
+    body) after Table 1, e.g. the zero-shot baselines."""
+    title = title or (blocks[0][1].heading() if blocks else "fgvc report")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>fgvc: {html.escape(context.heading())}</title>", f"<style>{STYLE}</style>",
-             "</head><body>", f"<h1>{html.escape(context.heading())}</h1>",
-             f"<p>{html.escape(context.what_ran())}</p>", references_html(context),
-             f'<p class="note">{html.escape(seeds_note(cells))} diff = ours − paper, '
-             "green where ours is higher, red where it is lower. The paper's numbers are on "
-             "CUB-200-2011; its class-balanced numbers are its own, the global ones are "
-             "Hirano's earlier method.</p>"]
-    for selection in selections(cells):
-        name = html.escape(selection)
-        parts += [f"<h2>selection: {name}</h2>", table1_html(cells, selection, context)]
-        if selection in figures:
-            parts.append(f'<p><img alt="Table 1 plot, {name} selection" '
-                         f'src="{png_data_uri(figures[selection])}"></p>')
+             f"<title>fgvc: {html.escape(title)}</title>", f"<style>{STYLE}</style>",
+             "</head><body>"]
+    for cells, context, figures in blocks:
+        parts += [f"<h1>{html.escape(context.heading())}</h1>",
+                  f"<p>{html.escape(context.what_ran())}</p>", references_html(context),
+                  f'<p class="note">{html.escape(seeds_note(cells))} diff = ours − paper, '
+                  "green where ours is higher, red where it is lower. The paper's numbers are "
+                  "on CUB-200-2011; its class-balanced numbers are its own, the global ones are "
+                  "Hirano's earlier method.</p>"]
+        for selection in selections(cells):
+            name = html.escape(selection)
+            parts += [f"<h2>selection: {name}</h2>", table1_html(cells, selection, context)]
+            if selection in figures:
+                parts.append(f'<p><img alt="Table 1 plot, {html.escape(context.backbone)}, '
+                             f'{name} selection" src="{png_data_uri(figures[selection])}"></p>')
     for heading, body in sections:
         parts += [f"<h2>{html.escape(heading)}</h2>", body]
     parts.append("</body></html>")

@@ -10,10 +10,11 @@ import pandas as pd
 from pipeline.report.paper import TABLE1
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
-SOURCE_LABELS = {"none": "image only", "reed": "image + Reed", "llm": "image + LLM",
-                 "reed_unmapped": "image + Reed, no Q-Former",
-                 "llm_unmapped": "image + LLM, no Q-Former"}
-PAPER_SOURCES = ("none", "reed", "llm")  # the paper's columns; the others only when trained
+SOURCE_LABELS = {"none": "image only", "captions": "image + captions",
+                 "descriptions": "image + descriptions",
+                 "captions_unmapped": "image + captions, no Q-Former",
+                 "descriptions_unmapped": "image + descriptions, no Q-Former"}
+PAPER_SOURCES = ("none", "captions", "descriptions")  # the paper's columns; the others if trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,7 @@ class RunContext:
     dataset: str = "CUB-200-2011"  # e.g. "demo world (20 made-up bird species, drawn)"
     test_images: int | None = None
     clip: str = ""  # e.g. "ViT-B-32 (openai)"
+    backbone: str = ""  # its name in clip.backbones
     text_label: str = "LLM"  # the description column's name: "LLM", "attribute sentences"
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
@@ -33,13 +35,14 @@ class RunContext:
         """Table 1's column names, the description columns named for what they hold: the
         paper's three, and the ablation's where `cells` has them."""
         shown = sources(cells) if cells is not None else list(SOURCE_LABELS)
-        named = dict(SOURCE_LABELS, llm=f"image + {self.text_label}",
-                     llm_unmapped=f"image + {self.text_label}, no Q-Former")
+        named = dict(SOURCE_LABELS, descriptions=f"image + {self.text_label}",
+                     descriptions_unmapped=f"image + {self.text_label}, no Q-Former")
         return {source: named[source] for source in shown}
 
     def heading(self) -> str:
         versus = ", ours vs the paper" if self.paper else " (the paper's numbers are CUB's: not shown)"
-        return f"Table 1: {self.dataset}, top-1 % of the adapter{versus}"
+        on = f", backbone {self.backbone}" if self.backbone else ""
+        return f"Table 1: {self.dataset}{on}, top-1 % of the adapter{versus}"
 
     def what_ran(self) -> str:
         test = f", {self.test_images} test images" if self.test_images else ""
@@ -74,8 +77,8 @@ def table1(results: pd.DataFrame, paper: dict = TABLE1) -> pd.DataFrame:
 
 
 def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The paper's reading order: per selection, per text source (image only, Reed, LLM), image
-    ratio from 100 down to 0."""
+    """The paper's reading order: per selection, per text source (image only, captions,
+    descriptions), image ratio from 100 down to 0."""
     order = {s: i for i, s in enumerate(SOURCE_LABELS)}
     return cells.sort_values(["selection", "text_source", "image_ratio"],
                              key=lambda col: col.map(order) if col.name == "text_source" else col,
@@ -84,7 +87,7 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 def sources(cells: pd.DataFrame) -> list[str]:
     """Table 1's columns: the paper's three, then the ablation's, each where the cells hold it
-    (a dataset without Reed's captions has no Reed column)."""
+    (a dataset without per-image captions has no caption column)."""
     present = set(cells["text_source"])
     return [s for s in SOURCE_LABELS if s in present]
 
@@ -146,8 +149,8 @@ def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunCon
 
     chosen = cells[cells["selection"] == selection]
     labels = context.labels(cells)
-    colours = {"none": "tab:blue", "reed": "tab:orange", "llm": "tab:green",
-               "reed_unmapped": "tab:orange", "llm_unmapped": "tab:green"}
+    colours = {"none": "tab:blue", "captions": "tab:orange", "descriptions": "tab:green",
+               "captions_unmapped": "tab:orange", "descriptions_unmapped": "tab:green"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for source in labels:
         colour = colours[source]
@@ -164,7 +167,8 @@ def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunCon
                     label=f"{SOURCE_LABELS[source]} (paper, CUB)")
     ax.set_xlabel("image ratio (%)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{context.dataset}: accuracy vs image ratio ({selection} selection)",
+    on = f", {context.backbone}" if context.backbone else ""
+    ax.set_title(f"{context.dataset}{on}: accuracy vs image ratio ({selection} selection)",
                  fontsize=10)
     ax.invert_xaxis()
     ax.grid(alpha=0.3)

@@ -1,24 +1,25 @@
-"""Zero-shot baselines on frozen CLIP features, and CLIP's linear probe (the `zeroshot` stage
-uses it).
+"""Zero-shot baselines on frozen CLIP features, and CLIP's linear probe (the `zeroshot` stage).
 
-`templates`: named sets of prompt templates (YAML files or open_clip's lists) and the prompts
-they make. `scoring`: CLIP's prompt-ensemble classifier and CBD's descriptor-mean class scores.
-`explanations`: the descriptors behind each CBD decision; `pictures` draws them beside the image.
-`linear_probe`: CLIP's linear-probe protocol (L2-regularised logistic regression, its strength
-chosen on a held-out slice of train).
+`baselines`: the registry of baselines (`clip`: prompt ensembles per template set; `cbd`:
+Classification by Description per description set, with explanations and pictures;
+`linear_probe`: CLIP's protocol). `scoring`: CLIP's prompt-ensemble classifier, CBD's
+descriptor-mean class scores, accuracy. `explanations`: the descriptors behind each CBD
+decision; `pictures` draws them beside the image. `probe`: L2-regularised logistic regression,
+its strength chosen on a held-out slice of train. `run`: the stage's entry, `score_baselines`.
+`settings`: the `zeroshot` params section. Names load on first use.
 """
 
-from pipeline.zeroshot.baselines import (accuracy, description_scores, picture_sample,
-                                         template_scores)
-from pipeline.zeroshot.explanations import EXPLANATION_COLUMNS, descriptor_phrase, explain
-from pipeline.zeroshot.linear_probe import LinearProbe, fit_linear_probe, held_out_mask
-from pipeline.zeroshot.pictures import explanation_picture
-from pipeline.zeroshot.scoring import cosine_matrix, descriptor_class_scores, ensemble_classifier
-from pipeline.zeroshot.templates import (OPEN_CLIP_PREFIX, class_prompts, load_template_set,
-                                         template_set_names)
+from pipeline.config import lazy_exports
 
-__all__ = ["EXPLANATION_COLUMNS", "LinearProbe", "OPEN_CLIP_PREFIX", "accuracy", "class_prompts",
-           "cosine_matrix", "description_scores", "descriptor_class_scores", "descriptor_phrase",
-           "ensemble_classifier", "explain", "explanation_picture", "fit_linear_probe",
-           "held_out_mask", "load_template_set", "picture_sample", "template_scores",
-           "template_set_names"]
+_EXPORTS = {
+    "BASELINES": "baselines", "Scored": "baselines", "TextFeatures": "baselines",
+    "ZeroShotInputs": "baselines", "EXPLANATION_COLUMNS": "explanations",
+    "descriptor_phrase": "explanations", "explain": "explanations",
+    "explanation_picture": "pictures", "LinearProbe": "probe", "fit_linear_probe": "probe",
+    "ZeroShotResult": "run", "score_baselines": "run", "accuracy": "scoring",
+    "cosine_matrix": "scoring", "description_scores": "scoring",
+    "descriptor_class_scores": "scoring", "ensemble_classifier": "scoring",
+    "picture_sample": "scoring", "template_scores": "scoring", "Zeroshot": "settings",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

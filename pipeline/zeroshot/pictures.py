@@ -8,6 +8,7 @@ global figure state.
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from pipeline.common import InputError, atomic_path
+from pipeline.common import InputError
 from pipeline.zeroshot.explanations import descriptor_phrase
 
 COLOURS = {"right": "tab:green", "wrong": "tab:red", "true": "tab:blue"}
@@ -40,10 +41,9 @@ def _draw_block(ax, block: pd.DataFrame, colour: str, heading: str) -> None:
     ax.tick_params(axis="x", labelsize=7)
 
 
-def explanation_picture(image_path: Path, rows: pd.DataFrame, out_path: Path, *,
-                        title: str) -> None:
-    """Draw `rows` (the `explain` rows of one image) beside the image at `image_path` into the
-    PNG `out_path`, written under a temporary name and then renamed."""
+def explanation_picture(image_path: Path, rows: pd.DataFrame, *, title: str) -> bytes:
+    """Draw `rows` (the `explain` rows of one image) beside the image at `image_path`: PNG
+    bytes."""
     image_path = Path(image_path)
     if not image_path.is_file():
         raise InputError(f"image {image_path} does not exist")
@@ -77,5 +77,6 @@ def explanation_picture(image_path: Path, rows: pd.DataFrame, out_path: Path, *,
                     f"{role}: {first['class_name']} (score {first['class_score']:.3f})")
         ax.set_xlim(low, high)
     fig.suptitle(title, fontsize=9)
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.common import InputError
+from pipeline.evaluate.splits import held_out_mask
 
 
 @dataclasses.dataclass
@@ -33,24 +34,6 @@ class LinearProbe:
         """(N, C) class logits of (N, D) features (normalised here, as in training)."""
         x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=-1)
         return x.to(self.weight.device) @ self.weight.T + self.bias
-
-
-def held_out_mask(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """(N,) True for the validation images: per class, round(val_fraction * count) of its images
-    (halves up; at least 1 and never all of them when it has 2 or more, none when it has 1),
-    picked by a seeded permutation. The adapter's rule (`pipeline.adapter.selection`), without
-    its loop over classes and without importing the adapter (which imports open_clip)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    counts = np.bincount(labels)
-    held = np.floor(val_fraction * counts + 0.5).astype(np.int64)
-    held = np.where(counts >= 2, np.clip(held, 1, counts - 1), 0)  # (C,)
-    shuffled = np.random.default_rng(seed).permutation(len(labels))
-    order = shuffled[np.argsort(labels[shuffled], kind="stable")]  # by class, shuffled within
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    position = np.arange(len(order)) - starts[labels[order]]  # rank within its class
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[order] = position < held[labels[order]]
-    return mask
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, strength: float, max_iter: int,
@@ -83,7 +66,7 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, strength: float, ma
 
 def fit_linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor,
                      num_classes: int, *, strengths: list[float], val_fraction: float, seed: int,
-                     max_iter: int = 100, device: str | torch.device = "cpu") -> LinearProbe:
+                     max_iter: int, device: str | torch.device) -> LinearProbe:
     """Pick the L2 strength (lambda) among `strengths` by top-1 on a held-out, class-stratified
     `val_fraction` of the training images (N, D), then refit on all of them with it.
     Deterministic given `seed` (the split; the weights start at zero)."""
@@ -99,7 +82,7 @@ def fit_linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | t
         raise InputError(f"strengths must be a non-empty list of penalties >= 0, got {strengths}")
     if not 0 < val_fraction < 1:
         raise InputError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
-    held = held_out_mask(y_np, val_fraction, seed)
+    held = held_out_mask(y_np, val_fraction, seed)  # the slice every model selection uses
     if not held.any():
         raise InputError("no class has 2 training images, so none can be held out for validation")
 

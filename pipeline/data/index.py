@@ -1,0 +1,76 @@
+"""The `data` stage's entry: every dataset under data.root as index tables, each image it lists
+checked to exist (the missing ones named at once, not one by one in the middle of a GPU job).
+
+Tables, by role: target_images (image_id, path, class_id, class_name, split), target_classes,
+target_attributes (class_id alone where the target has none), target_captions (per-image
+captions of the target: Reed et al.'s on CUB; empty where there are none), coco_images and
+coco_captions. Image tables carry the folder their paths are under (`folders`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.data.checks import require_images
+from pipeline.data.coco import read_coco_annotations, read_karpathy_coco
+from pipeline.data.cub import DatasetLayoutError, read_reed_captions
+from pipeline.data.formats import TARGET_FORMATS
+from pipeline.data.settings import Data
+from pipeline.common import InputError
+
+INDEX_TABLES = ("target_images", "target_classes", "target_attributes", "target_captions",
+                "coco_images", "coco_captions")
+
+
+@dataclasses.dataclass
+class DatasetIndex:
+    tables: dict[str, pd.DataFrame]  # INDEX_TABLES
+    folders: dict[str, Path]  # image table -> the folder (data.root/<dataset>) its paths are under
+
+    def summary(self, settings: Data) -> str:
+        images, captions = self.tables["target_images"], self.tables["target_captions"]
+        train = int((images["split"] == "train").sum())
+        return (f"{settings.target.path}: {len(images)} images ({train} train, "
+                f"{len(images) - train} test) in {images['class_id'].nunique()} classes, all "
+                "present; " + (f"{len(captions)} captions; " if settings.captions else
+                               "no per-image captions (data.captions: null); ")
+                + f"COCO: {len(self.tables['coco_images'])} images, all present, "
+                f"{len(self.tables['coco_captions'])} captions")
+
+
+def _read(key: str, reader, *args):
+    """A reader's layout error names the params key that points at the file or folder."""
+    try:
+        return reader(*args)
+    except DatasetLayoutError as error:
+        raise InputError(f"data.{error.key and 'target.' + error.key or key}: {error}") from None
+
+
+def _no_captions() -> pd.DataFrame:
+    return pd.DataFrame({"image_id": pd.Series([], dtype="int64"),
+                         "caption_index": pd.Series([], dtype="int32"),
+                         "text": pd.Series([], dtype="str")})
+
+
+def index_datasets(settings: Data) -> DatasetIndex:
+    """Index the target (in the layout data.target.format names), its captions and COCO."""
+    root = Path(settings.root)
+    target_root, coco_root = root / settings.target.path, root / settings.coco
+    read_target = TARGET_FORMATS.get(settings.target.format)
+    target = _read("target.path", read_target, root, settings.target)
+    _read("target.path", require_images, target_root, target.images, "the target's index")
+    captions = (_read("captions", read_reed_captions, root / settings.captions, target.images)
+                if settings.captions else _no_captions())
+    coco_images, coco_captions = (
+        _read("karpathy_json", read_karpathy_coco, coco_root / settings.karpathy_json)
+        if settings.karpathy_json else _read("coco", read_coco_annotations, coco_root))
+    _read("coco", require_images, coco_root, coco_images, "the COCO index")
+    attributes = (target.attributes if target.attributes is not None
+                  else pd.DataFrame({"class_id": target.classes["class_id"]}))
+    tables = {"target_images": target.images, "target_classes": target.classes,
+              "target_attributes": attributes, "target_captions": captions,
+              "coco_images": coco_images, "coco_captions": coco_captions}
+    return DatasetIndex(tables, {"target_images": target_root, "coco_images": coco_root})

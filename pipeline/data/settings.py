@@ -1,0 +1,110 @@
+"""The `data` section: where every dataset lives and how the target is read, and the demo
+worlds. Each target format brings its own section (`pipeline.data.formats`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typing import Annotated
+
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
+
+from pipeline.config import NamedOrEmpty, Section, Whole
+
+
+def inside(value: str | None, folder: str, key: str | None = None) -> None:
+    """Refuse a path that leaves `folder` (absolute, or with `..`): the stages that read it
+    depend on that folder, so a file outside would go untracked. `key`: named in the message
+    (a rule across a section's keys)."""
+    if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+        raise ValueError(f"{key + ': ' if key else ''}{value!r} must be a path inside {folder} "
+                         "(the stages that read it depend on data.root)")
+
+
+class DemoWorldSpec(Section):
+    """One demo world, drawn from its seed: CUB-like birds, their captions, COCO-like scenes."""
+
+    seed: int = 0
+    num_classes: int = Field(20, ge=2, le=200)
+    train_per_class: int = Field(30, ge=1)
+    test_per_class: int = Field(30, ge=1)
+    coco_images: int = Field(3000, ge=100)
+    image_size: int = Field(96, ge=32, le=1024)
+    coco_captions_per_image: int = Field(5, ge=1)
+    captions_per_image: int = Field(10, ge=1, description="Reed-like captions of each bird")
+
+
+class TargetSettings(Section):
+    """What every target format reads: its folder under data.root. A format adds its own keys."""
+
+    format: str = Field(description="the layout: a name of pipeline/data/formats "
+                        "(cub, imagefolder)")
+    path: str = Field(description="its folder, under data.root")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_root(cls, path: str) -> str:
+        inside(path, "data.root")
+        return path
+
+
+def _target(raw):
+    from pipeline.data.formats import TARGET_FORMATS
+
+    return TARGET_FORMATS.validate_one(raw, "format")
+
+
+def _default_target():
+    return _target({"format": "cub", "path": "CUB_200_2011"})
+
+
+class Data(Section):
+    """Every dataset lives under data.root; the fine-grained target, its per-image captions,
+    and COCO for the Q-Former."""
+
+    demo: NamedOrEmpty[DemoWorldSpec] = Field(
+        default_factory=lambda: {"world": DemoWorldSpec()},
+        description="demo worlds to draw (stage demo@<name> -> artifacts/data/<name>); {}: none")
+    root: str = Field("artifacts/data/world", description="every dataset below lives here: a "
+                      "demo world, or your data folder (keep it the same relative path for the "
+                      "whole team)")
+    target: Annotated[SerializeAsAny[TargetSettings], Whole] = Field(
+        default_factory=_default_target, description="the fine-grained dataset, in data.root")
+    captions: str | None = Field("text_c10", description="per-image captions of the target "
+                                 "(Reed et al.'s text_c10 for CUB), in data.root; null: none")
+    coco: str = Field("coco", description="COCO 2014: train2014/, val2014/, annotations/")
+    karpathy_json: str | None = Field("dataset_coco.json", description="Karpathy's split, in "
+                                      "the coco folder; null: annotations/")
+
+    def dataset_name(self, classes: int) -> str:
+        """What the target is, in a few words (run.json, every table of the report)."""
+        if Path(self.root).name in self.demo:  # a world of demo@<name>
+            return f"demo world ({classes} made-up bird species, drawn)"
+        name = "CUB-200-2011" if self.target.format == "cub" else self.target.path
+        return f"{name} ({classes} classes)"
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _format_reads_it(cls, raw):
+        return _target(raw)
+
+    @model_validator(mode="after")
+    def _paths_stay_inside_root(self) -> Data:
+        inside(self.captions, "data.root", "captions")
+        inside(self.coco, "data.root", "coco")
+        inside(self.karpathy_json, "data.coco", "karpathy_json")
+        return self
+
+    @model_validator(mode="after")
+    def _captions_follow_cub(self) -> Data:
+        if self.captions is not None and self.target.format != "cub":
+            raise ValueError("captions: per-image captions are read in Reed et al.'s layout, "
+                             "which mirrors CUB's images/ folder, and data.target is format "
+                             f"{self.target.format!r}: set data.captions: null")
+        return self
+
+    @model_validator(mode="after")
+    def _worlds_do_not_meet_the_index(self) -> Data:
+        if "index" in self.demo:  # artifacts/data/index is the data stage's output
+            raise ValueError("demo: 'index' is the data stage's folder: name the world otherwise")
+        return self

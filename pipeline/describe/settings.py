@@ -1,0 +1,157 @@
+"""The `describe` section: the description sets (one `describe@<name>` or `describe_file@<name>`
+stage each) and the settings each backend shares."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, model_validator
+
+from pipeline.config import NamedOrEmpty, Section
+
+API_KEY_VARIABLE = "OPENAI_API_KEY"
+BASE_URL_VARIABLE = "OPENAI_BASE_URL"
+OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_HOST = "api.openai.com"
+
+
+class AttributeDescriptions(Section):
+    """Offline sentences from the class x attribute matrix (the demo's stand-in for an LLM)."""
+
+    traits_per_sample: int = Field(4, ge=1)
+    min_percent: float = Field(50.0, ge=0, le=100)
+
+
+class LLMSettings(Section):
+    """The OpenAI API or any OpenAI-compatible server; the key comes from $OPENAI_API_KEY."""
+
+    model: str = "gpt-3.5-turbo"
+    base_url: str | None = Field(None, description="null: api.openai.com | e.g. "
+                                 "http://localhost:8000/v1 (vLLM, Ollama)")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(256, ge=1)
+    concurrency: int = Field(8, ge=1, description="requests in flight")
+    timeout: float = Field(60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(5, ge=0, description="the client's retries (408/409/429/5xx, "
+                             "timeouts), honouring Retry-After")
+    parse_retries: int = Field(2, ge=0, description="asks again after an empty or unparseable "
+                               "answer")
+
+    @property
+    def url(self) -> str:
+        """The server actually asked: base_url, else $OPENAI_BASE_URL, else the OpenAI API."""
+        return self.base_url or os.environ.get(BASE_URL_VARIABLE) or OPENAI_URL
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).netloc
+
+    @property
+    def is_openai(self) -> bool:
+        return urlparse(self.url).hostname == OPENAI_HOST
+
+
+FILE_BACKENDS = ("cbd_json", "file")  # read a file: describe.files, whose stage depends on it
+SET_BACKENDS = ("attributes", "openai")
+
+
+class DescriptionSet(Section):
+    """One set of class descriptions (one `describe@<name>` stage, or `describe_file@<name>` for
+    the file backends): where its texts come from."""
+
+    backend: Literal["attributes", "openai", "cbd_json", "file"]
+    prompt: str | None = None  # openai: a prompt file, prompts/describe/<prompt>.yaml
+    path: str | None = None  # cbd_json: a CBD descriptor file; file: your {class: [texts]} file
+    traits_per_sample: int | None = Field(None, ge=1)  # attributes; None: attributes.<same key>
+    samples_per_class: int | None = Field(None, ge=1)  # attributes/openai; None: describe.<same>
+
+    @model_validator(mode="after")
+    def _backend_is_configured(self) -> DescriptionSet:
+        needs = {"openai": "prompt", "cbd_json": "path", "file": "path"}.get(self.backend)
+        if needs and getattr(self, needs) is None:
+            raise ValueError(f"backend {self.backend!r} needs {needs}")
+        for key in {"prompt", "path", "traits_per_sample", "samples_per_class"} - {needs, None}:
+            if key == "traits_per_sample" and self.backend == "attributes":
+                continue
+            if key == "samples_per_class" and self.backend in SET_BACKENDS:
+                continue
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} is not read by backend {self.backend!r}")
+        if self.prompt is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", self.prompt):
+            raise ValueError(f"prompt {self.prompt!r}: the name of a file in prompts/describe/")
+        return self
+
+
+def _demo_sets() -> dict[str, DescriptionSet]:
+    return {"attributes": DescriptionSet(backend="attributes"),
+            "descriptors": DescriptionSet(backend="attributes", traits_per_sample=1)}
+
+
+class Describe(Section):
+    """Class descriptions: the text that stands in for images of a class."""
+
+    sets: NamedOrEmpty[DescriptionSet] = Field(
+        default_factory=_demo_sets, description="one describe@<name> stage each -> "
+        "artifacts/describe/<name>.parquet; backend attributes (offline sentences of "
+        "traits_per_sample traits) or openai ({backend: openai, prompt: cbd}: a file in "
+        "prompts/describe/)")
+    files: NamedOrEmpty[DescriptionSet] = Field(
+        default_factory=dict, description="imported files, one describe_file@<name> stage each "
+        "(the file a dependency): {backend: cbd_json, path: data/cbd/descriptors_cub.json} or "
+        "{backend: file, path: my_descriptions.yaml} ({class name: [texts]})")
+    samples_per_class: int = Field(10, ge=1, description="attributes: sentences per class; "
+                                   "openai: completions per class")
+    seed: int = 0
+    attributes: AttributeDescriptions = Field(default_factory=AttributeDescriptions)
+    openai: LLMSettings = Field(default_factory=LLMSettings)
+
+    @property
+    def every_set(self) -> dict[str, DescriptionSet]:
+        """sets and files: every description set by name."""
+        return {**self.sets, **self.files}
+
+    def provenance(self, name: str) -> dict:
+        """How set `name` was made: its entry (set keys only) with `source` and `prompt`, a few
+        words each ("backend openai", "prompt cbd"; "file descriptors_cub.json"; "4 attribute(s)
+        per sentence")."""
+        entry = self.every_set[name]
+        if entry.prompt:
+            prompt = f"prompt {entry.prompt}"
+        elif entry.path:
+            prompt = f"file {Path(entry.path).name}"
+        else:
+            prompt = (f"{entry.traits_per_sample or self.attributes.traits_per_sample} "
+                      "attribute(s) per sentence")
+        return {**entry.model_dump(exclude_none=True), "source": f"backend {entry.backend}",
+                "prompt": prompt}
+
+    def stage_of(self, name: str) -> str:
+        """The stage that writes set `name`: describe_file@<name> or describe@<name>."""
+        return f"{'describe_file' if name in self.files else 'describe'}@{name}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backends_sit_in_their_section(cls, raw):
+        """Checked before each entry, so a misplaced set gets this one message, not first the
+        other section's rules."""
+        for section, backends in (("sets", SET_BACKENDS), ("files", FILE_BACKENDS)):
+            entries = raw.get(section) if isinstance(raw, dict) else None
+            for name, entry in (entries.items() if isinstance(entries, dict) else ()):
+                backend = entry.get("backend") if isinstance(entry, dict) else None
+                if backend in (*SET_BACKENDS, *FILE_BACKENDS) and backend not in backends:
+                    other = "files" if section == "sets" else "sets"
+                    raise ValueError(f"{section}.{name}: backend {backend!r} belongs in "
+                                     f"describe.{other} (describe.{section} takes "
+                                     f"{' or '.join(backends)})")
+        return raw
+
+    @model_validator(mode="after")
+    def _sets_and_files_differ(self) -> Describe:
+        both = sorted(set(self.sets) & set(self.files))
+        if both:
+            raise ValueError(f"{', '.join(map(repr, both))} named in both sets and files")
+        return self

@@ -1,0 +1,130 @@
+"""The `report` stage's entry: Table 1 of every adapter backbone and the zero-shot baselines of
+every backbone, ours beside the published numbers, each table saying what was run.
+
+Files: table1.csv (backbone, method, image_ratio, text_ratio, text_source, selection, top1, top5,
+...), table1.md, zeroshot.csv and zeroshot.md (SPEC section 4's comparison, one row per backbone
+and baseline), summary.html (one self-contained page: the tables with coloured differences, the
+plots and the CBD explanation pictures inlined), figures/table1_<backbone>_<selection>.png
+(accuracy vs image ratio, the paper's curves dashed) and plot/<source>.csv (the first adapter
+backbone's lines at `report.plot_selection`, as DVC plot data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.common import write_bytes, write_text
+from pipeline.report.settings import Report
+from pipeline.report.summary import diff_style, png_data_uri, summary_html
+from pipeline.report.tables import (RunContext, plot_series, selections, table1, table1_markdown,
+                                    table1_png)
+from pipeline.report.zeroshot import (METHOD_LABELS, zero_shot_html, zero_shot_markdown,
+                                      zero_shot_table)
+
+PAPER_METHOD = "linear"  # Table 1 is the paper's linear adapter
+TEXT_LABELS = {"openai": "LLM", "attributes": "attribute sentences",
+               "cbd_json": "CBD descriptors", "file": "own descriptions"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroShotRun:
+    """One backbone's zeroshot output: its results, run.json, and its pictures' PNG bytes."""
+
+    results: pd.DataFrame
+    run: dict
+    pictures: dict[str, bytes]  # file name -> PNG
+
+
+@dataclasses.dataclass
+class ReportFiles:
+    files: dict[str, str | bytes]  # path relative to the report folder -> content
+    lines: list[str]  # what to say
+
+    def save(self, folder: Path) -> None:
+        for name, content in self.files.items():
+            (write_bytes if isinstance(content, bytes) else write_text)(Path(folder) / name,
+                                                                        content)
+
+
+def describe_set(name: str, entry: dict) -> str:
+    """'attributes (backend attributes)', 'cbd (backend openai, prompt cbd)'."""
+    details = [f"backend {entry['backend']}"]
+    if entry.get("prompt"):
+        details.append(f"prompt {entry['prompt']}")
+    if entry.get("path"):
+        details.append(f"file {Path(entry['path']).name}")
+    return f"{name} ({', '.join(details)})"
+
+
+def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun],
+                 described: dict[str, dict], adapter_descriptions: str, paper: bool,
+                 settings: Report) -> ReportFiles:
+    """The report of `adapters` (adapter backbone -> its evaluate results) and `zeroshot`
+    (every backbone -> its run), given how each description set was made (`described`: set ->
+    its describe entry), the adapters' description set, and whether the published numbers are
+    about this dataset (`paper`: CUB)."""
+    files, blocks, tables, lines = {}, [], [], []
+    entry = described[adapter_descriptions]
+    for backbone, results in adapters.items():
+        run = zeroshot[backbone].run
+        context = RunContext(
+            dataset=run["dataset"], test_images=run["test_images"], backbone=backbone,
+            clip=f"{run['model']} ({run['pretrained'] or 'trained here'})",
+            text_label=TEXT_LABELS[entry["backend"]],
+            descriptions=describe_set(adapter_descriptions, entry),
+            references=tuple((f"{METHOD_LABELS.get(row.method, row.method)}: {row.variant}",
+                              float(row.top1), float(row.top5))
+                             for row in zeroshot[backbone].results.itertuples()),
+            paper=paper)
+        # The published numbers are CUB's: beside another target's they would mislead.
+        cells = table1(results[results["method"] == PAPER_METHOD], **({} if paper else
+                                                                       {"paper": {}}))
+        figures = {selection: table1_png(cells, selection, context)
+                   for selection in selections(cells)}
+        files.update({f"figures/table1_{backbone}_{selection}.png": png
+                      for selection, png in figures.items()})
+        blocks.append((cells, context, figures))
+        tables.append(cells.assign(backbone=backbone, method=PAPER_METHOD))
+        if not files.get("plot/none.csv"):  # the first adapter backbone's lines
+            if settings.plot_selection not in selections(cells):
+                lines.append(f"warning: report.plot_selection '{settings.plot_selection}' was "
+                             "not trained (train_adapter.selection): the DVC plot data will be "
+                             "empty")
+            for source, points in plot_series(cells, settings.plot_selection).items():
+                files[f"plot/{source}.csv"] = points.to_csv(index=False, float_format="%.2f")
+    cells = pd.concat(tables, ignore_index=True)
+    cells = cells[["backbone", "method"] + [c for c in cells if c not in ("backbone", "method")]]
+    files["table1.csv"] = cells.to_csv(index=False, float_format="%.2f")
+    files["table1.md"] = "\n".join(table1_markdown(block_cells, context)
+                                   for block_cells, context, _ in blocks)
+    baselines = pd.concat([run.results for run in zeroshot.values()], ignore_index=True)
+    baseline_table = zero_shot_table(baselines, described, published=paper)
+    first = next(iter(zeroshot.values())).run
+    what_ran = (f"Dataset: {first['dataset']}, {first['test_images']} test images (chance "
+                f"{100 / first['classes']:.1f}%). Description sets: "
+                + "; ".join(describe_set(name, described[name]) for name in first["descriptions"])
+                + ". Template sets: " + ", ".join(f"{name} ({count})" for name, count
+                                                   in first["templates"].items()) + ".")
+    files["zeroshot.csv"] = baseline_table.to_csv(index=False, float_format="%.2f")
+    files["zeroshot.md"] = zero_shot_markdown(baseline_table, what_ran)
+    sections = [("Zero-shot baselines per backbone, ours vs the published numbers",
+                 f"<p>{html.escape(what_ran)}</p>" + zero_shot_html(baseline_table, diff_style))]
+    for backbone in adapters:
+        pictures = _pictures_html(zeroshot[backbone])
+        if pictures:
+            sections.append((f"Why CBD decided: test images of {backbone}", pictures))
+    files["summary.html"] = summary_html(blocks, sections)
+    lines.append(f"{len(cells)} cells of {len(adapters)} adapter backbone(s), "
+                 f"{len(baseline_table)} zero-shot rows ({len(zeroshot)} backbones)")
+    return ReportFiles(files, lines)
+
+
+def _pictures_html(run: ZeroShotRun) -> str:
+    """A backbone's CBD explanation pictures, inlined."""
+    return "\n".join(f'<p><img alt="CBD explanation of test image {picture["image_id"]}" '
+                     f'src="{png_data_uri(run.pictures[picture["file"]])}"></p>'
+                     for picture in run.run.get("pictures", []))
