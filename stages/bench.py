@@ -10,8 +10,9 @@ from pathlib import Path
 import typer
 
 from pipeline.common import InputError
-from stages.common import PARAMS_OPTION, one_line_errors, resolve_device
-from stages.layout import artifact_option, clip_option, require, require_data_root
+from stages.common import PARAMS_OPTION, chosen_backbone, one_line_errors, resolve_device
+from stages.layout import (backbone_option, backbone_path, require, require_data_root,
+                           require_features)
 from stages.params import load_params
 
 app = typer.Typer(help="Speed measurements: ratios against baselines measured in the same run.",
@@ -24,7 +25,9 @@ def extract(
     images: Path = typer.Option(None, help="A folder of images, searched recursively. Default: "
                                 "data.root (the demo world's COCO- and CUB-like images, or your "
                                 "datasets)."),
-    clip_dir: Path = clip_option(),
+    backbone: str = typer.Option(None, help="The backbone whose CLIP runs. Default: the first "
+                                 "of clip.adapter_backbones."),
+    clip_dir: Path = backbone_option("clip", help="The resolved CLIP.", flag="--clip"),
     model: str = typer.Option(None, help="An open_clip model name instead of --clip, e.g. "
                               "ViT-B-32 (with --pretrained; downloads weights)."),
     pretrained: str = typer.Option(None, help="open_clip pretrained tag for --model, e.g. openai."),
@@ -47,12 +50,14 @@ def extract(
     if images is not None and not images.is_dir():
         raise InputError(f"--images: {images} is not a folder")
     images = images or require_data_root(settings.data)
+    backbone = chosen_backbone(settings.clip, backbone)
+    clip_dir = clip_dir or backbone_path("clip", backbone)
     if not model:
-        require(clip_dir, made_by=f"clip@{clip_dir.name}")
+        require(clip_dir, made_by=f"clip@{backbone}")
 
     from pipeline.bench import bench_extraction, format_figures, image_files
     from pipeline.clip import create_clip, load_clip
-    from pipeline.features import DEVICE_DECODERS, ExtractOptions
+    from pipeline.features import DEVICE_DECODERS
 
     decode = decode or config.images.decode
     if decode not in ("pil", *DEVICE_DECODERS):
@@ -67,31 +72,29 @@ def extract(
         clip.card["weights_sha256"] = None  # not pinned to a file: the bench's features are throwaway
     else:
         clip = load_clip(clip_dir, device)
-    options = ExtractOptions(
-        batch_size=batch_size or config.images.batch_size,
-        num_workers=config.images.num_workers if workers is None else workers, device=device,
-        amp=config.amp, precision=config.precision, shard_rows=config.shard_rows,
-        max_image_pixels=config.images.max_image_pixels, max_bad_fraction=1.0,
-        decode=decode)
+    run = config.model_copy(update={"images": config.images.model_copy(update={
+        "batch_size": batch_size or config.images.batch_size, "max_bad_fraction": 1.0,
+        "num_workers": config.images.num_workers if workers is None else workers,
+        "decode": decode})})
     name = model or clip.card["model_name"]
     print(f"bench extract: {len(paths)} images from {root}, {name} on {device}, batch "
-          f"{options.batch_size}, {options.num_workers} decode worker(s), decode {options.decode}, "
-          f"amp {options.amp if device.startswith('cuda') else 'none'}")
-    figures = bench_extraction(clip, root, paths, options, processes)
+          f"{run.images.batch_size}, {run.images.num_workers} decode worker(s), decode "
+          f"{run.images.decode}, amp {run.amp if device.startswith('cuda') else 'none'}")
+    figures = bench_extraction(clip, root, paths, run, device, processes)
     print(format_figures(figures, decode))
     if json_out:
         json_out.write_text(json.dumps({
             "images": len(paths), "model": name, "device": device,
-            "batch_size": options.batch_size, "workers": options.num_workers, "decode": decode,
+            "batch_size": run.images.batch_size, "workers": run.images.num_workers,
+            "decode": decode,
             "figures": [dict(f.__dict__, per_second=f.per_second) for f in figures]}, indent=2))
 
 
 @app.command("adapter")
 @one_line_errors
 def adapter(
-    features: Path = artifact_option("extract", help="Feature sets of `extract`."),
-    clip_dir: Path = clip_option(),
-    qformer: Path = artifact_option("train_qformer", "checkpoint", help="Q-Former checkpoint."),
+    backbone: str = typer.Option(None, help="The backbone whose features train the grid. "
+                                 "Default: the first of clip.adapter_backbones."),
     repeats: int = typer.Option(3, min=1, help="Time each way this many times, interleaved, "
                                 "and keep the best of each."),
     sample: int = typer.Option(None, min=1, help="Train only this many heads one at a time "
@@ -100,31 +103,32 @@ def adapter(
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """The Table-1 adapter grid trained as stacked heads in one job vs one head after another:
-    the same heads, timed in one run (train_adapter params, early stopping aside: every head
-    trains all `steps`; the demo's artifacts by default)."""
-    from stages.train_adapter import load_inputs, require_inputs, require_pools
-
-    config = load_params(params).train_adapter
-    require_inputs(features, clip_dir, qformer)
+    """The Table-1 grid of the linear adapter trained as stacked heads in one job vs one head
+    after another: the same heads, timed in one run (train_adapter params, early stopping aside:
+    every head trains all `steps`; the demo's artifacts by default)."""
+    settings = load_params(params)
+    backbone = chosen_backbone(settings.clip, backbone)
+    clip_dir = require(backbone_path("clip", backbone), made_by=f"clip@{backbone}")
+    features = backbone_path("extract", backbone)
+    require_features(features, backbone, "target_images", "target_captions", "descriptions")
+    qformer = require(backbone_path("train_qformer", backbone, "checkpoint"),
+                      made_by=f"train_qformer@{backbone}")
+    config = settings.train_adapter
+    if "linear" not in config.methods:
+        raise InputError("fgvc bench adapter times the linear grid: train_adapter.methods has "
+                         "no linear entry")
 
     import torch
 
-    from pipeline.adapter import run_pool, table1_runs
-    from pipeline.bench import bench_adapter
+    from pipeline.adapter import load_adapter_inputs
+    from pipeline.bench import bench_grid
+    from pipeline.clip import fingerprint_of, read_card
 
     device = torch.device(resolve_device(config.device, "train_adapter.device"))
-    _, inputs = load_inputs(features, clip_dir, qformer, device, config.normalize)
-    runs = table1_runs(config.selection, config.seeds)
-    pools = [run_pool(run, inputs.table, config.llm_per_image)[0] for run in runs]
-    require_pools(runs, pools, len(inputs.table.images))
-    print(f"bench adapter: {len(runs)} heads on {len(inputs.labels)} training rows, {device}")
-    result = bench_adapter(inputs.features, inputs.labels, pools,
-                           [run.stream_seed for run in runs], len(inputs.class_ids),
-                           repeats=repeats, sample=sample, steps=config.steps,
-                           batch_size=config.batch_size,
-                           lr=config.lr, weight_decay=config.weight_decay,
-                           logit_scale=config.logit_scale)
+    inputs = load_adapter_inputs(features, config.descriptions, fingerprint_of(read_card(clip_dir)),
+                                 qformer, device)
+    print(f"bench adapter: {backbone}, {len(inputs.labels)} training rows, {device}")
+    result = bench_grid(inputs, config, config.methods["linear"], repeats=repeats, sample=sample)
     print(result.report())
     if json_out:
         json_out.write_text(json.dumps(dict(result.__dict__, speedup=result.speedup,
@@ -154,21 +158,14 @@ def qformer(
     import torch
 
     from pipeline.bench import bench_qformer
-    from pipeline.qformer import QFormerConfig
 
     device = resolve_device(config.device, "train_qformer.device")
-    model = QFormerConfig(text_width=width, image_width=width, **config.model_dump(include={
-        "num_queries", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-        "cross_attention_frequency", "pooling", "dropout"}))
     pairs = pairs or 16 * config.batch_size
-    print(f"bench qformer: {pairs} random pairs of width {width}, {config.num_layers} layers x "
-          f"{config.hidden_size}, {config.num_queries} queries, batch {config.batch_size}, "
-          f"{device}")
+    print(f"bench qformer: {pairs} random pairs of width {width}, {config.model.num_layers} layers"
+          f" x {config.model.hidden_size}, {config.model.num_queries} queries, batch "
+          f"{config.batch_size}, {device}")
     compile = config.compiles_on(torch.device(device).type) if compile is None else compile
-    result = bench_qformer(model, pairs, config.batch_size, device, repeats=repeats,
-                           seed=config.seed, compile=compile, **config.model_dump(include={
-                               "loss", "margin", "weighting", "temperature", "lr",
-                               "weight_decay", "warmup_fraction", "grad_clip"}))
+    result = bench_qformer(config, width, pairs, device, repeats=repeats, compile=compile)
     print(result.report())
     if json_out:
         json_out.write_text(json.dumps(dict(

@@ -11,8 +11,8 @@ import sys
 import typer
 
 from pipeline.common import InputError
-from stages import (bench, clip, data, demo, describe, evaluate, extract, report, train_adapter,
-                    download, train_qformer, zeroshot)
+from stages import (bench, clip, data, demo, describe, download, evaluate, extract, preset,
+                    report, train_adapter, train_qformer, zeroshot)
 from stages.common import error_line, one_line_errors
 from stages.params import ParamsError
 
@@ -26,7 +26,7 @@ for name, module in [("demo", demo), ("data", data), ("clip", clip), ("describe"
                      ("extract", extract), ("train_qformer", train_qformer),
                      ("train_adapter", train_adapter),
                      ("evaluate", evaluate), ("zeroshot", zeroshot), ("report", report),
-                     ("download", download)]:
+                     ("download", download), ("preset", preset)]:
     app.command(name)(one_line_errors(module.main))
 app.add_typer(bench.app, name="bench")
 

@@ -1,11 +1,12 @@
 """Stage `clip@<backbone>`: resolve one frozen CLIP of `clip.backbones` into
-<out>/<backbone>/{model.safetensors, card.json}. One stage per backbone, so adding a backbone
-resolves only that one; `clip.backbone` names the one the adapter pipeline runs on, and every
-backbone is scored zero-shot.
+<out>/<backbone>/{model.safetensors, card.json, ...}. One stage per backbone, so adding a
+backbone resolves only that one; every backbone is scored zero-shot, `clip.adapter_backbones`
+also run the adapter chain.
 
-With a pretrained tag (e.g. ViT-B-32 + openai) the weights come from open_clip's hub and are
-pinned here. With `pretrained: null` (the demo), the model is trained contrastively on the
-COCO-like train pairs of the data stage, so its text and image features are really aligned.
+With pretrained weights (open_clip's ViT-B-32 + openai, a Hugging Face model) they come from
+the backbone's library and are pinned here. With `pretrained: null` (the demo), the model is
+trained contrastively on the COCO-like pairs of the data stage, so its text and image features
+are really aligned.
 """
 
 from __future__ import annotations
@@ -13,55 +14,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
-
-from pipeline.common import InputError, read_parquet_with_metadata
-from stages.common import PARAMS_OPTION
+from pipeline.common import read_parquet_with_metadata
+from stages.common import BACKBONE_ARGUMENT, PARAMS_OPTION, chosen_backbone
 from stages.layout import artifact_option, require
-from stages.params import ParamsError, load_params
+from stages.params import load_params
 
 
-def main(name: Optional[str] = typer.Argument(None, help="The backbone to resolve, a key of "
-                                              "clip.backbones. Default: clip.backbone."),
+def main(name: Optional[str] = BACKBONE_ARGUMENT,
          index: Path = artifact_option("data", "index", help="Index tables of `data`."),
          out: Path = artifact_option("clip", help="Folder of the backbones: writes <out>/<name>/."),
          params: Path = PARAMS_OPTION) -> None:
     """Resolve one frozen CLIP (download pretrained weights, or train a demo CLIP)."""
-    clip_params = load_params(params).clip
-    name = clip_params.backbone if name is None else name
-    if name not in clip_params.backbones:
-        raise ParamsError(f"clip.backbones has no backbone {name!r} (backbones: "
-                          f"{', '.join(clip_params.backbones)})")
-    config = clip_params.backbones[name]
-    if config.pretrained is None:  # checked before the model is built: training needs the data
-        for table in ("coco_images", "coco_captions"):
-            require(index / f"{table}.parquet", made_by="data")
+    settings = load_params(params).clip
+    name = chosen_backbone(settings, name)
+    backbone = settings.backbones[name]
+    coco = None
+    if backbone.pretrained is None:  # checked before the model is built: training needs the data
+        from pipeline.clip import CocoPairs
 
-    import torch
+        images, meta = read_parquet_with_metadata(
+            require(index / "coco_images.parquet", made_by="data"))
+        captions, _ = read_parquet_with_metadata(
+            require(index / "coco_captions.parquet", made_by="data"))
+        coco = CocoPairs(images, captions, Path(meta["fgvc.root"]))
+    else:
+        print(f"clip: {backbone.model} with the {backbone.pretrained!r} weights "
+              f"({backbone.library}: from its hub, or its cache)")
 
-    from pipeline.clip import create_clip, save_clip, train_demo_clip
+    from pipeline.clip import resolve_clip, save_clip
 
-    if config.pretrained is not None:
-        print(f"clip: {config.model} with the {config.pretrained!r} weights (from the Hugging "
-              "Face hub, or its cache)")
-    torch.manual_seed(clip_params.demo_train.seed)  # a random init (the demo's) is seeded too
-    try:
-        clip = create_clip(config.model, config.pretrained)
-    except InputError as error:
-        raise InputError(f"clip.backbones.{name}: {error}") from None
-    extra = {}
-    if config.pretrained is None:
-        train = clip_params.demo_train
-        images, meta = read_parquet_with_metadata(index / "coco_images.parquet")
-        captions, _ = read_parquet_with_metadata(index / "coco_captions.parquet")
-        try:
-            history = train_demo_clip(clip, images, captions, Path(meta["fgvc.root"]),
-                                      epochs=train.epochs, batch_size=train.batch_size,
-                                      lr=train.lr, weight_decay=train.weight_decay, seed=train.seed)
-        except InputError as error:
-            raise InputError(f"clip.demo_train: {error}") from None
-        extra = {"trained_on": "demo COCO-like train+restval pairs",
-                 "training": train.model_dump(), "loss_per_epoch": history}
-    card = save_clip(clip, out / name, extra)
+    resolved = resolve_clip(name, backbone, settings.demo_train, coco)
+    card = save_clip(resolved.clip, out / name, resolved.extra)
     print(f"clip@{name}: {card['model_name']} ({card['pretrained'] or 'trained here'}), width "
           f"{card['embed_dim']}, sha256 {card['weights_sha256'][:12]}")

@@ -1,5 +1,5 @@
-"""What every stage does the same way: the --params option, picking a device, and turning the
-mistakes a user can make into one line on stderr instead of a traceback."""
+"""What every stage does the same way: the --params option and the backbone argument, picking a
+device, and turning the mistakes a user can make into one line on stderr instead of a traceback."""
 
 from __future__ import annotations
 
@@ -12,6 +12,26 @@ from pipeline.common import InputError
 from stages.params import ParamsError
 
 PARAMS_OPTION = typer.Option("params.yaml", "--params", help="The params file to read.")
+BACKBONE_ARGUMENT = typer.Argument(None, help="The backbone, a key of clip.backbones. Default: "
+                                   "the first of clip.adapter_backbones.")
+
+
+def say(stage: str):
+    """`say(line)`: print `<stage>: line` (warnings to stderr)."""
+    def print_line(line: str) -> None:
+        warning = line.startswith("warning") or "WARNING" in line
+        print(f"{stage}: {line}", file=sys.stderr if warning else sys.stdout)
+    return print_line
+
+
+def chosen_backbone(clip, name: str | None) -> str:
+    """`name` (default: the first of clip.adapter_backbones) if it is a key of clip.backbones,
+    else a `ParamsError` naming the backbones there are."""
+    name = clip.adapter_backbones[0] if name is None else name
+    if name not in clip.backbones:
+        raise ParamsError(f"clip.backbones has no backbone {name!r} (backbones: "
+                          f"{', '.join(clip.backbones)})")
+    return name
 
 
 def resolve_device(device: str, key: str) -> str:
@@ -26,32 +46,12 @@ def resolve_device(device: str, key: str) -> str:
     return device
 
 
-LONG_ON_CPU = 3600.0  # seconds: a job this long on the CPU gets a loud warning before it starts
-
-
-def warn_if_long_on_cpu(device: str, stage: str, count: int, seconds_each, what: str,
-                        fix: str) -> None:
-    """Say loudly, before it starts, that a job on the CPU would take hours (`count` x
-    `seconds_each()`, a timing on this machine, taken only on the CPU), and what to do instead:
-    `device: auto` falls back to the CPU where torch sees no GPU, and a preset-size job there
-    takes hours or days."""
-    if str(device) != "cpu":
-        return
-    each = seconds_each()
-    total = count * each
-    if total < LONG_ON_CPU:
-        return
-    hours = total / 3600
-    span = f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
-    print(f"{stage}: WARNING: running on the CPU, this would take about {span} from scratch ({count:,} "
-          f"{what} at {each:.3g} s each, measured here). {fix}", file=sys.stderr)
-
-
 def one_line_errors(command):
     """Run a command so that what a user can get wrong ends in `error: ...` lines and an exit
     code, never a traceback: invalid params (one line per problem, exit 2) and `InputError`s
     (a missing input, a foreign folder, a download that failed, features of another CLIP:
-    exit 1). Anything else is a bug and keeps its traceback."""
+    exit 1; an error with `details` lists them below its line). Anything else is a bug and
+    keeps its traceback."""
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
@@ -62,6 +62,8 @@ def one_line_errors(command):
             raise typer.Exit(2) from None
         except InputError as error:
             print(error_line(error), file=sys.stderr)
+            for line in getattr(error, "details", ()):
+                print(f"  {line}", file=sys.stderr)
             raise typer.Exit(error.exit_code) from None
     return run
 

@@ -20,11 +20,11 @@ def main(name: str = typer.Argument(..., help="The world to draw, a key of data.
          out: Path = artifact_option("demo", help="Folder of the demo worlds: draws <out>/<name>."),
          params: Path = PARAMS_OPTION) -> None:
     """Draw a demo world (small CUB-like birds with Reed-like captions, COCO-like scenes)."""
-    from pipeline.data import DemoWorldSpec, generate_demo_world
+    from pipeline.data import generate_demo_world
 
     worlds = load_params(params).data.demo
     if name not in worlds:
         raise ParamsError(f"data.demo has no world {name!r} "
                           f"(worlds: {', '.join(worlds) or 'none'})")
-    generate_demo_world(out / name, DemoWorldSpec(**worlds[name].model_dump()))
+    generate_demo_world(out / name, worlds[name])
     print(f"demo: world {name!r} drawn in {out / name}")

@@ -67,27 +67,17 @@ def artifact_option(stage: str, name: str | None = None, *, help: str,
                         show_default=shown_path(stage, name), help=help)
 
 
-def chosen_clip() -> Path:
-    """<paths.clip>/<clip.backbone>: the CLIP the adapter pipeline runs on, as params.yaml (of
-    the working folder) chooses it."""
-    from stages.params import load_params
-
-    return artifact("clip") / load_params(PARAMS_YAML).clip.backbone
+def backbone_path(stage: str, backbone: str, *parts: str) -> Path:
+    """<paths.stage>/<backbone>/<parts>: where a per-backbone stage writes (`extract`: one
+    folder per feature set inside)."""
+    return artifact(stage).joinpath(backbone, *parts)
 
 
-def chosen_descriptions() -> Path:
-    """<paths.describe>/<describe.set>.parquet: the descriptions the adapter trains on."""
-    from stages.params import load_params
-
-    return artifact("describe") / f"{load_params(PARAMS_YAML).describe.set}.parquet"
-
-
-def clip_option() -> Path:
-    """The --clip option of the stages that run on the pipeline's CLIP."""
-    return typer.Option(..., "--clip", default_factory=chosen_clip,
-                        show_default=f"{shown_path('clip')}/<clip.backbone>",
-                        help="The resolved CLIP the adapter pipeline runs on. The default reads "
-                        "clip.backbone from the params.yaml of the working folder.")
+def backbone_option(stage: str, *parts: str, help: str, flag: str | None = None):
+    """An option whose default, `<paths.stage>/<backbone>/<parts>`, the command computes from
+    its backbone (`None` here)."""
+    shown = "/".join([shown_path(stage), "<backbone>", *parts])
+    return typer.Option(None, *([flag] if flag else []), show_default=shown, help=help)
 
 
 def shown_path(stage: str, name: str | None = None) -> str:
@@ -98,20 +88,19 @@ def shown_path(stage: str, name: str | None = None) -> str:
         return f"paths.{stage}{f'.{name}' if name else ''} of dvc.yaml"
 
 
-# Stages that write into another stage's `paths` entry.
-WRITES_INTO = {"describe_file": "describe"}
-
-
-def describe_stage(name: str, describe) -> str:
-    """The stage that writes description set `name` (`describe`: the params section):
-    describe_file@<name> for an imported file, describe@<name> otherwise."""
-    return f"{'describe_file' if name in describe.files else 'describe'}@{name}"
+def paths_entry(stage: str) -> str:
+    """The `paths` entry a stage (group) writes into: describe_file@ writes describe's,
+    extract_<set>@ extract's."""
+    group = stage.split("@")[0]
+    if group == "describe_file":
+        return "describe"
+    return "extract" if group.startswith("extract_") else group
 
 
 def _made_by(path: Path, stage: str) -> bool:
     """Is `path` (one of) `stage`'s output(s) in dvc.yaml's layout, or inside one?"""
     try:
-        entry = _paths().get(WRITES_INTO.get(stage, stage))
+        entry = _paths().get(paths_entry(stage))
     except InputError:
         return False
     outputs = entry.values() if isinstance(entry, dict) else [entry]
@@ -125,17 +114,18 @@ def require(path: Path, made_by: str) -> Path:
     path = Path(path)
     if path.exists():
         return path
-    if _made_by(path, made_by.split("@")[0]):
+    if _made_by(path, made_by):
         raise MissingInput(f"{path} does not exist: the `{made_by}` stage makes it "
                            f"(dvc repro {made_by})")
     raise MissingInput(f"{path} does not exist (given on the command line: it should hold what "
                        f"the `{made_by.split('@')[0]}` stage makes)")
 
 
-def require_features(features: Path, *sets: str) -> None:
-    """Each of the feature `sets` in the folder `features`, made by its `extract@<set>` stage."""
+def require_features(features: Path, backbone: str, *sets: str) -> None:
+    """Each of the feature `sets` in the folder `features` (one backbone's), made by its
+    `extract_<set>@<backbone>` stage."""
     for name in sets:
-        require(Path(features) / name, made_by=f"extract@{name}")
+        require(Path(features) / name, made_by=f"extract_{name}@{backbone}")
 
 
 def require_data_root(data) -> Path:
