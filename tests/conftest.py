@@ -35,6 +35,20 @@ def clip_dir(tmp_path_factory) -> Path:
     return folder
 
 
+def extract_settings(*, batch_size: int | None = None, num_workers: int = 0,
+                     shard_rows: int | None = None, precision: str | None = None,
+                     amp: str | None = None, device: str | None = None, **images):
+    """`extract` settings for a test: one batch size for images and texts, decoding in this
+    process unless `num_workers` says otherwise, the rest the defaults."""
+    from pipeline.features.settings import ExtractSettings
+
+    batch = {"batch_size": batch_size} if batch_size else {}
+    top = {k: v for k, v in dict(shard_rows=shard_rows, precision=precision, amp=amp,
+                                 device=device).items() if v is not None}
+    return ExtractSettings(images=dict(images, num_workers=num_workers, **batch), texts=batch,
+                           **top)
+
+
 def copy_repo(dest: Path, skip: tuple[str, ...] = ()) -> Path:
     """The project as git sees it (tracked and untracked, not ignored files; none under a `skip`
     prefix) copied into `dest`, without dvc.lock: a fresh machine's checkout."""

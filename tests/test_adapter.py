@@ -155,8 +155,8 @@ def test_bench_adapter_times_the_same_heads_both_ways():
 
     features, labels = blobs()
     pools = [np.arange(len(labels)), np.arange(0, 160, 2), np.arange(0, 160, 5)]
-    result = bench_adapter(features, labels, pools, [[0], [1], [2]], 4, repeats=2, steps=20,
-                           batch_size=8, lr=0.05, weight_decay=0.0, logit_scale=1.0)
+    result = bench_adapter(features, labels, pools, [[0], [1], [2]], 4, repeats=2, sample=None,
+                           steps=20, batch_size=8, lr=0.05, weight_decay=0.0, logit_scale=1.0)
     assert result.heads == 3 and result.steps == 20 and result.repeats == 2
     assert result.batched_seconds > 0 and result.sequential_seconds > 0
     assert result.max_weight_difference < 1e-5  # the two ways train the same heads

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from stages.cli import app
 
 STAGES = ["demo", "data", "clip", "describe", "extract", "train_qformer", "train_adapter", "evaluate",
-          "zeroshot", "report"]
+          "zeroshot", "report", "preset", "download"]
 runner = CliRunner()
 
 
@@ -27,6 +27,14 @@ def test_every_stage_has_help(stage):
     result = runner.invoke(app, [stage, "--help"])
     assert result.exit_code == 0, result.output
     assert "--" in result.output and "Usage" in result.output
+
+
+def paper_params(tmp_path: Path) -> dict:
+    """The cub-paper preset's params, as `fgvc preset cub-paper` writes them."""
+    result = runner.invoke(app, ["preset", "cub-paper", "--out", str(tmp_path / "paper.yaml"),
+                                 "--presets", str(REPO / "presets")])
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load((tmp_path / "paper.yaml").read_text())
 
 
 def small_demo(tmp_path: Path, **sizes) -> str:
@@ -48,7 +56,7 @@ def test_data_and_describe_stages_run_on_a_small_demo(tmp_path):
     result = runner.invoke(app, ["data", "--params", p, "--out", str(tmp_path / "index")])
     assert result.exit_code == 0, result.output
     assert "CUB_200_2011: 20 images (12 train, 8 test) in 4 classes, all present" in result.output
-    images = pd.read_parquet(tmp_path / "index" / "cub_images.parquet")
+    images = pd.read_parquet(tmp_path / "index" / "target_images.parquet")
     assert list(images.columns) == ["image_id", "path", "class_id", "class_name", "split"]
     params = yaml.safe_load(Path(p).read_text())
     for name in params["describe"]["sets"]:
@@ -70,12 +78,12 @@ def test_unknown_feature_set_is_refused(tmp_path):
 
 
 def test_data_stage_indexes_real_folders_in_place(tmp_path):
-    from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
+    from pipeline.data import DemoWorldSpec, generate_demo_world
 
     real = tmp_path / "downloads"
     generate_demo_world(real, DemoWorldSpec(num_classes=3, train_per_class=2, test_per_class=1,
                                             coco_images=100, image_size=32), show_progress=False)
-    params = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
+    params = paper_params(tmp_path)
     params["data"].update(root=str(real), karpathy_json=None)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = runner.invoke(app, ["data", "--params", str(tmp_path / "params.yaml"),
@@ -86,13 +94,14 @@ def test_data_stage_indexes_real_folders_in_place(tmp_path):
     coco = pd.read_parquet(tmp_path / "index" / "coco_images.parquet")
     assert set(coco["split"]) == {"train", "val"}  # official annotations: no Karpathy split
     import pyarrow.parquet as pq
-    meta = pq.read_schema(tmp_path / "index" / "cub_images.parquet").metadata
+    meta = pq.read_schema(tmp_path / "index" / "target_images.parquet").metadata
     assert meta[b"fgvc.root"].decode() == (real / "CUB_200_2011").as_posix()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads", "index", "params.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads", "index", "paper.yaml",
+                                                          "params.yaml"]
 
 
 def test_missing_data_root_is_a_clear_error(tmp_path):
-    params = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
+    params = paper_params(tmp_path)
     params["data"].update(root=str(tmp_path / "nowhere"))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = runner.invoke(app, ["data", "--params", str(tmp_path / "params.yaml"),

@@ -3,26 +3,23 @@
 import numpy as np
 import torch
 
+from pipeline.common import cpu_cost_warning
 from pipeline.qformer import PooledTexts, QFormerConfig, TextToImageQFormer, seconds_per_step
-from stages.common import warn_if_long_on_cpu
 
 
-def test_a_long_cpu_job_is_announced_with_its_duration_and_the_fix(capsys):
-    warn_if_long_on_cpu("cpu", "train_qformer", 5540, lambda: 15.0, "steps", "Use a GPU.")
-    line = capsys.readouterr().err
-    assert line.startswith("train_qformer: WARNING: running on the CPU, this would take about "
-                           "23.1 hours from scratch (5,540 steps at 15 s each, measured here). "
-                           "Use a GPU.")
-    warn_if_long_on_cpu("cpu", "extract@coco_images", 123_287, lambda: 1.5, "images", "GPU!")
-    assert "about 2.1 days" in capsys.readouterr().err
+def test_a_long_cpu_job_is_announced_with_its_duration_and_the_fix():
+    line = cpu_cost_warning("cpu", 5540, lambda: 15.0, "steps", "Use a GPU.")
+    assert line == ("WARNING: running on the CPU, this would take about 23.1 hours from scratch "
+                    "(5,540 steps at 15 s each, measured here). Use a GPU.")
+    line = cpu_cost_warning("cpu", 123_287, lambda: 1.5, "images", "GPU!")
+    assert "about 2.1 days" in line
 
 
-def test_short_jobs_and_gpu_jobs_are_not_warned_about_nor_timed(capsys):
-    warn_if_long_on_cpu("cpu", "extract@cub_images", 1200, lambda: 0.01, "images", "")
+def test_short_jobs_and_gpu_jobs_are_not_warned_about_nor_timed():
+    assert cpu_cost_warning("cpu", 1200, lambda: 0.01, "images", "") is None
     def never():
         raise AssertionError("a GPU job must not be timed on the CPU")
-    warn_if_long_on_cpu("cuda", "train_qformer", 10**9, never, "steps", "")
-    assert capsys.readouterr().err == ""
+    assert cpu_cost_warning("cuda", 10**9, never, "steps", "") is None
 
 
 def test_a_qformer_step_is_timed_without_leaving_gradients():

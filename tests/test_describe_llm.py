@@ -33,12 +33,13 @@ def shipped(name):
 
 
 def setup(tmp_path, classes, base_url, **openai):
-    write_parquet(tmp_path / "index" / "cub_classes.parquet", pd.DataFrame(
+    write_parquet(tmp_path / "index" / "target_classes.parquet", pd.DataFrame(
         {"class_id": range(1, len(classes) + 1), "class_dir": classes, "class_name": classes}))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # set "d" writes <out>/d.parquet: --out is the test's folder
-    params["describe"].update(set="d", sets={"d": {"backend": "openai", "prompt": "paper"}},
+    params["describe"].update(sets={"d": {"backend": "openai", "prompt": "paper"}},
                               samples_per_class=2)
+    params["train_adapter"]["descriptions"] = "d"
     params["zeroshot"]["descriptions"] = []
     params["describe"]["openai"].update(
         {"base_url": base_url, "concurrency": 4, "timeout": 2.0, "max_retries": 2,
@@ -335,7 +336,7 @@ def expected_estimate(params: dict, classes: list[str]) -> tuple[int, int, int]:
     completions counted at max_tokens."""
     describe, settings = params["describe"], params["describe"]["openai"]
     prompt = yaml.safe_load((REPO / "prompts" / "describe" /
-                             f"{describe['sets'][describe['set']]['prompt']}.yaml").read_text())
+                             f"{describe['sets']['d']['prompt']}.yaml").read_text())
     per_class = [sum(math.ceil(len(text) / 4) + 4
                      for text in (prompt["system"], prompt["user"].replace("{class_name}", name))
                      if text) + 3 for name in classes]

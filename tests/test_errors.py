@@ -25,7 +25,7 @@ ENV = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
 # Every command, as dvc.yaml runs it but with no path given: each falls back to dvc.yaml's.
 COMMANDS = {
     "demo": ["demo", "world"], "data": ["data"], "clip": ["clip"], "describe": ["describe"],
-    "extract": ["extract", "cub_images"], "train_qformer": ["train_qformer"],
+    "extract": ["extract", "target_images"], "train_qformer": ["train_qformer"],
     "train_adapter": ["train_adapter"], "evaluate": ["evaluate"], "zeroshot": ["zeroshot"],
     "report": ["report"], "bench extract": ["bench", "extract"],
     "bench adapter": ["bench", "adapter"],
@@ -34,13 +34,13 @@ COMMANDS = {
 MISSING = {
     "data": ("artifacts/data/world", "demo@world"),
     "clip": ("artifacts/data/index/coco_images.parquet", "data"),
-    "describe": ("artifacts/data/index/cub_classes.parquet", "data"),
-    "extract": ("artifacts/data/index/cub_images.parquet", "data"),
+    "describe": ("artifacts/data/index/target_classes.parquet", "data"),
+    "extract": ("artifacts/data/index/target_images.parquet", "data"),
     "train_qformer": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "train_adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "evaluate": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "zeroshot": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
-    "report": ("artifacts/evaluate/results.parquet", "evaluate"),
+    "report": ("artifacts/evaluate/demo-tiny/results.parquet", "evaluate@demo-tiny"),
     "bench extract": ("artifacts/data/world", "demo@world"),
     "bench adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
 }
@@ -51,7 +51,7 @@ TINY = {
     "clip.demo_train": dict(epochs=1, batch_size=32),
     "describe": dict(samples_per_class=3),
     "train_qformer": dict(epochs=1, batch_size=64),
-    "train_adapter": dict(steps=10, batch_size=16),
+    "train_adapter.methods.linear": dict(steps=10, batch_size=16),
 }
 
 
@@ -93,7 +93,7 @@ def project(tmp_path) -> Path:
     return new_project(tmp_path / "project")
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "evaluate"])  # reads no params
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_invalid_params_stop_every_command_in_one_line(project, command):
     edit_params(project, {"report": {"plot_selection": "sideways"}})
     result = fgvc(project, *COMMANDS[command])
@@ -185,34 +185,38 @@ def by_hand(tmp_path_factory) -> Path:
     `train_qformer` did not write it)."""
     project = new_project(tmp_path_factory.mktemp("by_hand") / "project")
     edit_params(project, TINY)
-    sets = ["coco_images", "coco_captions", "cub_images", "reed_captions", "descriptions",
-            "class_prompts"]
     params = yaml.safe_load((project / "params.yaml").read_text())
-    others = ([["clip", b] for b in params["clip"]["backbones"] if b != params["clip"]["backbone"]]
-              + [["describe", s] for s in params["describe"]["sets"]
-                 if s != params["describe"]["set"]])
-    for command in (["demo", "world"], ["data"], ["clip"], ["describe"], *others, *(["extract", s] for s in sets),
+    main, *others = params["clip"]["backbones"]  # the first is the adapter chain's, the default
+    scored = ["target_images", "templates", "descriptions"]
+    describe = [["describe", s] for s in params["describe"]["sets"]
+                if s != params["train_adapter"]["descriptions"]]
+    for command in (["demo", "world"], ["data"], ["clip"], *(["clip", b] for b in others),
+                    ["describe"], *describe,
+                    *(["extract", s] for s in scored + ["coco_images", "coco_captions",
+                                                        "target_captions"]),
+                    *(["extract", s, b] for b in others for s in scored),
                     ["train_qformer"], ["train_adapter"], ["evaluate"], ["zeroshot"],
-                    *(["zeroshot", b] for b in params["clip"]["backbones"]), ["report"]):
+                    *(["zeroshot", b] for b in others), ["report"]):
         run_by_hand(project, *command)
     return project
 
 
 def test_stages_run_by_hand_in_dvc_yaml_order(by_hand):
     paths = yaml.safe_load((by_hand / "dvc.yaml").read_text())["vars"][0]["paths"]
-    assert (by_hand / paths["train_qformer"]["checkpoint"] / "qformer.json").is_file()
-    assert (by_hand / paths["train_adapter"] / "heads.json").is_file()
+    assert (by_hand / paths["train_qformer"] / "demo-tiny" / "checkpoint" / "qformer.json").is_file()
+    assert (by_hand / paths["train_adapter"] / "demo-tiny" / "linear" / "heads.json").is_file()
     params = yaml.safe_load((by_hand / "params.yaml").read_text())
     table = pd.read_csv(by_hand / paths["report"] / "table1.csv")
     adapters = params["train_adapter"]
-    assert len(table) == (10 + 20 * len(adapters["text_mapping"])) * len(adapters["selection"])
+    mappings = adapters["methods"]["linear"]["text_mapping"]
+    assert len(table) == (10 + 20 * len(mappings)) * len(adapters["selection"])
     baselines = pd.read_csv(by_hand / paths["report"] / "zeroshot.csv")
     assert set(baselines["backbone"]) == set(params["clip"]["backbones"])
 
 
 def test_extracting_into_a_folder_of_other_files_is_refused(by_hand):
     before = {p: p.read_bytes() for p in (by_hand / "artifacts" / "report").rglob("*") if p.is_file()}
-    result = fgvc(by_hand, "extract", "cub_images", "--out", "artifacts/report")
+    result = fgvc(by_hand, "extract", "target_images", "--out", "artifacts/report")
     assert result.returncode == 1
     assert one_error_line(result).startswith(
         "error: artifacts/report holds files that are not part of a feature set (figures, plot, "
@@ -225,7 +229,7 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
     that joins artifacts of the two refuses in one line that names both models."""
     other = edit_params(by_hand, {"clip.demo_train": {"seed": 1}}, name="other.yaml")
     run_by_hand(by_hand, "clip", "--params", str(other), "--out", "other")
-    for name in ("cub_images", "reed_captions", "descriptions", "class_prompts"):
+    for name in ("target_images", "target_captions", "descriptions"):
         run_by_hand(by_hand, "extract", name, "--clip", "other/demo-tiny", "--out",
                     f"other/extract/{name}")
     ours, theirs = (yaml.safe_load((by_hand / clip / "card.json").read_text())["weights_sha256"][:12]
@@ -239,19 +243,19 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
 
     # this CLIP's features, the other CLIP in use
     line = refused("train_qformer", "--clip", "other/demo-tiny", "--out", "x", "--live", "y")
-    assert line == (f"error: the feature set artifacts/extract/coco_images: made with CLIP "
+    assert line == (f"error: the feature set artifacts/extract/demo-tiny/coco_images: made with CLIP "
                     f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use is "
                     f"fgvc-demo-tiny (trained here, weights {theirs}) (differs in: "
                     "weights_sha256); extract it again with this CLIP (the `extract` stage)")
     # the other CLIP's features, but this CLIP's Q-Former
     line = refused("train_adapter", "--clip", "other/demo-tiny", "--features", "other/extract",
                    "--out", "x")
-    assert line.startswith(f"error: the Q-Former in artifacts/train_qformer/checkpoint: made "
+    assert line.startswith(f"error: the Q-Former in artifacts/train_qformer/demo-tiny/checkpoint: made "
                            f"with CLIP fgvc-demo-tiny (trained here, weights {ours}), but the "
                            f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
     # the other CLIP's features, but this CLIP's adapters
     line = refused("evaluate", "--clip", "other/demo-tiny", "--features", "other/extract", "--out", "x")
-    assert line.startswith(f"error: the adapters in artifacts/train_adapter: made with CLIP "
+    assert line.startswith(f"error: the adapters in artifacts/train_adapter/demo-tiny/linear: made with CLIP "
                            f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use "
                            f"is fgvc-demo-tiny (trained here, weights {theirs})")
     assert not (by_hand / "x").exists()  # nothing written by a refused stage

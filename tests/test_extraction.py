@@ -1,7 +1,6 @@
 """Image extraction for real: resumes after SIGKILL to the same bytes, skips and lists bad images,
 fails on too many, and the Ray engine writes what the local one writes."""
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,13 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, extract_settings
 from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline.clip.loading import load_clip
 from pipeline.common import write_parquet
-from pipeline.features.encoding import ExtractOptions
 from pipeline.features.images import extract_image_features
 from pipeline.features.store import read_feature_set, read_manifest
 from stages.cli import app
@@ -61,7 +59,7 @@ def make_world(root, good: int, bad: bool):
             paths.insert(len(paths) // 2, f"images/{name}")  # in the middle, not at the end
     index = pd.DataFrame({"image_id": np.arange(1, len(paths) + 1), "path": paths,
                           "class_id": np.arange(len(paths)) % 3 + 1, "split": "train"})
-    write_parquet(root / "index" / "cub_images.parquet", index, {"fgvc.root": str(root)})
+    write_parquet(root / "index" / "target_images.parquet", index, {"fgvc.root": str(root)})
     return index
 
 
@@ -74,7 +72,7 @@ def params_file(folder, **images):
 
 
 def extract_command(world, clip_dir, out, params):
-    return ["extract", "cub_images", "--index", str(world / "index"), "--clip", str(clip_dir),
+    return ["extract", "target_images", "--index", str(world / "index"), "--clip", str(clip_dir),
             "--out", str(out), "--params", str(params)]
 
 
@@ -84,7 +82,7 @@ def test_bad_images_are_skipped_and_listed(tmp_path, clip_dir):
     result = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir, tmp_path / "fs",
                                                      params))
     assert result.exit_code == 0, result.output
-    assert "20 cub_images features" in result.output and "4 skipped" in result.output
+    assert "20 target_images features" in result.output and "4 skipped" in result.output
     manifest = read_manifest(tmp_path / "fs")
     assert manifest["rows"] == 20 and manifest["input_rows"] == 24 and manifest["skipped"] == 4
     listed = {e["path"]: e for e in manifest["errors"]}
@@ -164,8 +162,8 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, clip_dir):
 def test_a_changed_image_is_encoded_again(tmp_path, clip_dir):
     index = make_world(tmp_path / "world", good=24, bad=False)
     clip = load_clip(clip_dir)
-    options = ExtractOptions(batch_size=4, shard_rows=8)
-    run = dict(name="cub_images", id_columns=["image_id"], options=options)
+    run = dict(name="target_images", id_columns=["image_id"],
+               settings=extract_settings(batch_size=4, shard_rows=8), device="cpu")
     first = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run)
     draw(tmp_path / "world" / index["path"][10], seed=999)  # in shard 1
     second = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run)
@@ -201,11 +199,11 @@ def resume_with(tmp_path, clip_dir, first, second):
     clip = load_clip(clip_dir)
 
     def extract(out, batch_size, num_workers):
-        options = ExtractOptions(batch_size=batch_size, num_workers=num_workers, shard_rows=8,
-                                 max_bad_fraction=0.2)
-        return extract_image_features(clip, tmp_path / "world", index, out, name="cub_images",
-                                      id_columns=["image_id", "class_id"], options=options,
-                                      progress=False)
+        settings = extract_settings(batch_size=batch_size, num_workers=num_workers,
+                                    shard_rows=8, max_bad_fraction=0.2)
+        return extract_image_features(clip, tmp_path / "world", index, out, name="target_images",
+                                      id_columns=["image_id", "class_id"], settings=settings,
+                                      device="cpu", progress=False)
 
     out = tmp_path / "fs"
     before = extract(out, *first)
@@ -262,15 +260,13 @@ def test_raising_the_pixel_limit_encodes_the_skipped_image(tmp_path, clip_dir):
     Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "world" / index["path"][3],
                                                      format="PNG")  # no JPEG draft rescue
     clip = load_clip(clip_dir)
-    run = dict(name="cub_images", id_columns=["image_id"])
-    small = ExtractOptions(batch_size=4, shard_rows=4, max_image_pixels=50_000,
-                           max_bad_fraction=0.5)
-    first = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs",
-                                   options=small, **run)
+    run = dict(name="target_images", id_columns=["image_id"], device="cpu")
+    small = dict(batch_size=4, shard_rows=4, max_bad_fraction=0.5)
+    first = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run,
+                                   settings=extract_settings(**small, max_image_pixels=50_000))
     assert [e["reason"][:9] for e in first.manifest["errors"]] == ["too large"]
-    second = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs",
-                                    options=dataclasses.replace(small, max_image_pixels=100_000),
-                                    **run)
+    second = extract_image_features(clip, tmp_path / "world", index, tmp_path / "fs", **run,
+                                    settings=extract_settings(**small, max_image_pixels=100_000))
     assert second.manifest["errors"] == [] and second.manifest["rows"] == 8
     assert second.computed_shards == 2  # the limit is part of every shard's identity
 
@@ -281,10 +277,11 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, clip_dir):
 
     index = make_world(tmp_path / "world", good=30, bad=True)
     clip = load_clip(clip_dir)
-    run = dict(name="cub_images", id_columns=["image_id", "class_id"],
-               options=ExtractOptions(batch_size=4, shard_rows=8, max_bad_fraction=0.2))
+    settings = extract_settings(batch_size=4, shard_rows=8, max_bad_fraction=0.2)
+    run = dict(name="target_images", id_columns=["image_id", "class_id"], settings=settings,
+               device="cpu")
     local = extract_image_features(clip, tmp_path / "world", index, tmp_path / "local", **run)
-    ray_engine = RayImageEngine(clip_dir, init_kwargs={"num_cpus": 2})
+    ray_engine = RayImageEngine(clip_dir, settings.images.ray, init_kwargs={"num_cpus": 2})
     remote = extract_image_features(clip, tmp_path / "world", index, tmp_path / "ray",
                                     engine=ray_engine, **run)
     import ray
@@ -328,16 +325,16 @@ def test_device_jpeg_decoding_matches_pil_and_falls_back_for_the_rest(tmp_path, 
     Image.open(tmp_path / "world" / index["path"][0]).save(tmp_path / "world" / "images" / "p.png")
     index.loc[0, "path"] = "images/p.png"  # not a JPEG: decoded by PIL in the workers
     clip = load_clip(clip_dir)
-    run = dict(name="cub_images", id_columns=["image_id"])
-    options = ExtractOptions(batch_size=4, shard_rows=8, max_bad_fraction=0.3)
+    run = dict(name="target_images", id_columns=["image_id"], device="cpu")
+    options = dict(batch_size=4, shard_rows=8, max_bad_fraction=0.3)
     pil = extract_image_features(clip, tmp_path / "world", index, tmp_path / "pil",
-                                 options=options, **run)
+                                 settings=extract_settings(**options), **run)
+    on_device = extract_settings(**options, decode="torchvision")
     device = extract_image_features(clip, tmp_path / "world", index, tmp_path / "tv",
-                                    options=dataclasses.replace(options, decode="torchvision"),
-                                    **run)
+                                    settings=on_device, **run)
     assert device.manifest["errors"] == pil.manifest["errors"]  # truncated: refused by both
     assert device.manifest["variant"] == {"decode": "torchvision", "device": "cpu", "amp": "none",
-                                          "max_image_pixels": options.max_image_pixels,
+                                          "max_image_pixels": on_device.images.max_image_pixels,
                                           "resize": "pillow-batched"}
     a, b = read_feature_set(tmp_path / "pil"), read_feature_set(tmp_path / "tv")
     pd.testing.assert_frame_equal(a.ids, b.ids)
@@ -348,6 +345,5 @@ def test_device_jpeg_decoding_matches_pil_and_falls_back_for_the_rest(tmp_path, 
     assert cosine.min() > 0.9999
     # A feature set is never a mix of decoders: switching recomputes every shard.
     again = extract_image_features(clip, tmp_path / "world", index, tmp_path / "pil",
-                                   options=dataclasses.replace(options, decode="torchvision"),
-                                   **run)
+                                   settings=on_device, **run)
     assert again.reused_shards == 0

@@ -7,11 +7,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import extract_settings
 
 from pipeline.clip import (FingerprintMismatch, create_clip, fingerprint_of, load_clip, read_card,
                            save_clip)
 from pipeline.common import InputError
-from pipeline.features import ExtractOptions, extract_text_features
+from pipeline.features import extract_text_features
 from pipeline.features.store import (ShardPlan, iter_shards, read_feature_set, resume,
                                      write_feature_set, write_shard)
 
@@ -43,7 +44,7 @@ def test_round_trip_in_fixed_size_shards(tmp_path, precision, tolerance):
 
 def test_shards_describe_themselves(tmp_path):
     ids, emb = make()
-    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=50)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=50, precision="float16")
     schema = pq.read_schema(tmp_path / "fs" / "shard-00000.parquet")
     assert json.loads(schema.metadata[b"fgvc.fingerprint"]) == FINGERPRINT
     assert schema.metadata[b"fgvc.width"] == b"6"
@@ -67,7 +68,7 @@ def plan_for(ids, **changes):
 
 def test_resume_keeps_only_shards_whose_inputs_and_model_match(tmp_path):
     ids, emb = make(n=30)
-    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10, precision="float16")
     (tmp_path / "fs" / "shard-00002.parquet.tmp").write_bytes(b"half a shard")
     assert sorted(resume(tmp_path / "fs", plan_for(ids))) == [0, 1, 2]
     assert not (tmp_path / "fs" / "manifest.json").exists()  # rewritten when the run completes
@@ -85,7 +86,7 @@ def test_resume_keeps_only_shards_whose_inputs_and_model_match(tmp_path):
 
 def test_shard_checksums_catch_corruption(tmp_path):
     ids, emb = make(n=30)
-    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10, precision="float16")
     shard = tmp_path / "fs" / "shard-00001.parquet"
     data = bytearray(shard.read_bytes())
     data[20] ^= 0xFF
@@ -123,7 +124,8 @@ CAPTIONS = pd.DataFrame({"image_id": np.arange(7), "text": [
 
 def extract_captions(clip, out):
     return extract_text_features(clip, CAPTIONS, out, name="captions", id_columns=["image_id"],
-                                 options=ExtractOptions(batch_size=4, shard_rows=3))
+                                 settings=extract_settings(batch_size=4, shard_rows=3),
+                                 device="cpu")
 
 
 def test_features_of_another_model_are_refused(tmp_path, two_clips):
@@ -152,7 +154,7 @@ def test_features_of_another_model_are_refused(tmp_path, two_clips):
     assert features.ids["image_id"].tolist() == CAPTIONS["image_id"].tolist()
     assert [len(ids) for ids, _ in iter_shards(tmp_path / "fs", a)] == [3, 3, 1]
     with torch.no_grad():
-        by_a, by_b = (load_clip(d).model.encode_text(clip_a.tokenizer(CAPTIONS["text"].tolist()))
+        by_a, by_b = (load_clip(d).model.encode_text(clip_a.tokenize(CAPTIONS["text"].tolist())[0])
                       .numpy() for d in (dir_a, dir_b))
     np.testing.assert_allclose(features.embeddings, by_a, atol=2e-3, rtol=2e-3)  # float16
     assert np.abs(by_a - by_b).max() > 0.1
@@ -172,7 +174,7 @@ def test_extracting_with_another_model_recomputes_every_shard(tmp_path, two_clip
 def test_a_refusal_names_every_difference_and_the_pretrained_tag(tmp_path):
     """What two seeds of one architecture cannot show: another tag and preprocessing."""
     ids, emb = make()
-    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=1024, precision="float16")
     other = dict(FINGERPRINT, pretrained="openai", weights_sha256="0123456789abcdef",
                  preprocess={"size": [224, 224]})
     with pytest.raises(FingerprintMismatch, match=re.escape(

@@ -19,15 +19,15 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import copy_repo
+from conftest import copy_repo, extract_settings
 from pipeline.adapter.heads import train_linear_heads
 from pipeline.clip.loading import create_clip, load_clip
-from pipeline.features.encoding import ExtractOptions
 from pipeline.features.images import extract_image_features
 from pipeline.features.preprocessing import split_preprocess
 from pipeline.features.store import read_feature_set
 from pipeline.features.texts import extract_text_features
-from pipeline.qformer import PooledTexts, QFormerConfig, TextToImageQFormer, train_qformer
+from pipeline.qformer import (PooledTexts, QFormerConfig, TextToImageQFormer, TrainQFormer,
+                             train_qformer)
 
 DEVICE = os.environ.get("FGVC_TEST_DEVICE", "cuda")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
@@ -59,10 +59,10 @@ def photos(tmp_path_factory):
 def encode_images(clip_dir, photos, out, device, decode, amp):
     root, index = photos
     clip = load_clip(clip_dir, device)
-    options = ExtractOptions(batch_size=8, device=device, amp=amp, precision="float32",
-                             shard_rows=64, decode=decode)
+    settings = extract_settings(batch_size=8, amp=amp, precision="float32", shard_rows=64,
+                                decode=decode)
     extract_image_features(clip, root, index, out, name="photos", id_columns=["image_id"],
-                           options=options, progress=False)
+                           settings=settings, device=device, progress=False)
     return read_feature_set(out, clip.fingerprint).embeddings
 
 
@@ -98,10 +98,9 @@ def test_float16_autocast_extraction_matches_float32(clip_dir, photos, tmp_path)
     clip = load_clip(clip_dir, DEVICE)
     tables = {}
     for amp in ("none", "float16"):
-        options = ExtractOptions(batch_size=16, device=DEVICE, amp=amp, precision="float32",
-                                 shard_rows=64)
+        settings = extract_settings(batch_size=16, amp=amp, precision="float32", shard_rows=64)
         extract_text_features(clip, texts, tmp_path / f"texts-{amp}", name="texts",
-                              id_columns=["text_id"], options=options)
+                              id_columns=["text_id"], settings=settings, device=DEVICE)
         tables[amp] = read_feature_set(tmp_path / f"texts-{amp}", clip.fingerprint).embeddings
     assert cosines(tables["none"], tables["float16"]).min() >= 0.999
 
@@ -118,10 +117,10 @@ def small_qformer_run(device: str, compile: bool = False) -> list[dict]:
     return train_qformer(
         model, PooledTexts(text[:448].to(device)), image[:448].to(device),
         val_text=PooledTexts(text[448:].to(device)), val_images=image[448:].to(device),
-        val_caption_image=torch.arange(64, device=device), loss="pairwise_cosine",
-        margin=0.0, weighting="balanced", temperature=0.07, epochs=6, batch_size=64,
-        lr=3e-3, weight_decay=0.05, warmup_fraction=0.05, grad_clip=1.0, seed=0,
-        compile=compile, show_progress=False)
+        val_caption_image=torch.arange(64, device=device), compile=compile, show_progress=False,
+        settings=TrainQFormer(loss="pairwise_cosine", margin=0.0, weighting="balanced",
+                              temperature=0.07, epochs=6, batch_size=64, lr=3e-3,
+                              weight_decay=0.05, warmup_fraction=0.05, grad_clip=1.0, seed=0))
 
 
 def assert_same_curves(reference: list[dict], other: list[dict]) -> None:
@@ -175,9 +174,11 @@ def test_the_demo_on_the_gpu_reproduces_the_cpu_s_table(tmp_path):
         result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, env=env,
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        metrics[device] = json.loads((project / "artifacts/evaluate/metrics.json").read_text())
-    cpu, gpu = metrics["cpu"], metrics[DEVICE]
-    assert gpu["zero_shot_clip"]["top1"] == pytest.approx(cpu["zero_shot_clip"]["top1"], abs=2.0)
+        metrics[device] = {stage: json.loads((project / f"artifacts/{stage}/demo-tiny/metrics.json")
+                                             .read_text()) for stage in ("evaluate", "zeroshot")}
+    cpu, gpu = (metrics[device]["evaluate"] for device in ("cpu", DEVICE))
+    zero_shot = [metrics[device]["zeroshot"]["clip/paper"]["top1"] for device in ("cpu", DEVICE)]
+    assert zero_shot[1] == pytest.approx(zero_shot[0], abs=2.0)
     assert gpu["adapter_top1"].keys() == cpu["adapter_top1"].keys()
     for run, top1 in cpu["adapter_top1"].items():
         assert gpu["adapter_top1"][run] == pytest.approx(top1, abs=5.0), run

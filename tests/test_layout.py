@@ -14,7 +14,8 @@ from conftest import REPO
 PIPELINE, STAGES = REPO / "pipeline", REPO / "stages"
 PACKAGES = sorted(p.name for p in PIPELINE.iterdir() if (p / "__init__.py").is_file())
 # stages/ helpers that compute nothing and are deliberately no dependency (see dvc.yaml)
-HELPERS = {"common", "layout", "params", "param_sections", "input_params", "cli", "bench"}
+HELPERS = {"common", "layout", "params", "preset", "compare", "cli", "bench", "download"}
+MODULES = sorted(p.stem for p in PIPELINE.glob("*.py") if p.stem != "__init__")  # common, config
 
 
 def imports(path: Path) -> set[str]:
@@ -36,18 +37,22 @@ def imported_names(path: Path) -> list[tuple[str, str]]:
 
 
 def pipeline_parts(modules: set[str]) -> set[str]:
-    """The pipeline packages (and common.py) among imported modules: 'pipeline.clip.loading'
-    -> 'clip'."""
+    """The pipeline packages (and top-level modules: common.py, config.py) among imported
+    modules: 'pipeline.clip.loading' -> 'clip'."""
     return {m.split(".")[1] for m in modules if m.startswith("pipeline.")}
 
 
+def part_path(part: str) -> str:
+    return f"pipeline/{part}.py" if part in MODULES else f"pipeline/{part}"
+
+
 def package_closure(start: set[str]) -> set[str]:
-    """`start` and every pipeline package (or common) its code imports, transitively."""
+    """`start` and every pipeline package (or top-level module) its code imports, transitively."""
     done, todo = set(), set(start)
     while todo:
         part = todo.pop()
         done.add(part)
-        files = ([PIPELINE / "common.py"] if part == "common"
+        files = ([PIPELINE / f"{part}.py"] if part in MODULES
                  else list((PIPELINE / part).rglob("*.py")))
         todo |= pipeline_parts(set().union(*(imports(f) for f in files))) - done
     return done
@@ -67,16 +72,18 @@ def test_bytecode_beside_the_code_is_no_dependency():
 
 
 def test_resume_logs_are_not_part_of_a_folder_dvc_hashes():
-    """zeroshot@<backbone> keeps its feature sets in one DVC output, each set's resume log (file
-    sizes and times: machine-local) beside it: a forced rerun must give the same folder hash."""
+    """An image set's resume log (file sizes and times: machine-local) lies beside it, where a
+    folder of feature sets (templates, descriptions) would hold it: a forced rerun must give the
+    same folder hash."""
     from dvc.repo import Repo
 
     from pipeline.features.store import resume_log_path
 
     ignore = Repo(str(REPO)).dvcignore
-    features = REPO / "artifacts" / "zeroshot" / "demo-tiny" / "features"
-    assert ignore.is_ignored_file(str(resume_log_path(features / "cub_images")))
-    assert not ignore.is_ignored_file(str(features / "cub_images" / "manifest.json"))
+    features = REPO / "artifacts" / "extract" / "demo-tiny"
+    for folder in (features / "target_images", features / "descriptions" / "attributes"):
+        assert ignore.is_ignored_file(str(resume_log_path(folder)))
+        assert not ignore.is_ignored_file(str(folder / "manifest.json"))
 
 
 def test_the_library_knows_nothing_of_the_cli_or_dvc():
@@ -96,7 +103,7 @@ def test_every_package_says_what_it_does_and_what_it_offers(package):
 def test_stages_use_only_the_public_names_of_each_package():
     for path in STAGES.glob("*.py"):
         for module, name in imported_names(path):
-            if module == "pipeline.common":
+            if module.split(".")[1] in MODULES:  # common.py, config.py: modules, not packages
                 continue
             assert module.count(".") == 1, (f"{path.name} imports {module}: import from the "
                                             f"package (pipeline.{module.split('.')[1]})")
@@ -104,7 +111,12 @@ def test_stages_use_only_the_public_names_of_each_package():
                 f"{path.name} imports {name}, which {module}.__all__ does not offer")
 
 
-RUN_BY = {"describe_file": "describe"}  # stages whose command is another stage's
+def module_of(stage: str) -> str:
+    """The stages/ module a dvc.yaml stage (group) runs: describe_file@ runs describe's,
+    extract_<set>@ extract's."""
+    if stage == "describe_file":
+        return "describe"
+    return "extract" if stage.startswith("extract_") else stage
 
 
 def test_dvc_yaml_code_deps_are_the_code_each_stage_runs():
@@ -112,11 +124,10 @@ def test_dvc_yaml_code_deps_are_the_code_each_stage_runs():
     for name, stage in stages.items():
         stage = stage.get("do", stage)  # foreach stages
         code = {d for d in stage["deps"] if d.startswith(("pipeline/", "stages/"))}
-        name = RUN_BY.get(name, name)
+        name = module_of(name)
         module = STAGES / f"{name}.py"
         runs = package_closure(pipeline_parts(imports(module)))
-        expected = {f"stages/{name}.py"} | {
-            "pipeline/common.py" if part == "common" else f"pipeline/{part}" for part in runs}
+        expected = {f"stages/{name}.py"} | {part_path(part) for part in runs}
         assert code == expected, f"dvc.yaml, stage {name}: code deps {sorted(code)}, runs {sorted(expected)}"
         # a stage imports no other stage, except helpers that compute nothing
         others = {m.split(".")[1] for m in imports(module) if m.startswith("stages.")} - HELPERS

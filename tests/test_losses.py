@@ -9,21 +9,21 @@ I = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 
 
 def test_pairwise_cosine_is_zero_for_perfectly_matched_orthogonal_pairs():
-    assert pairwise_cosine_loss(I.clone(), I).item() == pytest.approx(0.0, abs=1e-7)
+    assert pairwise_cosine_loss(I.clone(), I, weighting="all_pairs").item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_pairwise_cosine_penalises_swapped_pairs_fully():
     # S = [[0, 1], [1, 0]]: both matched pairs cost 1 - 0, both unmatched max(0, 1): L = 4/4.
     swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    assert pairwise_cosine_loss(swapped, I).item() == pytest.approx(1.0, abs=1e-6)
+    assert pairwise_cosine_loss(swapped, I, weighting="all_pairs").item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_pairwise_cosine_hand_computed_value_and_margin():
     pred = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # I'_0 at 45 degrees, I'_1 = I_1
     c = 1 / math.sqrt(2)
     # matched: (1 - c) + 0; unmatched: max(0, 0 - m) + max(0, c - m); averaged over 4 pairs
-    assert pairwise_cosine_loss(pred, I).item() == pytest.approx((1 - c + c) / 4, abs=1e-6)
-    assert pairwise_cosine_loss(pred, I, margin=0.5).item() == pytest.approx(
+    assert pairwise_cosine_loss(pred, I, weighting="all_pairs").item() == pytest.approx((1 - c + c) / 4, abs=1e-6)
+    assert pairwise_cosine_loss(pred, I, margin=0.5, weighting="all_pairs").item() == pytest.approx(
         (1 - c + c - 0.5) / 4, abs=1e-6)
 
 
@@ -49,7 +49,7 @@ def test_pairwise_cosine_gradient_pulls_matched_pairs_together():
     opt = torch.optim.Adam([pred], lr=0.05)
     for _ in range(100):
         opt.zero_grad()
-        pairwise_cosine_loss(pred, target).backward()
+        pairwise_cosine_loss(pred, target, weighting="all_pairs").backward()
         opt.step()
     after = torch.nn.functional.cosine_similarity(pred, target).mean().item()
     assert after > before + 0.5
@@ -68,8 +68,9 @@ def test_info_nce_hand_computed_values():
 
 def test_loss_dispatch_by_name():
     pred = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    assert qformer_loss("pairwise_cosine", pred, I, margin=0.0, temperature=1).item() == pytest.approx(1.0)
-    assert qformer_loss("info_nce_dot", 2 * I, I, margin=0, temperature=1).item() == pytest.approx(
+    fixed = dict(margin=0.0, temperature=1, weighting="all_pairs")
+    assert qformer_loss("pairwise_cosine", pred, I, **fixed).item() == pytest.approx(1.0)
+    assert qformer_loss("info_nce_dot", 2 * I, I, **fixed).item() == pytest.approx(
         math.log(1 + math.exp(-2)), abs=1e-6)
     with pytest.raises(ValueError, match="unknown loss"):
-        qformer_loss("mse", pred, I, margin=0, temperature=1)
+        qformer_loss("mse", pred, I, **fixed)

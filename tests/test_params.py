@@ -1,9 +1,9 @@
 import pytest
 import yaml
 
-from stages.params import ParamsError, load_params
-
 from conftest import REPO
+from stages.params import Params, ParamsError, load_params
+from stages.preset import preset, render_params
 
 
 def write(tmp_path, edit):
@@ -14,13 +14,15 @@ def write(tmp_path, edit):
     return path
 
 
-def test_shipped_params_and_preset_are_valid():
+def test_shipped_params_are_the_defaults_and_the_presets_are_valid():
     demo = load_params(REPO / "params.yaml")
+    assert demo == Params()  # no code default disagrees with params.yaml
+    assert (REPO / "params.yaml").read_text() == render_params(Params())  # `fgvc preset demo`
     assert demo.data.root == "artifacts/data/world" and list(demo.data.demo) == ["world"]
     assert all(b.pretrained is None for b in demo.clip.backbones.values())
     assert len({b.model for b in demo.clip.backbones.values()}) >= 2  # the matrix runs in CI
-    paper = load_params(REPO / "presets" / "cub-paper.yaml")
-    main = paper.clip.backbones[paper.clip.backbone]
+    paper = preset("cub-paper", REPO / "presets")
+    main = paper.clip.backbones[paper.clip.adapter_backbones[0]]
     assert (paper.data.root, paper.data.demo) == ("data", {})  # what `fgvc download` fills
     assert (main.model, main.pretrained) == ("ViT-B-32", "openai")
     assert {(b.model, b.pretrained) for b in paper.clip.backbones.values()} == {
@@ -29,77 +31,228 @@ def test_shipped_params_and_preset_are_valid():
     assert {paper.describe.every_set[s].prompt for s in paper.zeroshot.descriptions} >= {
         "cbd", "cbd_domain", "cbd_domain_background"}
     assert paper.describe.files["cbd"].path == "data/cbd/descriptors_cub.json"
+    assert paper.train_qformer.model.hidden_size == 768 and paper.train_adapter.seeds == [0, 1, 2]
+    cars = preset("stanford-cars", REPO / "presets")  # extends cub-paper
+    assert (cars.data.target.format, cars.data.captions) == ("imagefolder", None)
+    assert cars.train_qformer == paper.train_qformer and cars.clip == paper.clip
 
 
-def test_prompts_live_in_files_not_params():
+def rendered(name: str) -> dict:
+    """The params file `fgvc preset <name>` writes, as YAML reads it."""
+    return yaml.safe_load(render_params(preset(name, REPO / "presets"), name))
+
+
+@pytest.mark.parametrize("name", ["demo", "cub-paper", "stanford-cars"])
+def test_prompts_live_in_files_not_params(name):
     """`dvc exp show` lists every params key: prompt texts there hid every metric."""
-    def leaves(tree):
-        return [v for x in tree.values() for v in (leaves(x) if isinstance(x, dict) else [x])]
-    for path in (REPO / "params.yaml", REPO / "presets" / "cub-paper.yaml"):
-        texts = [v for v in leaves(yaml.safe_load(path.read_text())) if isinstance(v, str)]
-        assert max(map(len, texts)) < 60, path
-        assert len(leaves(yaml.safe_load(path.read_text()))) < 120, path
+    def values(tree):
+        return [v for x in tree.values() for v in (values(x) if isinstance(x, dict) else [x])]
+    texts = [v for v in values(rendered(name)) if isinstance(v, str)]
+    assert max(map(len, texts)) < 60, name
+    assert len(values(rendered(name))) < 140, name
 
 
-def test_preset_has_the_same_keys_as_the_demo():
-    named = {"clip.backbones", "describe.sets", "describe.files", "data.demo"}  # names you pick
+def test_every_preset_writes_the_keys_the_demo_has():
+    """dvc.yaml names params keys: every preset's params.yaml must have them all."""
+    named = WHOLE  # names you pick, formats' own keys
 
     def keys(tree, prefix=""):
         return {prefix + k for k in tree} | {x for k, v in tree.items() if isinstance(v, dict)
                                              and prefix + k not in named
                                              for x in keys(v, prefix + k + ".")}
-    demo = yaml.safe_load((REPO / "params.yaml").read_text())
-    paper = yaml.safe_load((REPO / "presets" / "cub-paper.yaml").read_text())
-    assert keys(demo) == keys(paper)
+    demo = keys(yaml.safe_load((REPO / "params.yaml").read_text()))
+    for name in ("cub-paper", "stanford-cars"):
+        assert keys(rendered(name)) == demo, name
+
+
+WHOLE = {"clip.backbones", "describe.sets", "describe.files", "data.demo", "data.target",
+         "zeroshot.baselines", "train_adapter.methods"}  # a preset replaces these whole
+
+
+def leaves(tree, prefix=""):
+    """{dotted key: value} of a params tree, down to the scalars and lists and what a preset
+    replaces whole."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and prefix + key not in WHOLE:
+            flat.update(leaves(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+@pytest.mark.parametrize("name", ["cub-paper", "stanford-cars"])
+def test_a_preset_holds_only_what_differs(name):
+    changes = yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
+    base = preset(changes.pop("extends", "demo"), REPO / "presets").model_dump()
+    flat_base = leaves(base)
+    for key, value in leaves(changes).items():
+        assert flat_base.get(key, "absent") != value, f"{name}: {key} repeats its base's value"
+
+
+def test_presets_replace_named_entries_whole_and_merge_the_rest(tmp_path):
+    (tmp_path / "mine.yaml").write_text(
+        "clip:\n  backbones:\n    b32: {model: ViT-B-32, pretrained: openai}\n"
+        "  adapter_backbones: [b32]\ntrain_adapter:\n  methods:\n    linear: {steps: 7}\n"
+        "extract:\n  images: {batch_size: 8}\n")
+    mine = preset("mine", tmp_path)
+    assert list(mine.clip.backbones) == ["b32"]  # the demo's two are gone
+    assert mine.train_adapter.methods["linear"].steps == 7
+    assert mine.train_adapter.methods["linear"].lr == Params().train_adapter.methods["linear"].lr
+    assert mine.extract.images.batch_size == 8
+    assert mine.extract.images.decode == Params().extract.images.decode  # merged, not replaced
+    written = render_params(mine, "mine", tmp_path)
+    assert load_params_text(tmp_path, written) == mine
+
+
+def load_params_text(folder, text):
+    (folder / "written.yaml").write_text(text)
+    return load_params(folder / "written.yaml")
+
+
+def test_a_bad_preset_names_the_preset_and_the_key(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train_qformer:\n  lr: -1\n")
+    with pytest.raises(ParamsError) as error:
+        preset("bad", tmp_path)
+    assert str(error.value) == (f"{tmp_path / 'bad.yaml'}: train_qformer.lr: Input should be "
+                                "greater than 0 (got -1)")
+    with pytest.raises(ParamsError, match="no such preset"):
+        preset("nope", tmp_path)
+    (tmp_path / "loop.yaml").write_text("extends: loop\n")
+    with pytest.raises(ParamsError, match="extends itself"):
+        preset("loop", tmp_path)
+
+
+def test_fgvc_preset_writes_params_and_keeps_an_edited_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    out = tmp_path / "params.yaml"
+    out.write_text("# my edits\n")
+    result = CliRunner().invoke(app, ["preset", "cub-paper", "--out", str(out),
+                                      "--presets", str(REPO / "presets")])
+    assert result.exit_code == 0, result.output
+    assert load_params(out) == preset("cub-paper", REPO / "presets")
+    assert (tmp_path / "params.yaml.bak").read_text() == "# my edits\n"
+
+
+def test_no_library_function_defaults_a_setting_otherwise():
+    """A library default for a parameter named like a setting (shard_rows, max_iter, amp...) is
+    that setting's default: the one place a default lives is its settings section."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pipeline
+
+    defaults: dict[str, set] = {}
+
+    def collect(model):
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if hasattr(value, "model_fields"):
+                collect(value)
+            elif isinstance(value, dict):
+                for entry in value.values():
+                    if hasattr(entry, "model_fields"):
+                        collect(entry)
+            else:
+                defaults.setdefault(name, set()).add(repr(value))
+
+    collect(Params())
+    # names that mean something else in the library: a resolved torch device (the settings say
+    # "auto"), "the settings' own" (None), an engine object, token states, an inference chunk
+    for name in ("device", "num_workers", "engine", "tokens"):
+        defaults.pop(name)
+    inference = {"map_texts", "validation_metrics"}  # batch_size: rows per forward, not training
+    found = []
+    for module in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
+        if module.name.endswith("ray_engine"):
+            continue  # Ray is optional
+        loaded = importlib.import_module(module.name)
+        for name, function in vars(loaded).items():
+            if not inspect.isfunction(function) or function.__module__ != module.name:
+                continue
+            for parameter in inspect.signature(function).parameters.values():
+                if parameter.name == "batch_size" and name in inference:
+                    continue
+                if (parameter.name in defaults and parameter.default is not inspect.Parameter.empty
+                        and repr(parameter.default) not in defaults[parameter.name]):
+                    found.append(f"{module.name}.{name}({parameter.name}={parameter.default!r})")
+    assert not found, found
+
+
+LINEAR = "train_adapter.methods.linear"
+
+
+def linear(p):
+    return p["train_adapter"]["methods"]["linear"]
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda p: p["train_adapter"].update(lr=-1), "train_adapter.lr: Input should be greater than 0"),
-    (lambda p: p["train_adapter"].update(lerning_rate=0.1), "train_adapter.lerning_rate: unknown key"),
-    (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=0.8), "train_adapter.early_stopping.val_fraction: Input should be less than or equal to 0.5"),
-    (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=-0.1), "train_adapter.early_stopping.val_fraction: Input should be greater than or equal to 0"),
-    (lambda p: p["train_adapter"]["early_stopping"].update(eval_every=0), "train_adapter.early_stopping.eval_every: Input should be greater than or equal to 1"),
-    (lambda p: p["train_adapter"]["early_stopping"].update(patience="five"), "train_adapter.early_stopping.patience: Input should be a valid integer"),
-    (lambda p: p["train_adapter"]["early_stopping"].update(paitence=5), "train_adapter.early_stopping.paitence: unknown key"),
-    (lambda p: p["train_adapter"]["early_stopping"].update(val_fraction=0.1, eval_every=500), "train_adapter: early_stopping.eval_every (500) must be less than steps (500)"),
+    (lambda p: linear(p).update(lr=-1), f"{LINEAR}.lr: Input should be greater than 0"),
+    (lambda p: linear(p).update(lerning_rate=0.1), f"{LINEAR}.lerning_rate: unknown key"),
+    (lambda p: linear(p)["early_stopping"].update(val_fraction=0.8), f"{LINEAR}.early_stopping.val_fraction: Input should be less than or equal to 0.5"),
+    (lambda p: linear(p)["early_stopping"].update(val_fraction=-0.1), f"{LINEAR}.early_stopping.val_fraction: Input should be greater than or equal to 0"),
+    (lambda p: linear(p)["early_stopping"].update(eval_every=0), f"{LINEAR}.early_stopping.eval_every: Input should be greater than or equal to 1"),
+    (lambda p: linear(p)["early_stopping"].update(patience="five"), f"{LINEAR}.early_stopping.patience: Input should be a valid integer"),
+    (lambda p: linear(p)["early_stopping"].update(paitence=5), f"{LINEAR}.early_stopping.paitence: unknown key"),
+    (lambda p: linear(p)["early_stopping"].update(val_fraction=0.1, eval_every=500), f"{LINEAR}: early_stopping.eval_every (500) must be less than steps (500)"),
+    (lambda p: linear(p).update(text_mapping=["none"]), f"{LINEAR}.text_mapping: must hold 'qformer'"),
+    (lambda p: p["train_adapter"]["methods"].update(tip={}), "train_adapter.methods: 'tip' is not a known adapter method (known: linear)"),
+    (lambda p: p["zeroshot"]["baselines"].update(waffle={}), "zeroshot.baselines: 'waffle' is not a known zero-shot baseline (known: "),
+    (lambda p: p["zeroshot"]["baselines"]["cbd"].update(pictures=-1), "zeroshot.baselines.cbd.pictures: Input should be greater than or equal to 0"),
     (lambda p: p["extract"].update(precision="int8"), "extract.precision: must be 'float16' or 'float32'"),
     (lambda p: p["train_qformer"].update(epochs="ten"), "train_qformer.epochs: Input should be a valid integer"),
+    (lambda p: p["train_qformer"]["model"].update(pooling="max"), "train_qformer.model.pooling: must be 'mean' or 'first'"),
     (lambda p: p["train_qformer"].update(compile="yes please"), "train_qformer.compile: must be 'auto', True or False (got 'yes please')"),
     (lambda p: p["data"]["demo"]["world"].update(num_classes=1), "data.demo.world.num_classes: Input should be greater than or equal to 2"),
     (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
-    (lambda p: p["extract"].update(class_prompts=["a photo of a bird"]), "extract.class_prompts: needs at least one template"),
     (lambda p: p["extract"]["images"].update(max_bad_fraction=1.5), "extract.images.max_bad_fraction: Input should be less than or equal to 1"),
     (lambda p: p["extract"]["images"]["ray"].update(encoders=0), "extract.images.ray.encoders: Input should be greater than or equal to 1"),
     (lambda p: p["extract"]["images"].update(engine="ray", decode="torchvision"), "extract.images: engine 'ray' decodes in CPU tasks"),
-    (lambda p: p["describe"].update(set="llm"), "describe: 'llm' is not one of describe.sets or describe.files (attributes, descriptors)"),
+    (lambda p: p["train_adapter"].update(descriptions="llm"), "train_adapter.descriptions: 'llm' is not one of describe.sets or describe.files (attributes, descriptors)"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json", "path": "x.json"}), "describe: sets.cbd: backend 'cbd_json' belongs in describe.files (describe.sets takes attributes or openai)"),
     (lambda p: p["describe"].update(files={"llm": {"backend": "openai", "prompt": "cbd"}}), "describe: files.llm: backend 'openai' belongs in describe.sets"),
     (lambda p: p["describe"].update(files={"attributes": {"backend": "file", "path": "x.yaml"}}), "describe: 'attributes' named in both sets and files"),
     (lambda p: p["data"].update(coco="/mnt/coco"), "data: coco: '/mnt/coco' must be a path inside data.root"),
-    (lambda p: p["data"]["target"].update(split_file="split.txt"), "data.target: split_file is read only by format 'imagefolder'"),
+    (lambda p: p["data"]["target"].update(split_file="split.txt"), "data.target.split_file: unknown key"),
+    (lambda p: p["data"]["target"].update(format="voc"), "data.target: format: 'voc' is not a known target format (known: cub, imagefolder)"),
+    (lambda p: p["data"]["target"].update(format="imagefolder", path="cars", split_file="../s.txt"), "data.target.split_file: '../s.txt' must be a path inside data.root"),
     (lambda p: p["describe"].update(files={"cbd": {"backend": "cbd_json"}}), "describe.files.cbd: backend 'cbd_json' needs path"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json"}), "describe: sets.cbd: backend 'cbd_json' belongs in describe.files"),
-    (lambda p: p["data"]["target"].update(format="imagefolder", path="cars"), "data: reed: Reed et al.'s captions describe CUB's images, and data.target is format 'imagefolder': set data.reed: null"),
+    (lambda p: p["data"]["target"].update(format="imagefolder", path="cars"), "data: captions: per-image captions are read in Reed et al.'s layout, which mirrors CUB's images/ folder, and data.target is format 'imagefolder': set data.captions: null"),
     (lambda p: p["data"]["demo"].update(index=p["data"]["demo"]["world"]), "data: demo: 'index' is the data stage's folder"),
     (lambda p: p["data"].update(karpathy_json="../k.json"), "data: karpathy_json: '../k.json' must be a path inside data.coco"),
     (lambda p: p["describe"]["sets"].update(llm={"backend": "openai", "prompt": "cbd", "path": "x.json"}), "describe.sets.llm: path is not read by backend 'openai'"),
     (lambda p: p["describe"]["sets"].update({"my set": {"backend": "attributes"}}), "describe.sets: 'my set': names here are DVC stage and file names (clip@<name>)"),
-    (lambda p: p["clip"].update(backbone="ViT-B-32"), "clip: 'ViT-B-32' is not one of clip.backbones (demo-"),
-    (lambda p: p["clip"]["backbones"].update({"b/32": {"model": "ViT-B-32"}}), "clip.backbones: 'b/32': names here are DVC stage and file names"),
+    (lambda p: p["clip"].update(adapter_backbones=["ViT-B-32"]), "clip: adapter_backbones: 'ViT-B-32' not in clip.backbones (demo-"),
+    (lambda p: p["clip"].update(adapter_backbones=[]), "clip.adapter_backbones: needs at least one entry"),
+    (lambda p: p["clip"]["backbones"].update({"b/32": {"model": "ViT-B-32", "pretrained": None}}), "clip.backbones: 'b/32': names here are DVC stage and file names"),
     (lambda p: p["clip"]["backbones"]["demo-tiny"].update(modle="x"), "clip.backbones.demo-tiny.modle: unknown key"),
-    (lambda p: p["train_adapter"].update(text_mapping=["none"]), "train_adapter.text_mapping: must hold 'qformer'"),
+    (lambda p: p["clip"]["backbones"]["demo-tiny"].update(library="jax_clip"), "clip.backbones.demo-tiny.library: 'jax_clip' is not a known CLIP library (known: "),
+    (lambda p: p["clip"]["backbones"].update(b32={"model": "ViT-B-32"}), "clip.backbones.b32.pretrained: missing (every entry needs it)"),
     (lambda p: p["describe"].update(files={"cbd": {"backend": "cbd_json", "path": "x.json", "samples_per_class": 2}}), "describe.files.cbd: samples_per_class is not read by backend 'cbd_json'"),
     (lambda p: p["zeroshot"].update(descriptions=["cbd"]), "zeroshot.descriptions: 'cbd' not in describe.sets or describe.files (attributes, descriptors)"),
     (lambda p: p["zeroshot"].update(templates=["paper", "paper"]), "zeroshot.templates: must not repeat a value; repeated: 'paper'"),
-    (lambda p: p["zeroshot"]["linear_probe"].update(strengths=[-1.0]), "zeroshot.linear_probe.strengths: strengths must be >= 0"),
+    (lambda p: p["zeroshot"]["baselines"]["linear_probe"].update(strengths=[-1.0]), "zeroshot.baselines.linear_probe.strengths: strengths must be >= 0"),
     (lambda p: p["describe"]["openai"].update(concurrency=0), "describe.openai.concurrency: Input should be greater than or equal to 1"),
     (lambda p: p["train_qformer"].update(text_input="tokens"), "train_qformer.text_input: 'tokens' needs the per-token features: set extract.texts.tokens: true"),
     (lambda p: p["train_qformer"].update(text_input="words"), "train_qformer.text_input: must be 'pooled' or 'tokens'"),
     (lambda p: p["train_adapter"].update(seeds=[0, 1, 0]), "train_adapter.seeds: must not repeat a value; repeated: 0"),
     (lambda p: p["train_adapter"].update(selection=["global", "global"]), "train_adapter.selection: must not repeat a value; repeated: 'global'"),
-    (lambda p: p["extract"].update(class_prompts=["a {}.", "a {}."]), "extract.class_prompts: must not repeat a value; repeated: 'a {}.'"),
+    # keys an earlier params.yaml had: each names its new place
+    (lambda p: p["clip"].update(backbone="demo-tiny"), "clip.backbone: renamed: it is clip.adapter_backbones (a list of clip.backbones keys) now"),
+    (lambda p: p["data"].update(reed="text_c10"), "data.reed: renamed: it is data.captions now"),
+    (lambda p: p["describe"].update(set="attributes"), "describe.set: renamed: it is train_adapter.descriptions now"),
+    (lambda p: p["extract"].update(class_prompts=["a {}."]), "extract.class_prompts: renamed: it is zeroshot.templates"),
+    (lambda p: p["train_adapter"].update(llm_per_image=10), "train_adapter.llm_per_image: renamed: it is train_adapter.descriptions_per_image now"),
+    (lambda p: p["train_adapter"].update(steps=500), "train_adapter.steps: renamed: it is train_adapter.methods.linear.steps now"),
+    (lambda p: p["train_qformer"].update(num_queries=8), "train_qformer.num_queries: renamed: it is train_qformer.model.num_queries now"),
+    (lambda p: p["zeroshot"].update(linear_probe={}), "zeroshot.linear_probe: renamed: it is zeroshot.baselines.linear_probe now"),
 ])
-def test_invalid_params_name_the_key(tmp_path, edit, message):
+def test_invalid_params_name_the_keykey(tmp_path, edit, message):
     with pytest.raises(ParamsError) as error:
         load_params(write(tmp_path, edit))
     assert message in str(error.value)
@@ -112,7 +265,28 @@ def test_missing_params_file_is_a_clear_error(tmp_path):
 
 
 def test_early_stopping_is_off_by_default_and_eval_every_only_matters_when_on(tmp_path):
-    assert load_params(REPO / "params.yaml").train_adapter.early_stopping.val_fraction == 0
-    off = load_params(write(tmp_path, lambda p: p["train_adapter"]["early_stopping"].update(
+    stopping = load_params(REPO / "params.yaml").train_adapter.methods["linear"].early_stopping
+    assert stopping.val_fraction == 0
+    off = load_params(write(tmp_path, lambda p: linear(p)["early_stopping"].update(
         eval_every=10_000)))
-    assert off.train_adapter.early_stopping.eval_every == 10_000
+    assert off.train_adapter.methods["linear"].early_stopping.eval_every == 10_000
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    root = "\n  root: artifacts/data/world\n"
+    text = (REPO / "params.yaml").read_text().replace(root, root + "  root: data\n", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=r"not valid YAML at line \d+ \(the key 'root' is "
+                       r"given twice\)"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_loading_params_imports_no_model_library():
+    """Every command validates params first: that must not cost torch's import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from stages.params import load_params; load_params('params.yaml'); "
+            "heavy = {'torch', 'open_clip', 'transformers'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

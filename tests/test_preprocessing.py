@@ -4,12 +4,12 @@ decoders' resize), checked against Pillow and open_clip's own transform."""
 import numpy as np
 import pytest
 import torch
+from conftest import extract_settings
 from PIL import Image
 
 import pipeline.features.preprocessing as preprocessing
 from pipeline.clip.loading import create_clip
 from pipeline.common import InputError
-from pipeline.features.encoding import ExtractOptions
 from pipeline.features.images import BatchFinisher, image_loader
 from pipeline.features.preprocessing import DevicePreprocess, split_preprocess
 from pipeline.features.resampling import (axis_weights, center_crop_start, resize_weights,
@@ -135,11 +135,12 @@ def test_workers_ship_uint8_pixels_and_one_block_of_jpeg_bytes(tmp_path):
     photo(80, 90, seed=9).save(tmp_path / "p.png")  # not a JPEG: PIL decodes it in the worker
     paths.append("p.png")
     batches = [list(range(len(paths)))]
-    pil = next(iter(image_loader(clip, tmp_path, paths, batches, ExtractOptions(num_workers=1))))
+    pil = next(iter(image_loader(clip, tmp_path, paths, batches,
+                                 extract_settings(num_workers=1), "cpu")))
     assert pil.pixels.dtype == torch.uint8 and pil.pixels.shape == (5, 3, 64, 64)
     assert pil.jpeg_bytes is None and pil.jpegs() == []
     raw = next(iter(image_loader(clip, tmp_path, paths, batches,
-                                 ExtractOptions(num_workers=1, decode="torchvision"))))
+                                 extract_settings(num_workers=1, decode="torchvision"), "cpu")))
     assert raw.rows.tolist() == [4] and raw.jpeg_rows == [0, 1, 2, 3]
     assert [bytes(b.numpy()) for b in raw.jpegs()] == [(tmp_path / p).read_bytes()
                                                         for p in paths[:4]]
@@ -155,9 +156,10 @@ def test_rows_that_the_device_cannot_decode_keep_their_own_pixels(tmp_path):
         paths.append(f"{i}.jpg")
     photo(70, 90, seed=7).save(tmp_path / "p.png")  # decoded by PIL in the worker
     paths.insert(2, "p.png")
-    options = ExtractOptions(decode="torchvision")
-    loaded = next(iter(image_loader(clip, tmp_path, paths, [list(range(len(paths)))], options)))
-    finish = BatchFinisher(clip, tmp_path, paths, options)
+    settings = extract_settings(decode="torchvision")
+    loaded = next(iter(image_loader(clip, tmp_path, paths, [list(range(len(paths)))], settings,
+                                    "cpu")))
+    finish = BatchFinisher(clip, tmp_path, paths, settings, "cpu")
     decode = finish.decode
     finish.decode = lambda data: [None if i == 1 else image for i, image in enumerate(decode(data))]
     rows, pixels, bad = finish(loaded)

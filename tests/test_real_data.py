@@ -1,4 +1,4 @@
-"""Real data as a user has it: an ImageFolder target without Reed's captions, in a data folder
+"""Real data as a user has it: an ImageFolder target without per-image captions, in a data folder
 that DVC tracks (a changed image reruns only what reads it, and re-encodes only its shard), and
 outputs that hold no machine-specific path.
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import copy_repo, run_by_hand
-from pipeline.data.demo_world import DemoWorldSpec, generate_demo_world
+from pipeline.data import DemoWorldSpec, generate_demo_world
 
 pytestmark = pytest.mark.e2e
 CLASSES = 4
@@ -59,16 +59,16 @@ def project(tmp_path_factory) -> Path:
     imagefolder_data(world, root / "elsewhere")
     (project / "data").symlink_to(root / "elsewhere")  # as the README advises
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(demo={}, root="data", reed=None, target={
+    params["data"].update(demo={}, root="data", captions=None, target={
         "format": "imagefolder", "path": "cars", "split_file": None, "class_names": None})
-    params["clip"].update(backbone="demo-micro",
+    params["clip"].update(adapter_backbones=["demo-micro"],
                           backbones={"demo-micro": params["clip"]["backbones"]["demo-micro"]})
     params["clip"]["demo_train"].update(epochs=1, batch_size=32)
-    params["describe"].update(set="own", sets={}, files={
-        "own": {"backend": "file", "path": "data/own.yaml"}})
+    params["describe"].update(sets={}, files={"own": {"backend": "file", "path": "data/own.yaml"}})
     params["extract"]["shard_rows"] = 16  # 72 target images: 5 shards
     params["train_qformer"].update(epochs=1, batch_size=64)
-    params["train_adapter"].update(steps=10, batch_size=16, text_mapping=["qformer"])
+    params["train_adapter"].update(descriptions="own", methods={"linear": {
+        "steps": 10, "batch_size": 16, "text_mapping": ["qformer"]}})
     params["zeroshot"].update(templates=["classname"], descriptions=["own"])
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"],
@@ -78,9 +78,9 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
-    first = dvc(project, "repro", "extract@cub_images")
-    assert "Running stage 'data'" in first and "Running stage 'extract@cub_images'" in first
-    assert "no Reed captions" in first and "72 images (48 train, 24 test)" in first
+    first = dvc(project, "repro", "extract_target_images@demo-micro")
+    assert "Running stage 'data'" in first and "Running stage 'extract_target_images@demo-micro'" in first
+    assert "no per-image captions" in first and "72 images (48 train, 24 test)" in first
     lock = (project / "dvc.lock").read_text()
     assert str(project.parent) not in lock  # no machine-specific path: teammates share it
     assert "path: data/cars" in lock
@@ -88,10 +88,10 @@ def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
     image = sorted((project / "data" / "cars" / "test").rglob("*.jpg"))[0]
     shutil.copy(sorted((project / "data" / "cars" / "train").rglob("*.jpg"))[0], image)
     status = dvc(project, "status")
-    assert "data:" in status and "extract@cub_images:" in status and "modified:" in status
+    assert "data:" in status and "extract_target_images@demo-micro:" in status and "modified:" in status
     assert "clip@demo-micro" not in status  # it reads COCO only
 
-    second = dvc(project, "repro", "extract@cub_images")
+    second = dvc(project, "repro", "extract_target_images@demo-micro")
     assert "Running stage 'clip@demo-micro'" not in second
     assert "5 shard(s): 1 computed, 4 kept from an earlier run" in second
 
@@ -99,7 +99,7 @@ def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
 def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_path):
     """Machine B keeps the same data at another place (its own `data` symlink): it pulls what A
     pushed, and nothing A ran is stale or runs again."""
-    dvc(project, "repro", "extract@cub_images")
+    dvc(project, "repro", "extract_target_images@demo-micro")
     dvc(project, "remote", "add", "-d", "team", str(tmp_path / "remote"))
     dvc(project, "push")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -109,27 +109,29 @@ def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_pat
     subprocess.run(["git", "clone", "-q", str(project), str(teammate)], check=True)
     shutil.copytree(project / "data", tmp_path / "their-disk" / "datasets")
     (teammate / "data").symlink_to(tmp_path / "their-disk" / "datasets")
-    dvc(teammate, "pull", "--with-deps", "extract@cub_images")  # what A ran
-    ran = ["data", "clip@demo-micro", "extract@cub_images"]
+    dvc(teammate, "pull", "--with-deps", "extract_target_images@demo-micro")  # what A ran
+    ran = ["data", "clip@demo-micro", "extract_target_images@demo-micro"]
     assert dvc(teammate, "status", *ran).strip() == "Data and pipelines are up to date."
-    assert "Running stage" not in dvc(teammate, "repro", "extract@cub_images")
-    for output in ("artifacts/data/index/cub_images.parquet", "artifacts/clip/demo-micro/card.json"):
+    assert "Running stage" not in dvc(teammate, "repro", "extract_target_images@demo-micro")
+    for output in ("artifacts/data/index/target_images.parquet",
+                   "artifacts/clip/demo-micro/card.json"):
         assert (teammate / output).read_bytes() == (project / output).read_bytes()
 
 
-def test_an_imagefolder_target_without_reed_has_no_reed_column(project):
+def test_an_imagefolder_target_without_captions_has_no_caption_column(project):
     dvc(project, "repro", "describe_file@own")
-    for name in ("coco_images", "coco_captions", "reed_captions", "descriptions", "class_prompts"):
+    for name in ("coco_images", "coco_captions", "target_captions", "descriptions", "templates"):
         run_by_hand(project, "extract", name)
     for command in ("train_qformer", "train_adapter", "evaluate", "zeroshot", "report"):
         run_by_hand(project, command)
     report = project / "artifacts" / "report"
     table = pd.read_csv(report / "table1.csv")
-    assert set(table["text_source"]) == {"none", "llm"}  # no Reed column trained or shown
+    assert set(table["text_source"]) == {"none", "descriptions"}  # no caption column at all
     assert table["paper_top1"].isna().all()  # the paper's numbers are CUB's
     markdown = (report / "table1.md").read_text()
-    assert "Reed" not in markdown.split("## selection")[1] and "not shown" in markdown
-    metrics = yaml.safe_load((project / "artifacts" / "evaluate" / "metrics.json").read_text())
-    assert not [key for key in metrics["adapter_top1"] if "reed" in key]
+    assert "captions" not in markdown.split("## selection")[1] and "not shown" in markdown
+    metrics = yaml.safe_load((project / "artifacts" / "evaluate" / "demo-micro" / "metrics.json")
+                             .read_text())
+    assert not [key for key in metrics["adapter_top1"] if "captions" in key]
     run = yaml.safe_load((project / "artifacts" / "zeroshot" / "demo-micro" / "run.json").read_text())
     assert run["dataset"] == f"cars ({CLASSES} classes)"  # the target folder: not CUB

@@ -30,8 +30,8 @@ runner = CliRunner()
 
 def table1_grid() -> list[tuple[int, str]]:
     """The 30 (image %, text source) cells of Table 1."""
-    return ([(r, "none") for r in range(100, 0, -10)] + [(r, "reed") for r in range(90, -1, -10)]
-            + [(r, "llm") for r in range(90, -1, -10)])
+    return ([(r, "none") for r in range(100, 0, -10)] + [(r, "captions") for r in range(90, -1, -10)]
+            + [(r, "descriptions") for r in range(90, -1, -10)])
 
 
 def fake_results(selections=("class_balanced", "global"), seeds=(0,)) -> pd.DataFrame:
@@ -64,8 +64,8 @@ def test_table1_has_every_cell_of_each_selection_with_the_papers_numbers():
         assert set(zip(chosen["image_ratio"], chosen["text_source"])) == set(table1_grid())
         for row in chosen.itertuples():
             paper = TABLE1[selection].get((row.image_ratio, row.text_source))
-            if paper is None:  # Hirano's global selection has no LLM column
-                assert selection == "global" and row.text_source == "llm"
+            if paper is None:  # Hirano's global selection has no description column
+                assert selection == "global" and row.text_source == "descriptions"
                 assert math.isnan(row.paper_top1) and math.isnan(row.diff_top1)
             else:
                 assert row.paper_top1 == paper
@@ -84,7 +84,7 @@ def test_table1_has_every_cell_of_each_selection_with_the_papers_numbers():
 def test_mean_and_std_over_two_seeds():
     cells = table1(fake_results(selections=("class_balanced",), seeds=(0, 1)))
     assert len(cells) == 30 and (cells["seeds"] == 2).all()
-    cell = cells.set_index(["image_ratio", "text_source"]).loc[(50, "reed")]
+    cell = cells.set_index(["image_ratio", "text_source"]).loc[(50, "captions")]
     assert cell["top1"] == pytest.approx(30.0)  # 25 and 35
     assert cell["top5"] == pytest.approx(50.0)
     assert cell["top1_std"] == pytest.approx(math.sqrt(50.0))  # sample std of (25, 35): 7.07
@@ -101,7 +101,7 @@ def test_summary_html_embeds_the_plots_and_the_numbers():
     figures = {selection: table1_png(cells, selection) for selection in ("class_balanced", "global")}
     assert all(png.startswith(PNG_MAGIC) for png in figures.values())
     context = RunContext(references=(("CLIP zero-shot", 18.25, 81.5),))
-    page = summary_html(cells, context, figures)
+    page = summary_html([(cells, context, figures)])
     assert embedded_pngs(page) == [figures["class_balanced"], figures["global"]]
     assert "src=\"http" not in page and "<link" not in page  # self-contained
     assert '<td class="ratio">CLIP zero-shot</td><td>18.25</td><td>81.50</td>' in page
@@ -116,7 +116,7 @@ def test_summary_html_embeds_the_plots_and_the_numbers():
 def test_summary_html_colours_a_gain_green():
     cells = table1(fake_results(selections=("class_balanced",)))
     cells.loc[0, ["top1", "diff_top1"]] = [86.07, 1.0]
-    page = summary_html(cells, RunContext(), {})
+    page = summary_html([(cells, RunContext(), {})])
     assert re.search(r'<td style="background: rgba\(46, 160, 67, 0.18\)">\+1.00</td>', page)
     assert "One seed per cell" in page and "<img" not in page
 
@@ -131,11 +131,11 @@ def test_compare_gives_every_cell_and_the_exact_differences():
     assert (both["diff"] == 0.25).all() and (both["top1_b"] - both["top1_a"] == 0.25).all()
     only_b = cells[cells["selection"] == "global"]
     assert only_b["top1_a"].isna().all() and only_b["diff"].isna().all()
-    row = cells.set_index(["selection", "image_ratio", "text_source"]).loc[("class_balanced", 60, "llm")]
+    row = cells.set_index(["selection", "image_ratio", "text_source"]).loc[("class_balanced", 60, "descriptions")]
     assert (row["top1_a"], row["top1_b"], row["diff"], row["text_ratio"]) == (30.0, 30.25, 0.25, 40)
     markdown = compare_markdown(cells, params_diff({}, {}), "main", "exp-1")
-    assert "| (60, 40) | image + LLM | 30.00 | 30.25 | +0.25 |" in markdown
-    assert "| (60, 40) | image + LLM | - | 31.25 | - |" in markdown  # global: only B has it
+    assert "| (60, 40) | image + descriptions | 30.00 | 30.25 | +0.25 |" in markdown
+    assert "| (60, 40) | image + descriptions | - | 31.25 | - |" in markdown  # global: only B
     assert "mean B − A +0.25" in markdown
     assert "None: A and B have the same params." in markdown
 
@@ -199,40 +199,49 @@ def test_zero_shot_rows_meet_the_published_numbers_they_reproduce():
     assert "| b16 (ViT-B-16, openai) | CLIP zero-shot: paper (= CLIP) | s: p | 50.00 / 56.42 / -6.42 |" in markdown
 
 
-def write_zeroshot_folder(folder: Path, rows: list[dict], dataset: str) -> None:
+def write_zeroshot_folder(folder: Path, rows: list[dict], run: dict) -> None:
     folder.mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(folder / "results.parquet")
-    (folder / "run.json").write_text(json.dumps({
-        "dataset": dataset, "classes": 20, "test_images": 600, "templates": {"paper": 1},
-        "descriptions": {"attributes": {"backend": "attributes"}}, "pictures": []}))
+    (folder / "run.json").write_text(json.dumps(run))
 
 
 def test_report_stage_writes_every_output(tmp_path):
-    results = pd.concat([fake_results(seeds=(0, 1)), pd.DataFrame(
-        [{"run": "zero_shot_clip", "text_source": "zero_shot", "top1": 18.0, "top5": 81.5}])])
-    results.to_parquet(tmp_path / "results.parquet")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    adapters = params["clip"]["adapter_backbones"]
+    for backbone in adapters:  # evaluate's results: the linear grid's rows, two seeds
+        (tmp_path / "evaluate" / backbone).mkdir(parents=True)
+        fake_results(seeds=(0, 1)).assign(method="linear", text_mapping="qformer").to_parquet(
+            tmp_path / "evaluate" / backbone / "results.parquet")
     demo = "demo world (20 made-up bird species, drawn)"
     for name, backbone in params["clip"]["backbones"].items():
         write_zeroshot_folder(tmp_path / "zeroshot" / name, baseline_rows(
-            name, backbone["model"], "trained here", {"attributes": 60.0}), demo)
+            name, backbone["model"], "trained here", {"attributes": 60.0}), {
+            "dataset": demo, "classes": 20, "test_images": 600, "templates": {"paper": 1},
+            "descriptions": {"attributes": {"backend": "attributes"}}, "pictures": [],
+            "backbone": name, "model": backbone["model"], "pretrained": None})
     out = tmp_path / "report"
-    result = runner.invoke(app, ["report", "--results", str(tmp_path / "results.parquet"),
+    result = runner.invoke(app, ["report", "--evaluate", str(tmp_path / "evaluate"),
                                  "--zeroshot", str(tmp_path / "zeroshot"), "--out", str(out),
                                  "--params", str(REPO / "params.yaml")])
     assert result.exit_code == 0, result.output
-    assert len(pd.read_csv(out / "table1.csv")) == 60
+    table = pd.read_csv(out / "table1.csv")
+    assert len(table) == 60 * len(adapters) and set(table["backbone"]) == set(adapters)
     pngs = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
-    assert set(pngs) == {"table1_class_balanced.png", "table1_global.png"}
+    assert set(pngs) == {f"table1_{b}_{s}.png" for b in adapters
+                         for s in ("class_balanced", "global")}
     page = (out / "summary.html").read_text()
-    assert embedded_pngs(page) == [pngs["table1_class_balanced.png"], pngs["table1_global.png"]]
+    assert embedded_pngs(page) == [pngs[f"table1_{b}_{s}.png"] for b in adapters
+                                   for s in ("class_balanced", "global")]
+    # the reference rows beside Table 1 are the zeroshot stage's of the same backbone
+    assert '<td class="ratio">CLIP zero-shot: paper</td><td>50.00</td><td>80.00</td>' in page
     # the demo says what it is: not CUB, and attribute sentences are not an LLM's
     for text in (page, (out / "table1.md").read_text()):
-        assert f"Table 1: {demo}" in text and "CUB top-1" not in text
+        assert f"Table 1: {demo}, backbone {adapters[0]}" in text and "CUB top-1" not in text
         assert "image + attribute sentences" in text and "image + LLM" not in text
     assert len(pd.read_csv(out / "zeroshot.csv")) == 3 * len(params["clip"]["backbones"])
     assert "Zero-shot baselines per backbone" in page and "linear probe" in page
-    assert sorted(p.name for p in (out / "plot").iterdir()) == ["llm.csv", "none.csv", "reed.csv"]
+    assert sorted(p.name for p in (out / "plot").iterdir()) == [
+        "captions.csv", "descriptions.csv", "none.csv"]
     assert not list(out.rglob("*.tmp"))
 
 
@@ -292,13 +301,14 @@ def test_the_ablation_adds_its_own_columns_without_paper_numbers():
         run=lambda t: t["run"] + "-unmapped")
     cells = table1(pd.concat([results.assign(text_mapping="qformer"), unmapped]))
     assert len(cells) == 50
-    raw = cells.set_index(["image_ratio", "text_source"]).loc[(0, "reed_unmapped")]
+    raw = cells.set_index(["image_ratio", "text_source"]).loc[(0, "captions_unmapped")]
     assert raw["top1"] == 3.0 and math.isnan(raw["paper_top1"])
-    mapped = cells.set_index(["image_ratio", "text_source"]).loc[(0, "reed")]
-    assert mapped["top1"] == 0.0 and mapped["paper_top1"] == TABLE1["class_balanced"][(0, "reed")]
+    mapped = cells.set_index(["image_ratio", "text_source"]).loc[(0, "captions")]
+    assert mapped["top1"] == 0.0 and mapped["paper_top1"] == TABLE1["class_balanced"][(0, "captions")]
     markdown = table1_markdown(cells, RunContext(text_label="attribute sentences"))
-    assert ("| image only (ours / paper / diff) | image + Reed (ours / paper / diff) | image + "
-            "attribute sentences (ours / paper / diff) | image + Reed, no Q-Former (ours / paper "
-            "/ diff) | image + attribute sentences, no Q-Former (ours / paper / diff) |") in markdown
+    assert ("| image only (ours / paper / diff) | image + captions (ours / paper / diff) | image + "
+            "attribute sentences (ours / paper / diff) | image + captions, no Q-Former (ours / "
+            "paper / diff) | image + attribute sentences, no Q-Former (ours / paper / diff) |"
+            ) in markdown
     assert "| (0, 100) | - | 0.00 / 24.12 / -24.12 | 0.00 / 23.78 / -23.78 | 3.00 / - / - | 3.00 / - / - |" in markdown
     assert "no Q-Former" not in table1_markdown(table1(results), RunContext())  # off: not shown

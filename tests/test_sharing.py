@@ -51,10 +51,10 @@ def shrink_params(params: dict) -> dict:
     one template set, and a world of 5 classes. Only keys that exist in params.yaml today."""
     clip = params["clip"]
     clip["backbones"] = {"demo-micro": clip["backbones"]["demo-micro"]}
-    clip["backbone"] = "demo-micro"
+    clip["adapter_backbones"] = ["demo-micro"]
     clip["demo_train"]["epochs"] = 1
     params["train_qformer"]["epochs"] = 1
-    params["train_adapter"]["steps"] = 20
+    params["train_adapter"]["methods"]["linear"]["steps"] = 20
     params["zeroshot"]["templates"] = ["paper"]
     _shrink_demo_world(params["data"])
     return params
@@ -63,6 +63,8 @@ def shrink_params(params: dict) -> dict:
 # The second backbone A adds (a key of the shipped params.yaml): another model than demo-micro
 # (width 64, not 32), so its weights and features really differ; ~40 s in the shrunk world.
 SECOND_BACKBONE = "demo-tiny"
+STEPS = "train_adapter.methods.linear.steps"
+METRICS = "artifacts/evaluate/demo-micro/metrics.json"
 EXPERIMENT = "more-steps"
 BUCKET = "fgvc-team"
 
@@ -215,11 +217,11 @@ def machine_a(tmp_path_factory, s3_endpoint) -> MachineA:
 
     # An experiment on `features`, then back to it (params, lock and outputs from the cache).
     features_lock = lock_hashes(repo)
-    exp = dvc(repo, "exp", "run", "-n", EXPERIMENT, "-S", "train_adapter.steps=30")
-    assert ran_stages(exp.stdout) == {"train_adapter", "evaluate", "report"}
-    experiment_metrics = (repo / "artifacts" / "evaluate" / "metrics.json").read_bytes()
+    exp = dvc(repo, "exp", "run", "-n", EXPERIMENT, "-S", f"{STEPS}=30")
+    assert ran_stages(exp.stdout) == {"train_adapter@demo-micro", "evaluate@demo-micro", "report"}
+    experiment_metrics = (repo / METRICS).read_bytes()
     experiment_lock = lock_hashes(repo)
-    adapters = ("train_adapter", "artifacts/train_adapter")
+    adapters = ("train_adapter@demo-micro", "artifacts/train_adapter/demo-micro")
     assert experiment_lock[adapters] != features_lock[adapters]  # other adapters to share
     run(repo, "git", "checkout", "-q", "HEAD", "--", "params.yaml", "dvc.lock")
     dvc(repo, "checkout", "-q")
@@ -230,8 +232,9 @@ def machine_a(tmp_path_factory, s3_endpoint) -> MachineA:
     params["clip"]["backbones"][SECOND_BACKBONE] = {"model": "fgvc-demo-tiny", "pretrained": None}
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     second = dvc(repo, "repro")
-    assert ran_stages(second.stdout) == {f"clip@{SECOND_BACKBONE}", f"zeroshot@{SECOND_BACKBONE}",
-                                         "report"}
+    assert ran_stages(second.stdout) == {f"{stage}@{SECOND_BACKBONE}" for stage in (
+        "clip", "extract_target_images", "extract_templates", "extract_descriptions",
+        "zeroshot")} | {"report"}
     run(repo, "git", "add", "params.yaml", "dvc.lock")
     run(repo, "git", "commit", "-qm", "a second backbone")
     run(repo, "git", "tag", "two-backbones")
@@ -321,13 +324,12 @@ def test_b_pulls_and_reproduces_nothing(team):
     assert json.loads(dvc(team.b, "status", "--json").stdout) == {}
     repro = dvc(team.b, "repro")
     assert ran_stages(repro.stdout) == set(), repro.stdout
-    for stage in stage_names(team.b):  # extract@*, zeroshot@*, ...: skipped, not rerun
+    for stage in stage_names(team.b):  # extract_*@*, zeroshot@*, ...: skipped, not rerun
         assert f"Stage '{stage}' didn't change, skipping" in repro.stdout, (stage, repro.stdout)
     a, b = team.a.repo / "artifacts", team.b / "artifacts"
     # A's workspace is at two-backbones: these outputs did not change since `features`
-    for folder in ("clip/demo-micro", "extract/coco_images", "extract/cub_images",
-                   "extract/descriptions", "train_qformer/checkpoint", "train_adapter", "evaluate",
-                   "zeroshot/demo-micro/features"):
+    for folder in ("clip/demo-micro", "extract/demo-micro", "train_qformer/demo-micro/checkpoint",
+                   "train_adapter/demo-micro", "evaluate/demo-micro", "zeroshot/demo-micro"):
         same_tree(a / folder, b / folder)
     assert not (b / "clip" / SECOND_BACKBONE).exists()
 
@@ -342,14 +344,14 @@ def test_b_pulls_and_applies_a_s_experiment(team):
     shown = json.loads(dvc(team.b, "exp", "show", "--json").stdout)
     experiments = {row["name"]: row for row in exp_rows(shown) if row.get("name")}
     assert EXPERIMENT in experiments, json.dumps(shown)[:3000]
-    metrics = experiments[EXPERIMENT]["data"]["metrics"]["artifacts/evaluate/metrics.json"]["data"]
+    metrics = experiments[EXPERIMENT]["data"]["metrics"][METRICS]["data"]
     assert metrics == json.loads(team.a.experiment_metrics)
     try:
         dvc(team.b, "exp", "apply", EXPERIMENT)
-        assert yaml.safe_load((team.b / "params.yaml").read_text())["train_adapter"]["steps"] == 30
+        linear = yaml.safe_load((team.b / "params.yaml").read_text())["train_adapter"]["methods"]
+        assert linear["linear"]["steps"] == 30
         assert lock_hashes(team.b) == team.a.experiment_lock
-        assert (team.b / "artifacts" / "evaluate" / "metrics.json").read_bytes() == \
-            team.a.experiment_metrics
+        assert (team.b / METRICS).read_bytes() == team.a.experiment_metrics
         assert json.loads(dvc(team.b, "status", "--json").stdout) == {}  # outputs match the lock
         assert ran_stages(dvc(team.b, "repro").stdout) == set()
     finally:
@@ -358,17 +360,17 @@ def test_b_pulls_and_applies_a_s_experiment(team):
 
 
 def test_two_backbones_share_one_remote(team):
-    """A added a backbone and pushed: both backbones' CLIPs and zero-shot features are in the
-    one remote, and B, pulling the new commit, has both and nothing to rerun."""
+    """A added a backbone and pushed: both backbones' CLIPs, feature sets and zero-shot results
+    are in the one remote, and B, pulling the new commit, has both and nothing to rerun."""
     checkout(team, "two-backbones")
     a, b = team.a.repo / "artifacts", team.b / "artifacts"
     for name in ("demo-micro", SECOND_BACKBONE):
-        for folder in (f"clip/{name}", f"zeroshot/{name}"):  # zeroshot/<name>/features too
+        for folder in (f"clip/{name}", f"extract/{name}/target_images", f"zeroshot/{name}"):
             same_tree(a / folder, b / folder)
     # two different CLIPs, two different feature sets, side by side in the remote
     hashes = lock_hashes(team.b)
     for stage, path in (("clip@{}", "artifacts/clip/{}"),
-                        ("zeroshot@{}", "artifacts/zeroshot/{}/features")):
+                        ("extract_target_images@{}", "artifacts/extract/{}/target_images")):
         assert hashes[stage.format("demo-micro"), path.format("demo-micro")] != \
             hashes[stage.format(SECOND_BACKBONE), path.format(SECOND_BACKBONE)]
     assert json.loads(dvc(team.b, "status", "--json").stdout) == {}

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import extract_settings
 
 from pipeline.clip.loading import create_clip, save_clip
-from pipeline.features.encoding import ExtractOptions
 from pipeline.features.store import read_feature_set, read_manifest
 from pipeline.features.texts import extract_text_features
 
@@ -36,10 +36,10 @@ def texts(rows=TEXTS):
 
 
 def extract(clip, out, tokens, shard_rows=4, batch_size=3, rows=TEXTS):
-    options = ExtractOptions(batch_size=batch_size, shard_rows=shard_rows, precision="float32")
+    settings = extract_settings(batch_size=batch_size, shard_rows=shard_rows, precision="float32")
     return extract_text_features(clip, texts(rows), out, name="captions",
-                                 id_columns=["image_id", "caption_index"], options=options,
-                                 tokens=tokens)
+                                 id_columns=["image_id", "caption_index"], settings=settings,
+                                 device="cpu", tokens=tokens)
 
 
 def test_token_states_are_the_unpadded_final_layer(clip, tmp_path):
