@@ -23,8 +23,8 @@ clip and .../siglip). `clip.model` wraps one so that it encodes like an open_cli
   resized long side exceeds S by 3 mod 4 pixels HF's crop sits one pixel earlier; and the
   resize: transformers 5's default "torchvision" backend resizes the uint8 tensor with
   torchvision's antialiased filter, about one 8-bit level from Pillow's (at most one in our
-  tests), while its "pil" backend is Pillow's, bit for bit like ours. Processor configs we cannot express are refused (a crop
-  smaller than the resize, other filters).
+  tests), while its "pil" backend is Pillow's, bit for bit like ours. Processor configs we
+  cannot express are refused (a crop smaller than the resize, other filters).
 - Weights load in float32 whatever the checkpoint's dtype (transformers 5 defaults to the
   checkpoint's; open_clip's are float32 too; autocast does the rest on CUDA).
 - A resolved folder holds the wrapper's state dict (keys `hf.`-prefixed), not an HF checkpoint;
