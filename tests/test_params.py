@@ -200,7 +200,7 @@ def linear(p):
     (lambda p: linear(p)["early_stopping"].update(paitence=5), f"{LINEAR}.early_stopping.paitence: unknown key"),
     (lambda p: linear(p)["early_stopping"].update(val_fraction=0.1, eval_every=500), f"{LINEAR}: early_stopping.eval_every (500) must be less than steps (500)"),
     (lambda p: linear(p).update(text_mapping=["none"]), f"{LINEAR}.text_mapping: must hold 'qformer'"),
-    (lambda p: p["train_adapter"]["methods"].update(tip={}), "train_adapter.methods: 'tip' is not a known adapter method (known: linear)"),
+    (lambda p: p["train_adapter"]["methods"].update(tip={}), "train_adapter.methods: 'tip' is not a known adapter method (known: linear"),
     (lambda p: p["zeroshot"]["baselines"].update(waffle={}), "zeroshot.baselines: 'waffle' is not a known zero-shot baseline (known: "),
     (lambda p: p["zeroshot"]["baselines"]["cbd"].update(pictures=-1), "zeroshot.baselines.cbd.pictures: Input should be greater than or equal to 0"),
     (lambda p: p["extract"].update(precision="int8"), "extract.precision: must be 'float16' or 'float32'"),
@@ -218,7 +218,7 @@ def linear(p):
     (lambda p: p["describe"].update(files={"attributes": {"backend": "file", "path": "x.yaml"}}), "describe: 'attributes' named in both sets and files"),
     (lambda p: p["data"].update(coco="/mnt/coco"), "data: coco: '/mnt/coco' must be a path inside data.root"),
     (lambda p: p["data"]["target"].update(split_file="split.txt"), "data.target.split_file: unknown key"),
-    (lambda p: p["data"]["target"].update(format="voc"), "data.target: format: 'voc' is not a known target format (known: cub, imagefolder)"),
+    (lambda p: p["data"]["target"].update(format="voc"), "data.target: format: 'voc' is not a known target format (known: cub, imagefolder"),
     (lambda p: p["data"]["target"].update(format="imagefolder", path="cars", split_file="../s.txt"), "data.target.split_file: '../s.txt' must be a path inside data.root"),
     (lambda p: p["describe"].update(files={"cbd": {"backend": "cbd_json"}}), "describe.files.cbd: backend 'cbd_json' needs path"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json"}), "describe: sets.cbd: backend 'cbd_json' belongs in describe.files"),
@@ -252,7 +252,7 @@ def linear(p):
     (lambda p: p["train_qformer"].update(num_queries=8), "train_qformer.num_queries: renamed: it is train_qformer.model.num_queries now"),
     (lambda p: p["zeroshot"].update(linear_probe={}), "zeroshot.linear_probe: renamed: it is zeroshot.baselines.linear_probe now"),
 ])
-def test_invalid_params_name_the_keykey(tmp_path, edit, message):
+def test_invalid_params_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as error:
         load_params(write(tmp_path, edit))
     assert message in str(error.value)
