@@ -29,7 +29,7 @@ def main(dataset: List[Dataset] = typer.Argument(..., help="What to fetch: one o
                                                  "reed, coco, karpathy, cbd, or all."),
          to: Path = typer.Option(Path("data"), "--to", help="The folder the datasets go into "
                                  "(data.root of the presets). The names inside are fixed, as "
-                                 "the presets' data.target.path, data.reed and data.coco expect."),
+                                 "the presets' data.target.path, data.captions and data.coco expect."),
          mirror: Optional[str] = typer.Option(None, "--mirror", metavar="URL",
                                               help="Fetch every file from <URL>/<file name> "
                                               "instead of its official host (a team mirror); "
