@@ -147,7 +147,12 @@ class Registry(Generic[T]):
             if isinstance(settings, Section):
                 validated[name] = settings
                 continue
-            model = self._settings_of(str(name))
+            try:
+                model = self._settings_of(str(name))
+            except ValueError as error:
+                errors.append({"type": "value_error", "loc": (name,), "input": settings,
+                               "ctx": {"error": error}})
+                continue
             try:
                 validated[name] = model.model_validate({} if settings is None else settings)
             except ValidationError as error:

@@ -99,12 +99,11 @@ def renamed_keys(raw: dict) -> list[str]:
     """`<old key>: renamed ...` for every key of an earlier params.yaml that `raw` still has."""
     found = []
     for old, new in RENAMED.items():
+        *path, key = old.split(".")
         node = raw
-        for part in old.split("."):
+        for part in path:
             node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                break
-        else:
+        if isinstance(node, dict) and key in node:  # a null value counts: it was a setting too
             found.append(f"{old}: renamed: it is {new} now")
     return found
 

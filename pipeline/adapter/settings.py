@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializeAsAny, field_validator
 
 from pipeline.config import Device, Distinct, Section, Whole
 
@@ -31,7 +31,7 @@ class TrainAdapter(Section):
     descriptions_per_image: int = Field(10, ge=1, description="descriptions standing in for one "
                                         "replaced image (Reed's captions are 10)")
     device: Device = "auto"
-    methods: Annotated[dict[str, Section], Whole] = Field(
+    methods: Annotated[dict[str, SerializeAsAny[Section]], Whole] = Field(
         default_factory=lambda: _methods({"linear": {}}), min_length=1,
         description="the adapter methods trained, each with its settings "
         "(pipeline/adapter/methods)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializeAsAny, field_validator
 
 from pipeline.config import Device, Distinct, Section, Whole
 
@@ -26,8 +26,9 @@ class Zeroshot(Section):
     descriptions: Distinct[str] = Field(
         default_factory=lambda: ["attributes", "descriptors"], description="description sets "
         "(describe.sets or describe.files) scored the CBD way")
-    baselines: Annotated[dict[str, Section], Whole] = Field(
+    baselines: Annotated[dict[str, SerializeAsAny[Section]], Whole] = Field(
         default_factory=lambda: _baselines({"clip": {}, "cbd": {}, "linear_probe": {}}),
+        min_length=1,
         description="the baselines scored, each with its settings (pipeline/zeroshot/baselines)")
     device: Device = "auto"
 
