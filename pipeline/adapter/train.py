@@ -22,11 +22,13 @@ from pipeline.common import write_json
 @dataclasses.dataclass
 class TrainedMethods:
     methods: dict[str, object]  # method name -> its TrainedAdapters
+    fingerprint: dict  # of the CLIP whose features they trained on
 
     def save(self, folder: Path) -> None:
         for name, trained in self.methods.items():
             trained.save(Path(folder) / name)
-        write_json(Path(folder) / METHODS_FILE, {"methods": list(self.methods)})
+        write_json(Path(folder) / METHODS_FILE, {"methods": list(self.methods),
+                                                 "clip_fingerprint": self.fingerprint})
 
     def summary(self) -> list[str]:
         return [f"{name}: {trained.summary()}" for name, trained in self.methods.items()]
@@ -39,4 +41,4 @@ def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: T
     inputs = load_adapter_inputs(features, settings.descriptions, fingerprint, qformer,
                                  torch.device(device))
     return TrainedMethods({name: ADAPTER_METHODS.get(name).train(inputs, settings, method)
-                           for name, method in settings.methods.items()})
+                           for name, method in settings.methods.items()}, fingerprint)

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.clip.fingerprint import check_same_clip
 from pipeline.common import InputError
 from pipeline.config import Registry
 
@@ -35,12 +36,16 @@ class AdapterMethod:
 
 def load_adapters(folder: Path, fingerprint: dict | None) -> dict[str, object]:
     """Each trained method in `folder` (a `train_adapter` output), loaded by its own rule;
-    refuses adapters trained on another CLIP than `fingerprint`'s."""
+    refuses adapters trained on another CLIP than `fingerprint`'s (checked here for every
+    method, whatever its own `load` checks)."""
     index = Path(folder) / METHODS_FILE
     if not index.is_file():
         raise InputError(f"no adapters at {folder} (no {METHODS_FILE}): the `train_adapter` "
                          "stage makes them")
-    names = json.loads(index.read_text())["methods"]
+    saved = json.loads(index.read_text())
+    check_same_clip(fingerprint, saved.get("clip_fingerprint"), f"the adapters in {folder}",
+                    "train them again on this CLIP's features (the `train_adapter` stage)")
+    names = saved["methods"]
     unknown = [name for name in names if name not in ADAPTER_METHODS.names()]
     if unknown:
         raise InputError(f"{index} names adapter methods this code does not know: "
