@@ -20,6 +20,8 @@ from stages.params import ParamsError, validate_params
 BACKBONE = "demo-tiny"
 CARD = {"library": "open_clip", "model_name": "fgvc-demo-tiny", "pretrained": None,
         "weights_sha256": "f" * 64, "embed_dim": 8, "preprocess": {"size": [64, 64]}}
+FINGERPRINT = {key: CARD[key] for key in ("model_name", "pretrained", "weights_sha256",
+                                           "embed_dim", "preprocess")}
 CLASSES = ["Alpha Finch", "Beta Warbler", "Gamma Tern"]
 
 
@@ -37,8 +39,6 @@ def features(tmp_path):
     the CLIP's card that go with them."""
     (tmp_path / "clip" / BACKBONE).mkdir(parents=True)
     (tmp_path / "clip" / BACKBONE / "card.json").write_text(json.dumps(CARD))
-    fingerprint = {key: CARD[key] for key in ("model_name", "pretrained", "weights_sha256",
-                                              "embed_dim", "preprocess")}
     rng = np.random.default_rng(0)
     centres = 3 * rng.normal(size=(3, 8))
     images = pd.DataFrame({"image_id": np.arange(1, 61), "class_id": np.repeat([1, 2, 3], 20),
@@ -47,10 +47,11 @@ def features(tmp_path):
 
     def write(folder, ids, embeddings):
         write_feature_set(extract / folder, ids, embeddings.astype(np.float32), name=folder,
-                          fingerprint=fingerprint, shard_rows=64, precision="float32")
+                          fingerprint=FINGERPRINT, shard_rows=64, precision="float32")
 
     write("target_images", images, centres[images["class_id"] - 1] + rng.normal(size=(60, 8)))
     write("templates/paper", pd.DataFrame({"class_id": [1, 2, 3], "template_index": 0,
+                                           "template": "a photo of a {}.",
                                            "text": [f"a photo of a {c}." for c in CLASSES]}),
           centres)
     write("descriptions/attributes", pd.DataFrame(
@@ -69,7 +70,7 @@ def features(tmp_path):
 
 
 def test_a_baseline_from_a_test_folder_runs_in_the_zeroshot_stage(features):
-    with pytest.raises(ParamsError, match="'nearest_mean' is not a known zero-shot baseline"):
+    with pytest.raises(ParamsError, match="zeroshot.baselines.nearest_mean: 'nearest_mean' is not a known zero-shot baseline"):
         validate_params({"zeroshot": {"baselines": {"nearest_mean": {}}}}, "params")
     import plugins.nearest_mean  # noqa: F401  (registers it)
 
@@ -85,6 +86,8 @@ def test_a_baseline_from_a_test_folder_runs_in_the_zeroshot_stage(features):
     assert results.loc["clip", "variant"] == "paper"
     assert json.loads((features / "zs" / "metrics.json").read_text())[
         "nearest_mean/train means"]["top1"] == 100.0
+    written = sorted(p.name for p in (features / "zs").rglob("*"))
+    assert written and not [name for name in written if ".tmp" in name or name.startswith(".")]
 
 
 def test_an_adapter_method_from_a_test_folder_trains_and_is_evaluated(features):
@@ -107,7 +110,7 @@ def test_an_adapter_method_from_a_test_folder_trains_and_is_evaluated(features):
     run_by_hand(features, "train_adapter", BACKBONE, *common, "--qformer", str(qformer),
                 "--out", str(features / "adapters"))
     assert json.loads((features / "adapters" / "methods.json").read_text()) == {
-        "methods": ["class_means"]}
+        "methods": ["class_means"], "clip_fingerprint": FINGERPRINT}
     run_by_hand(features, "evaluate", BACKBONE, *common, "--adapters", str(features / "adapters"),
                 "--out", str(features / "evaluation"))
     results = pd.read_parquet(features / "evaluation" / "results.parquet")

@@ -21,13 +21,16 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from pipeline.common import InputError, cpu_cost_warning, read_parquet_with_metadata
-from pipeline.features.encoding import ExtractResult
 from pipeline.features.settings import ExtractSettings
 from pipeline.features.store import MANIFEST
+
+if TYPE_CHECKING:  # the encoders import torch: this module is read by `fgvc --help` too
+    from pipeline.features.encoding import ExtractResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,7 @@ FEATURE_SETS = {
     "coco_images": SetSpec("image", "coco_images", ("image_id", "split")),
     "coco_captions": SetSpec("text", "coco_captions", ("image_id", "caption_index"), True),
     "target_captions": SetSpec("text", "target_captions", ("image_id", "caption_index"), True),
-    "templates": SetSpec("templates", "target_classes", ("class_id", "template_index")),
+    "templates": SetSpec("templates", "target_classes", ("class_id", "template_index", "template")),
     "descriptions": SetSpec("descriptions", None, ("class_id", "sample_index", "prompt_id"), True),
 }
 
@@ -90,6 +93,11 @@ def extract_feature_set(name: str, clip_dir: Path, out: Path, sources: SetSource
                                              name=name, id_columns=ids, settings=settings,
                                              device=device, engine=engine)}
     tokens = settings.texts.tokens and spec.tokens
+    if tokens and (spec.kind == "text" or sources.token_sets):
+        try:
+            clip.token_width  # noqa: B018  (refused here, before any encoding, if unsupported)
+        except InputError as error:
+            raise InputError(f"extract.texts.tokens: {error}") from None
     if spec.kind == "text":
         table = pd.read_parquet(Path(sources.index) / f"{spec.table}.parquet")
         _announce_cost(clip, "text", len(table), device, say)
@@ -127,7 +135,8 @@ def _named_texts(spec: SetSpec, sources: SetSources) -> dict[str, pd.DataFrame]:
     for set_name, templates in sources.templates.items():
         prompts = class_prompts(templates, classes["class_name"].tolist())
         texts[set_name] = prompts.assign(
-            class_id=classes["class_id"].to_numpy()[prompts["class_index"].to_numpy()])
+            class_id=classes["class_id"].to_numpy()[prompts["class_index"].to_numpy()],
+            template=[templates[t] for t in prompts["template_index"]])
     return texts
 
 

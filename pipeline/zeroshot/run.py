@@ -107,7 +107,7 @@ def _inputs(backbone: str, features: Path, index: Path, settings: Zeroshot, fing
     table, meta = read_parquet_with_metadata(index / "target_images.parquet")
     paths = table.set_index("image_id").loc[test_ids, "path"]
     templates = {name: _template_texts(read_feature_set(
-        features / "templates" / set_folder(name), fingerprint), position, class_names)
+        features / "templates" / set_folder(name), fingerprint), position, name)
         for name in settings.templates}
     descriptions = {name: _descriptor_texts(read_feature_set(
         features / "descriptions" / set_folder(name), fingerprint), position, name,
@@ -120,16 +120,21 @@ def _inputs(backbone: str, features: Path, index: Path, settings: Zeroshot, fing
         templates=templates, descriptions=descriptions, device=device)
 
 
-def _template_texts(encoded, position: dict[int, int], class_names: list[str]) -> TextFeatures:
-    """A template set's prompts; the templates themselves are the first class's prompts with
-    its name taken out again."""
+def _template_texts(encoded, position: dict[int, int], name: str) -> TextFeatures:
+    """A template set's prompts (each row keeps the template it was filled from)."""
     ids = encoded.ids
-    first = ids[ids["class_id"] == ids["class_id"].iloc[0]]["text"].tolist()
-    name = class_names[position[int(ids["class_id"].iloc[0])]]
-    templates = [text.replace(name, "{}", 1) for text in first]
+    _known_classes(ids, position, f"template set {name!r}")
+    templates = list(dict.fromkeys(ids["template"]))
     return TextFeatures(encoded.embeddings, ids["class_id"].map(position).to_numpy(np.int64),
                         ids["text"].tolist(), "templates", f"{len(templates)} template(s): "
                         f"{templates[0]!r}" + (" ..." if len(templates) > 1 else ""))
+
+
+def _known_classes(ids, position: dict[int, int], what: str) -> None:
+    unknown = sorted(set(ids["class_id"]) - set(position))
+    if unknown:
+        raise InputError(f"{what}: class ids {unknown[:10]} are not in the dataset's classes "
+                         "(extracted for another target? the extract stages make them again)")
 
 
 def _count_templates(texts: TextFeatures) -> int:
@@ -140,10 +145,7 @@ def _descriptor_texts(encoded, position: dict[int, int], name: str, made: dict) 
     """A description set's descriptors, each once per class: CBD scores a class by its list of
     descriptors, so one LLM answer repeating another's must not count it twice."""
     ids = encoded.ids
-    unknown = sorted(set(ids["class_id"]) - set(position))
-    if unknown:
-        raise InputError(f"description set {name!r}: class ids {unknown[:10]} "
-                         "are not in the dataset's classes")
+    _known_classes(ids, position, f"description set {name!r}")
     first = ~ids.duplicated(["class_id", "text"]).to_numpy()
     kept = ids[first]
     return TextFeatures(encoded.embeddings[first],
