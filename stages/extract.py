@@ -15,16 +15,16 @@ from typing import Optional
 import typer
 
 from pipeline.common import InputError
+from pipeline.features import FEATURE_SETS
 from stages.common import BACKBONE_ARGUMENT, PARAMS_OPTION, chosen_backbone, resolve_device, say
-from stages.layout import artifact_option, backbone_option, backbone_path, require
+from stages.layout import (artifact_option, backbone_option, backbone_path, describe_stage,
+                           require)
 from stages.params import ParamsError, load_params
 
 TEMPLATES = Path("prompts/templates")  # relative to the project root, like dvc.yaml's paths
-SETS = ("target_images", "templates", "descriptions", "coco_images", "coco_captions",
-        "target_captions")
 
 
-def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(SETS)}."),
+def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATURE_SETS)}."),
          backbone: Optional[str] = BACKBONE_ARGUMENT,
          index: Path = artifact_option("data", "index", help="Index tables of `data`."),
          descriptions: Path = artifact_option("describe", help="Folder of the description sets."),
@@ -35,14 +35,16 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(SETS)}
                                                "feature set to write."),
          params: Path = PARAMS_OPTION) -> None:
     """Encode one image or text set (or a folder of named text sets) with the frozen CLIP."""
-    from pipeline.features import FEATURE_SETS, SetSources, extract_feature_set, load_template_set
+    from pipeline.features import SetSources, extract_feature_set, load_template_set
 
     if feature_set not in FEATURE_SETS:
-        raise ParamsError(f"unknown feature set {feature_set!r}; choose from {', '.join(SETS)}")
+        raise ParamsError(f"unknown feature set {feature_set!r}; choose from "
+                          f"{', '.join(FEATURE_SETS)}")
     settings = load_params(params)
     backbone = chosen_backbone(settings.clip, backbone)
     spec, sources = FEATURE_SETS[feature_set], SetSources(index)
-    require(index / f"{spec.table or 'target_classes'}.parquet", made_by="data")
+    if spec.table:
+        require(index / f"{spec.table}.parquet", made_by="data")
     clip_dir = require(clip_dir or backbone_path("clip", backbone), made_by=f"clip@{backbone}")
     out = out or backbone_path("extract", backbone, feature_set)
     if spec.kind == "templates":
@@ -55,7 +57,7 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(SETS)}
         adapters = settings.train_adapter.descriptions
         names = dict.fromkeys([*settings.zeroshot.descriptions, adapters])
         tables = {name: require(descriptions / f"{name}.parquet",
-                                made_by=settings.describe.stage_of(name)) for name in names}
+                                made_by=describe_stage(name, settings.describe)) for name in names}
         sources = SetSources(index, descriptions=tables, token_sets=(adapters,))
     device = resolve_device(settings.extract.device, "extract.device")
     results = extract_feature_set(feature_set, clip_dir, out, sources, settings.extract, device,

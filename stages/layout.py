@@ -88,6 +88,12 @@ def shown_path(stage: str, name: str | None = None) -> str:
         return f"paths.{stage}{f'.{name}' if name else ''} of dvc.yaml"
 
 
+def describe_stage(name: str, describe) -> str:
+    """The stage that writes description set `name` (`describe`: the params section):
+    describe_file@<name> for an imported file, describe@<name> otherwise."""
+    return f"{'describe_file' if name in describe.files else 'describe'}@{name}"
+
+
 def paths_entry(stage: str) -> str:
     """The `paths` entry a stage (group) writes into: describe_file@ writes describe's,
     extract_<set>@ extract's."""

@@ -5,6 +5,7 @@ import torch
 
 from pipeline.common import cpu_cost_warning
 from pipeline.qformer import PooledTexts, QFormerConfig, TextToImageQFormer, seconds_per_step
+from stages.common import say
 
 
 def test_a_long_cpu_job_is_announced_with_its_duration_and_the_fix():
@@ -13,6 +14,16 @@ def test_a_long_cpu_job_is_announced_with_its_duration_and_the_fix():
                     "(5,540 steps at 15 s each, measured here). Use a GPU.")
     line = cpu_cost_warning("cpu", 123_287, lambda: 1.5, "images", "GPU!")
     assert "about 2.1 days" in line
+
+
+def test_a_stage_says_warnings_on_stderr_and_the_rest_on_stdout(capsys):
+    """The cost warning must reach a user who sends the progress lines to a file."""
+    print_line = say("extract@b32")
+    print_line("encoding 10 images")
+    print_line(cpu_cost_warning("cpu", 5540, lambda: 15.0, "steps", "Use a GPU."))
+    out, err = capsys.readouterr()
+    assert out == "extract@b32: encoding 10 images\n"
+    assert err.startswith("extract@b32: WARNING: running on the CPU, this would take about 23.1")
 
 
 def test_short_jobs_and_gpu_jobs_are_not_warned_about_nor_timed():

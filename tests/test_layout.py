@@ -42,6 +42,26 @@ def pipeline_parts(modules: set[str]) -> set[str]:
     return {m.split(".")[1] for m in modules if m.startswith("pipeline.")}
 
 
+def settings_methods() -> dict[str, str]:
+    """Method and property name -> its package, of every class in a package's settings.py
+    (a stage that calls one runs that package's code through params, not through an import)."""
+    found = {}
+    for path in PIPELINE.glob("*/settings.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):
+                        found[item.name] = path.parent.name
+    return found
+
+
+def called_settings(path: Path) -> set[str]:
+    """The packages whose settings methods `path` calls (`settings.describe.provenance(...)`)."""
+    methods = settings_methods()
+    return {methods[node.attr] for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Attribute) and node.attr in methods}
+
+
 def part_path(part: str) -> str:
     return f"pipeline/{part}.py" if part in MODULES else f"pipeline/{part}"
 
@@ -126,7 +146,7 @@ def test_dvc_yaml_code_deps_are_the_code_each_stage_runs():
         code = {d for d in stage["deps"] if d.startswith(("pipeline/", "stages/"))}
         name = module_of(name)
         module = STAGES / f"{name}.py"
-        runs = package_closure(pipeline_parts(imports(module)))
+        runs = package_closure(pipeline_parts(imports(module)) | called_settings(module))
         expected = {f"stages/{name}.py"} | {part_path(part) for part in runs}
         assert code == expected, f"dvc.yaml, stage {name}: code deps {sorted(code)}, runs {sorted(expected)}"
         # a stage imports no other stage, except helpers that compute nothing

@@ -129,10 +129,6 @@ class Describe(Section):
         return {**entry.model_dump(exclude_none=True), "source": f"backend {entry.backend}",
                 "prompt": prompt}
 
-    def stage_of(self, name: str) -> str:
-        """The stage that writes set `name`: describe_file@<name> or describe@<name>."""
-        return f"{'describe_file' if name in self.files else 'describe'}@{name}"
-
     @model_validator(mode="before")
     @classmethod
     def _backends_sit_in_their_section(cls, raw):

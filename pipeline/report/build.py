@@ -69,7 +69,7 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
     about this dataset (`paper`: CUB)."""
     files, blocks, tables, lines = {}, [], [], []
     entry = described[adapter_descriptions]
-    for backbone, results in adapters.items():
+    for number, (backbone, results) in enumerate(adapters.items()):
         run = zeroshot[backbone].run
         context = RunContext(
             dataset=run["dataset"], test_images=run["test_images"], backbone=backbone,
@@ -89,7 +89,7 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
                       for selection, png in figures.items()})
         blocks.append((cells, context, figures))
         tables.append(cells.assign(backbone=backbone, method=PAPER_METHOD))
-        if not files.get("plot/none.csv"):  # the first adapter backbone's lines
+        if number == 0:  # the first adapter backbone's lines
             if settings.plot_selection not in selections(cells):
                 lines.append(f"warning: report.plot_selection '{settings.plot_selection}' was "
                              "not trained (train_adapter.selection): the DVC plot data will be "
