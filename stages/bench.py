@@ -152,7 +152,7 @@ def qformer(
 ) -> None:
     """The Q-Former's training loop (train_qformer params: the model, the batch, the device),
     eager and compiled, against the loop it replaced, on the same random features: pairs/s and
-    achieved TFLOP/s. The preset's model: --params presets/cub-paper.yaml."""
+    achieved TFLOP/s. The paper's model: `fgvc preset cub-paper --out paper.yaml`, then --params paper.yaml."""
     config = load_params(params).train_qformer
 
     import torch
