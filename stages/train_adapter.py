@@ -38,6 +38,10 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
     from pipeline.clip import fingerprint_of, read_card
 
     device = resolve_device(settings.train_adapter.device, "train_adapter.device")
+    if settings.train_adapter.cpu_threads:
+        import torch
+
+        torch.set_num_threads(settings.train_adapter.cpu_threads)
     trained = train_adapters(features, fingerprint_of(read_card(clip_dir)), qformer,
                              settings.train_adapter, device)
     trained.save(out or backbone_path("train_adapter", backbone))

@@ -3,6 +3,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import json
+
+import numpy as np
+import pandas as pd
 import pytest
 
 # Nothing in the tests may reach a model hub.
@@ -77,3 +81,65 @@ def run_by_hand(project: Path, *args: str) -> str:
         os.chdir(cwd)
     assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
     return result.output
+
+
+BACKBONE = "demo-tiny"
+CARD = {"library": "open_clip", "model_name": "fgvc-demo-tiny", "pretrained": None,
+        "weights_sha256": "f" * 64, "embed_dim": 8, "preprocess": {"size": [64, 64]}}
+FINGERPRINT = {key: CARD[key] for key in ("model_name", "pretrained", "weights_sha256",
+                                           "embed_dim", "preprocess")}
+CLASSES = ["Alpha Finch", "Beta Warbler", "Gamma Tern"]
+
+
+@pytest.fixture
+def features(tmp_path):
+    """One backbone's feature sets, made by hand: 3 well separated classes of 10 train and 10
+    test images each, a template set, a description set, no captions; the index tables and
+    the CLIP's card that go with them."""
+    from pipeline.common import write_parquet
+    from pipeline.features import write_feature_set
+
+    (tmp_path / "clip" / BACKBONE).mkdir(parents=True)
+    (tmp_path / "clip" / BACKBONE / "card.json").write_text(json.dumps(CARD))
+    rng = np.random.default_rng(0)
+    centres = 3 * rng.normal(size=(3, 8))
+    images = pd.DataFrame({"image_id": np.arange(1, 61), "class_id": np.repeat([1, 2, 3], 20),
+                           "split": np.tile(["train"] * 10 + ["test"] * 10, 3)})
+    extract = tmp_path / "extract" / BACKBONE
+
+    def write(folder, ids, embeddings):
+        write_feature_set(extract / folder, ids, embeddings.astype(np.float32), name=folder,
+                          fingerprint=FINGERPRINT, shard_rows=64, precision="float32")
+
+    write("target_images", images, centres[images["class_id"] - 1] + rng.normal(size=(60, 8)))
+    write("templates/paper", pd.DataFrame({"class_id": [1, 2, 3], "template_index": 0,
+                                           "template": "a photo of a {}.",
+                                           "text": [f"a photo of a {c}." for c in CLASSES]}),
+          centres)
+    write("descriptions/attributes", pd.DataFrame(
+        {"class_id": [1, 2, 3], "sample_index": 0, "prompt_id": "x",
+         "text": [f"{c}, which is a bird" for c in CLASSES]}), centres)
+    write("target_captions", pd.DataFrame({"image_id": np.zeros(0, np.int64),
+                                           "caption_index": np.zeros(0, np.int32),
+                                           "text": np.zeros(0, str)}), np.zeros((0, 8)))
+    index = tmp_path / "index"
+    write_parquet(index / "target_images.parquet", images.assign(
+        path=[f"images/{i}.jpg" for i in images["image_id"]],
+        class_name=[CLASSES[c - 1] for c in images["class_id"]]), {"fgvc.root": str(tmp_path)})
+    write_parquet(index / "target_classes.parquet", pd.DataFrame(
+        {"class_id": [1, 2, 3], "class_dir": CLASSES, "class_name": CLASSES}))
+    return tmp_path
+
+
+def write_qformer(folder: Path) -> Path:
+    """A small random Q-Former (seed 0) for the `features` fixture's CLIP, saved in `folder`."""
+    import torch
+
+    from pipeline.qformer import QFormerConfig, TextToImageQFormer, save_qformer
+
+    torch.manual_seed(0)
+    save_qformer(TextToImageQFormer(QFormerConfig(text_width=8, image_width=8, num_queries=2,
+                                                  hidden_size=16, num_layers=1, num_heads=2,
+                                                  intermediate_size=32)), folder,
+                 {"clip_fingerprint": FINGERPRINT, "text_input": "pooled"})
+    return folder

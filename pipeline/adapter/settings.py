@@ -6,17 +6,44 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from pipeline.config import Device, Distinct, Section, Whole
 
 SELECTIONS = ("class_balanced", "global")
 
 
+# The paper's adapter, then the field's few-shot baselines (pipeline/adapter/methods).
+DEFAULT_METHODS = ["linear", "probe", "ensemble", "text_prior", "tip", "zs_lp", "clap"]
+
+
 def _methods(raw):
     from pipeline.adapter.methods import ADAPTER_METHODS
 
     return ADAPTER_METHODS.validate_settings(raw)
+
+
+class Budgets(Section):
+    """The few-shot protocol of every method but `linear`: one classifier per budget and seed,
+    its hyper-parameters chosen by cross-validation on the budget's kept images only."""
+
+    ratios: Distinct[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [10, 30, 50, 100],
+        description="percent of each class's train images (the paper's ratios), over "
+        "train_adapter.seeds")
+    shots: Distinct[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16],
+        description="images per class (the CoOp / Tip-Adapter protocol), over shot_seeds")
+    shot_seeds: Distinct[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    folds: int = Field(3, ge=2, description="cross-validation folds over a budget's kept images "
+                       "(fewer where a class has fewer images; none at 1 image: then each "
+                       "method's value fixed in advance)")
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> Budgets:
+        if not self.ratios and not self.shots:
+            raise ValueError("ratios and shots are both empty: no budget to train on")
+        return self
 
 
 class TrainAdapter(Section):
@@ -30,9 +57,13 @@ class TrainAdapter(Section):
     seeds: Distinct[int] = Field(default_factory=lambda: [0], min_length=1)
     descriptions_per_image: int = Field(10, ge=1, description="descriptions standing in for one "
                                         "replaced image (Reed's captions are 10)")
+    budgets: Budgets = Field(default_factory=Budgets)
     device: Device = "auto"
+    cpu_threads: int = Field(1, ge=0, description="torch's CPU threads (0: torch's default, "
+                             "one per core; the adapters' small matmuls run fastest on one, "
+                             "above all on a busy machine)")
     methods: Annotated[dict[str, SerializeAsAny[Section]], Whole] = Field(
-        default_factory=lambda: _methods({"linear": {}}), min_length=1,
+        default_factory=lambda: _methods({name: {} for name in DEFAULT_METHODS}), min_length=1,
         description="the adapter methods trained, each with its settings "
         "(pipeline/adapter/methods)")
 

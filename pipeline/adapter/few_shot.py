@@ -1,0 +1,208 @@
+"""What the few-shot methods share: their budgets over the training images, the text prototypes
+they use as a prior, leak-free model selection, and one saved form for linear classifiers.
+
+Every method of `train_adapter.methods` but the paper's `linear` trains one classifier per
+budget of `train_adapter.budgets` (k shots or a ratio, each over its seeds; `budgets`). A
+method's hyper-parameters are chosen by `cross_validate`: stratified folds over the budget's
+kept images only, so the test split cannot reach a choice (it is not even in `AdapterInputs`).
+A budget that leaves a class one image takes the value fixed in advance in the method's
+settings (its published default where the paper gives one), recorded in the runs table
+(`selected_by`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pipeline.adapter.budgets import Budget, budget_list, folds, kept_images
+from pipeline.common import InputError, write_parquet
+
+RUNS_FILE = "runs.parquet"
+CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature, as zero-shot CLIP applies it
+
+
+def protocol_budgets(protocol) -> list[Budget]:
+    """The budgets of a `TrainAdapter` section: its ratios over `seeds`, its shots over
+    `budgets.shot_seeds`."""
+    b = protocol.budgets
+    return budget_list(b.ratios, protocol.seeds, b.shots, b.shot_seeds)
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetImages:
+    """A budget's training images: rows of the adapter table, their classes, their folds."""
+
+    budget: Budget
+    rows: np.ndarray  # rows of AdapterInputs.features (image rows come first)
+    labels: np.ndarray  # (n,) class indices
+    fold: np.ndarray | None  # (n,) fold of each, or None: too few images to hold one out
+
+
+def budget_images(inputs, protocol) -> list[BudgetImages]:
+    """Each budget's kept images, in `protocol_budgets` order."""
+    labels = inputs.table.images["class_index"].to_numpy()
+    out = []
+    for budget in protocol_budgets(protocol):
+        rows = kept_images(labels, budget)
+        if len(np.unique(labels[rows])) < len(inputs.class_ids):
+            raise InputError(f"budget {budget.label} (seed {budget.seed}) keeps no image of some "
+                             "class: too few training images for train_adapter.budgets.ratios")
+        out.append(BudgetImages(budget, rows, labels[rows],
+                                folds(labels[rows], protocol.budgets.folds, budget.seed)))
+    return out
+
+
+def text_prototypes(inputs, mapping: str) -> torch.Tensor:
+    """(C, D) unit class prototypes from the description set: each class's mean normalised
+    description feature, renormalised (CBD's classifier). mapping: "none", the raw CLIP text
+    features (a zero-shot classifier); "qformer", the same texts through the Q-Former (pseudo
+    image features)."""
+    from pipeline.evaluate.metrics import class_text_embeddings
+
+    table = inputs.table
+    count = len(table.descriptions)
+    start = (len(table.images) + len(table.captions) if mapping == "qformer"
+             else len(table.labels) + len(table.captions))
+    features = inputs.features[start:start + count].cpu()
+    classes = table.descriptions["class_index"].to_numpy()
+    if len(np.unique(classes)) < len(inputs.class_ids):
+        raise InputError("the description set has no description for some class: a text "
+                         "prior needs one for every class")
+    return class_text_embeddings(features.numpy(), classes, len(inputs.class_ids)).to(
+        inputs.features.device)
+
+
+def out_of_fold_logits(inputs, part: BudgetImages, strengths: torch.Tensor,
+                       priors: torch.Tensor | None, max_iter: int) -> torch.Tensor | None:
+    """(K, n, C) logits of each kept image under each of K candidate probes (L2 `strengths`
+    (K,), pulled toward `priors` (K, C, D) or zeros), each fitted on the other folds' images.
+    A candidate's folds are one job, warm-started from the previous candidate's solution where
+    both share a prior (list strengths strong to weak: the path to convergence is then short).
+    None without folds."""
+    from pipeline.adapter.logistic import fit_logistic_heads
+
+    if part.fold is None:
+        return None
+    x, y = kept_features(inputs, part), torch.as_tensor(part.labels, device=inputs.features.device)
+    fold = torch.as_tensor(part.fold, device=x.device)
+    count = int(part.fold.max()) + 1
+    weights = (fold[None, :] != torch.arange(count, device=x.device)[:, None]).to(x.dtype)
+    rows = torch.arange(len(x), device=x.device)
+    out, solution = [], None
+    for k in range(len(strengths)):
+        prior = None if priors is None else priors[k].expand(count, -1, -1)
+        if k and priors is not None and not torch.equal(priors[k], priors[k - 1]):
+            solution = None
+        solution = fit_logistic_heads(x, y, weights, len(inputs.class_ids),
+                                      strengths[k].expand(count), prior, start=solution,
+                                      max_iter=max_iter)
+        weight, bias = solution
+        logits = torch.einsum("nd,fcd->fnc", x, weight) + bias[:, None, :]  # (folds, n, C)
+        out.append(logits[fold, rows])  # each image under the head that did not see it
+    return torch.stack(out)
+
+
+def fit_on_kept(inputs, part: BudgetImages, strength: float, prior: torch.Tensor | None,
+                max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chosen probe refitted on all of the budget's kept images: W (C, D), b (C,)."""
+    from pipeline.adapter.logistic import fit_logistic_heads
+
+    x = kept_features(inputs, part)
+    weight, bias = fit_logistic_heads(
+        x, torch.as_tensor(part.labels, device=x.device), torch.ones(1, len(x), device=x.device),
+        len(inputs.class_ids), torch.tensor([strength], device=x.device),
+        None if prior is None else prior[None], max_iter=max_iter)
+    return weight[0], bias[0]
+
+
+def kept_features(inputs, part: BudgetImages) -> torch.Tensor:
+    """(n, D) the budget's kept image features, unit length (as CLIP's probe sees them)."""
+    rows = torch.as_tensor(part.rows, device=inputs.features.device)
+    return F.normalize(inputs.features.index_select(0, rows).float(), dim=-1)
+
+
+def hits(logits: torch.Tensor, part: BudgetImages) -> np.ndarray:
+    """(K,) correct top-1 of each candidate's (K, n, C) held-out logits."""
+    labels = torch.as_tensor(part.labels, device=logits.device)
+    return (logits.argmax(dim=-1) == labels).sum(dim=-1).cpu().numpy()
+
+
+def first_best(accuracy: np.ndarray) -> int:
+    """The candidate with the best held-out top-1; ties: the first (the grid is ordered from the
+    most conservative candidate)."""
+    return int(np.flatnonzero(accuracy == accuracy.max())[0])
+
+
+def run_row(method: str, part: BudgetImages, text_source: str, text_mapping: str,
+            chosen: dict, accuracy: np.ndarray | None) -> dict:
+    """A runs-table row: the budget, what it trained on, the chosen hyper-parameters
+    (`chosen`; {} for a method without any) and how they were chosen (`accuracy`: the
+    candidates' cross-validated top-1, None where there were no folds)."""
+    budget = part.budget
+    if not chosen:
+        selected_by = "none to choose"
+    elif accuracy is None:
+        selected_by = "fixed in advance (a class has one image: none can be held out)"
+    else:
+        selected_by = f"{int(part.fold.max()) + 1}-fold CV on the kept images"
+    return {"run": f"{method}-{budget.name}", "budget": budget.label,
+            "shots": budget.shots if budget.shots is not None else np.nan,
+            "image_ratio": budget.ratio if budget.ratio is not None else np.nan,
+            "text_ratio": 0, "text_source": text_source, "text_mapping": text_mapping,
+            "selection": "class_balanced", "seed": budget.seed, "n_images": len(part.rows),
+            "selected_by": selected_by,
+            "cv_top1": float(accuracy.max()) if accuracy is not None else np.nan, **chosen}
+
+
+@dataclasses.dataclass
+class LinearClassifiers:
+    """One linear classifier per run: logits = normalise(features) @ W.T + b."""
+
+    weight: torch.Tensor  # (H, C, D)
+    bias: torch.Tensor  # (H, C)
+    runs: pd.DataFrame
+    class_ids: list[int]
+    fingerprint: dict | None
+    what: str  # the summary's noun: "linear probes"
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=-1)
+        return torch.einsum("nd,hcd->hnc", x, self.weight.float()) + self.bias[:, None, :].float()
+
+    def save(self, folder: Path) -> None:
+        from pipeline.adapter.heads import save_heads
+
+        save_heads(folder, self.weight.float(), self.bias.float(),
+                   {"runs": self.runs["run"].tolist(), "class_ids": self.class_ids,
+                    "normalize": True, "logit_scale": 1.0, "what": self.what,
+                    "clip_fingerprint": self.fingerprint})
+        write_parquet(Path(folder) / RUNS_FILE, self.runs)
+
+    def summary(self) -> str:
+        return budget_summary(self.runs, self.what)
+
+
+def budget_summary(runs: pd.DataFrame, what: str) -> str:
+    """'57 linear probes over 19 budgets; cross-validated in 42 runs, fixed in advance in 15'."""
+    line = f"{len(runs)} {what} over {runs['budget'].nunique()} budgets"
+    by = runs["selected_by"]
+    if (by == "none to choose").all():
+        return line
+    return (f"{line}; cross-validated in {int(by.str.contains('CV').sum())} runs, fixed in "
+            f"advance in {int(by.str.startswith('fixed').sum())}")
+
+
+def load_linear_classifiers(folder: Path, fingerprint: dict | None) -> LinearClassifiers:
+    from pipeline.adapter.heads import load_heads
+
+    heads = load_heads(folder, fingerprint)
+    runs = pd.read_parquet(Path(folder) / RUNS_FILE).set_index("run")
+    return LinearClassifiers(heads.weight, heads.bias, runs.loc[heads.info["runs"]].reset_index(),
+                             heads.info["class_ids"], heads.info.get("clip_fingerprint"),
+                             heads.info.get("what", "classifiers"))

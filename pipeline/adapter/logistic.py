@@ -1,0 +1,59 @@
+"""Many multinomial logistic regressions at once, to convergence: the solver of the few-shot
+methods that are linear probes (`probe`, `ensemble`, `text_prior`).
+
+Head h minimises, over W_h (C, D) and b_h (C,),
+
+    sum_i w_hi * CE(W_h x_i + b_h, y_i)  +  strength_h * ||W_h - P_h||^2
+
+with per-sample weights w_h (each head's rows sum to 1: a mean over its own training rows, the
+others weighted 0), an L2 pull toward a prior P_h (zeros: CLIP's plain L2 probe; text
+prototypes: the probe pulled to text), the bias unpenalised. The heads' objectives are
+independent and strictly convex (strength > 0), so minimising their sum with one full-batch
+L-BFGS reaches each head's own optimum: the folds of a cross-validation candidate are one job.
+(Heads of very different strengths are not: their curvatures differ, and one L-BFGS memory
+for all of them converges several times slower than one job per strength, each warm-started
+from the stronger one's solution.) The gradient is written by hand: two matmuls an evaluation, no graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def fit_logistic_heads(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                       num_classes: int, strengths: torch.Tensor,
+                       prior: torch.Tensor | None = None, *, start=None, max_iter: int = 1000,
+                       tolerance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """x: (N, D) features; y: (N,) classes in [0, C); weights: (H, N) sample weights, >= 0;
+    strengths: (H,) L2 strengths > 0; prior: (H, C, D) or None (zeros). The weights start at
+    `start` (W, b), else at the prior and b = 0: the optimum does not depend on it, the
+    iterations do (a neighbouring strength's solution is a warm start). Returns W (H, C, D) and
+    b (H, C)."""
+    num_heads, width = len(weights), x.shape[1]
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    target = torch.nn.functional.one_hot(y.long(), num_classes).to(x.dtype)  # (N, C)
+    pull = torch.zeros(num_heads, num_classes, width, dtype=x.dtype, device=x.device) \
+        if prior is None else prior.to(x.dtype)
+    strength = strengths.to(x.dtype).view(-1, 1, 1)
+    if start is None:
+        start = pull, torch.zeros(num_heads, num_classes, dtype=x.dtype, device=x.device)
+    weight = start[0].to(x.dtype).clone().requires_grad_(True)
+    bias = start[1].to(x.dtype).clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=10,
+                                  tolerance_grad=tolerance, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            logits = torch.einsum("nd,hcd->hnc", x, weight) + bias[:, None, :]  # (H, N, C)
+            log_norm = logits.logsumexp(dim=2, keepdim=True)
+            away = weight - pull
+            loss = (((log_norm - logits) * target).sum(dim=2) * weights).sum() \
+                + (strength * away.square()).sum()
+            residual = (logits - log_norm).exp_().sub_(target).mul_(weights[:, :, None])
+            weight.grad = torch.einsum("hnc,nd->hcd", residual, x) + 2 * strength * away
+            bias.grad = residual.sum(dim=1)
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()

@@ -1,0 +1,148 @@
+"""`tip`: Tip-Adapter, training-free (Zhang et al., ECCV 2022, eq. 5 and 6; reference code
+gaopengcuhk/Tip-Adapter), on each budget.
+
+Rule: the cache's keys are the budget's kept image features (unit length), its values their
+one-hot labels L; for a unit test feature x,
+
+    logits = 100 * x . T^T + alpha * exp(-beta * (1 - x . K^T)) . L
+
+with T the zero-shot classifier and 100 CLIP's logit scale. alpha (the cache's weight) and
+beta (its sharpness) are chosen together by top-1 under cross-validation over the kept images,
+each held-out image scored by the cache of the other folds (ties: the smaller alpha, then the
+smaller beta); where a class has one image, `fixed_alpha` and `fixed_beta` (beta 1 is the
+reference code's `init_beta` in every config; its `init_alpha` varies by dataset, 1 to 5).
+
+Where we differ: the reference searches alpha and beta on the dataset's validation split (and,
+in its first release, on the test split: Tip-Adapter issue #11); here only the kept images are
+seen. T is the description set's CBD classifier (its class-mean description features), not a
+template ensemble, and the cache holds one un-augmented feature per image (the reference
+averages 10 augmented views).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from pydantic import Field
+
+from pipeline.adapter.methods import ADAPTER_METHODS, AdapterMethod
+from pipeline.config import Distinct, Section
+
+CACHE_FILE, INFO_FILE = "cache.safetensors", "cache.json"
+
+
+class TipAdapter(Section):
+    """Tip-Adapter's training-free cache of each budget's kept images."""
+
+    alphas: Distinct[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 5.0, 10.0], min_length=1,
+        description="cache weights tried, the first preferred on ties")
+    betas: Distinct[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [1.0, 2.0, 3.5, 5.5, 8.0, 12.0], min_length=1,
+        description="cache sharpnesses tried, the first preferred on ties")
+    fixed_alpha: float = Field(1.0, ge=0, description="alpha where no image can be held out")
+    fixed_beta: float = Field(1.0, gt=0, description="beta where no image can be held out")
+
+
+@dataclasses.dataclass
+class TipCaches:
+    """Every run's cache: its keys (a slice of `keys`), their classes, its alpha and beta."""
+
+    zero_shot: object  # (C, D) unit zero-shot class vectors
+    keys: object  # (K, D) unit kept-image features of every run, run after run
+    key_labels: object  # (K,) their class indices
+    starts: list[int]  # run h's keys: keys[starts[h]:starts[h + 1]]
+    runs: pd.DataFrame  # alpha and beta per run
+    class_ids: list[int]
+    fingerprint: dict | None
+
+    def logits(self, features):
+        import torch
+        import torch.nn.functional as F
+
+        from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE
+
+        x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=-1)
+        base = CLIP_LOGIT_SCALE * x @ self.zero_shot.T
+        out = []
+        for h, (alpha, beta) in enumerate(zip(self.runs["alpha"], self.runs["beta"])):
+            keys = self.keys[self.starts[h]:self.starts[h + 1]]
+            values = F.one_hot(self.key_labels[self.starts[h]:self.starts[h + 1]].long(),
+                               len(self.class_ids)).float()
+            out.append(base + alpha * torch.exp(-beta * (1 - x @ keys.T)) @ values)
+        return torch.stack(out)  # (H, N, C)
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        from pipeline.common import atomic_path, write_json, write_parquet
+
+        with atomic_path(Path(folder) / CACHE_FILE) as tmp:
+            save_file({"zero_shot": self.zero_shot.cpu().contiguous(),
+                       "keys": self.keys.cpu().contiguous(),
+                       "key_labels": self.key_labels.cpu().contiguous()}, str(tmp))
+        write_parquet(Path(folder) / "runs.parquet", self.runs)
+        write_json(Path(folder) / INFO_FILE, {"runs": self.runs["run"].tolist(),
+                                              "starts": self.starts, "class_ids": self.class_ids,
+                                              "clip_fingerprint": self.fingerprint})
+
+    def summary(self) -> str:
+        from pipeline.adapter.few_shot import budget_summary
+
+        return budget_summary(self.runs, "Tip-Adapter caches")
+
+
+def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
+    import numpy as np
+    import torch
+
+    from pipeline.adapter.few_shot import (CLIP_LOGIT_SCALE, budget_images, first_best,
+                                           kept_features, run_row, text_prototypes)
+
+    zero_shot = text_prototypes(inputs, "none")
+    keys, labels, starts, rows = [], [], [0], []
+    grid = [(a, b) for a in settings.alphas for b in settings.betas]
+    for part in budget_images(inputs, protocol):
+        x = kept_features(inputs, part)
+        y = torch.as_tensor(part.labels, device=x.device)
+        accuracy = None
+        alpha, beta = settings.fixed_alpha, settings.fixed_beta
+        if part.fold is not None:
+            fold = torch.as_tensor(part.fold, device=x.device)
+            other = (fold[:, None] != fold[None, :]).float()  # the cache of the other folds
+            values = torch.nn.functional.one_hot(y, len(inputs.class_ids)).float()
+            base = CLIP_LOGIT_SCALE * x @ zero_shot.T
+            affinity = x @ x.T
+            accuracy = np.array([
+                100.0 * ((base + a * (torch.exp(-b * (1 - affinity)) * other) @ values)
+                         .argmax(dim=1) == y).float().mean().item() for a, b in grid])
+            alpha, beta = grid[first_best(accuracy)]
+        keys.append(x)
+        labels.append(y)
+        starts.append(starts[-1] + len(x))
+        rows.append(run_row("tip", part, "descriptions", "none", {"alpha": alpha, "beta": beta},
+                            accuracy))
+    return TipCaches(zero_shot, torch.cat(keys), torch.cat(labels).to(torch.int64), starts,
+                     pd.DataFrame(rows), inputs.class_ids.tolist(), inputs.fingerprint)
+
+
+def load_tip(folder: Path, fingerprint: dict | None) -> TipCaches:
+    from safetensors.torch import load_file
+
+    from pipeline.clip.fingerprint import check_same_clip
+
+    info = json.loads((Path(folder) / INFO_FILE).read_text())
+    check_same_clip(fingerprint, info.get("clip_fingerprint"), f"the Tip-Adapter caches in {folder}",
+                    "train them again on this CLIP's features (the `train_adapter` stage)")
+    tensors = load_file(str(Path(folder) / CACHE_FILE))
+    runs = pd.read_parquet(Path(folder) / "runs.parquet").set_index("run").loc[info["runs"]]
+    return TipCaches(tensors["zero_shot"], tensors["keys"], tensors["key_labels"], info["starts"],
+                     runs.reset_index(), info["class_ids"], info["clip_fingerprint"])
+
+
+ADAPTER_METHODS.register("tip", settings=TipAdapter, doc=TipAdapter.__doc__)(
+    AdapterMethod(train=train_tip, load=load_tip))

@@ -1,0 +1,243 @@
+"""The few-shot protocol and its methods (pipeline/adapter/budgets.py, few_shot.py, logistic.py,
+methods/probe, ensemble, text_prior, tip, clap): budgets, folds, the solver, each method's
+published rule on hand-made features, and the proof that no test label reaches a choice."""
+
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import BACKBONE, run_by_hand, write_qformer
+from pipeline.adapter.budgets import Budget, budget_list, folds, kept_images
+from pipeline.adapter.few_shot import BudgetImages, out_of_fold_logits
+from pipeline.adapter.logistic import fit_logistic_heads
+from pipeline.adapter.selection import keep_mask
+
+LABELS = np.repeat([0, 1, 2], [5, 20, 20])  # class 0 smaller than the largest budget
+
+
+def test_shot_budgets_keep_k_per_class_and_grow_by_adding_images():
+    four, eight = (kept_images(LABELS, Budget(1, shots=k)) for k in (4, 8))
+    assert np.bincount(LABELS[four]).tolist() == [4, 4, 4]
+    assert np.bincount(LABELS[eight]).tolist() == [5, 8, 8]  # a small class keeps all it has
+    assert set(four) <= set(eight)  # the same seed's smaller budget is a subset
+    assert not np.array_equal(four, kept_images(LABELS, Budget(2, shots=4)))
+
+
+def test_ratio_budgets_are_the_papers_class_balanced_selection():
+    kept = kept_images(LABELS, Budget(3, ratio=30))
+    assert np.array_equal(kept, np.flatnonzero(keep_mask(LABELS, 0.3, "class_balanced", 3)))
+    assert np.bincount(LABELS[kept]).tolist() == [2, 6, 6]  # round half up of 30 % per class
+
+
+def test_budget_list_names_every_cell():
+    budgets = budget_list([10, 100], [0], [4, 1], [1, 2])
+    assert [b.name for b in budgets] == ["img100-s0", "img010-s0", "shots01-s1", "shots01-s2",
+                                         "shots04-s1", "shots04-s2"]
+    assert [b.label for b in budgets[1:3]] == ["10%", "1-shot"]
+    with pytest.raises(ValueError, match="either shots or a ratio"):
+        Budget(0, shots=1, ratio=10)
+
+
+def test_folds_are_stratified_and_absent_where_a_class_has_one_image():
+    labels = np.repeat([0, 1, 2], [3, 6, 9])
+    fold = folds(labels, 5, seed=0)  # the smallest class has 3: 3 folds
+    assert sorted(set(fold)) == [0, 1, 2]
+    for c in range(3):
+        assert np.bincount(fold[labels == c]).tolist() == [np.sum(labels == c) // 3] * 3
+    assert folds(np.array([0, 1, 1, 2, 2]), 3, seed=0) is None
+
+
+def objective(x, y, weights, strength, prior, weight, bias):
+    """The rule of pipeline.adapter.logistic for one head, written plainly."""
+    loss = F.cross_entropy(x @ weight.T + bias, y, reduction="none")
+    return (weights * loss).sum() / weights.sum() + strength * (weight - prior).square().sum()
+
+
+@pytest.fixture
+def blobs():
+    torch.manual_seed(0)
+    y = torch.arange(30) % 3
+    x = F.normalize(torch.randn(3, 6)[y] + 0.8 * torch.randn(30, 6), dim=-1).double()
+    return x, y
+
+
+def test_batched_heads_reach_each_heads_own_optimum(blobs):
+    x, y = blobs
+    weights = torch.ones(3, 30, dtype=torch.float64)
+    weights[0, :10], weights[2, 5:] = 0, 0.5  # head 0 drops rows, head 2 down-weights some
+    strengths = torch.tensor([1e-1, 1e-3, 1e-2], dtype=torch.float64)
+    prior = torch.zeros(3, 3, 6, dtype=torch.float64)
+    prior[1] = 5 * F.normalize(torch.randn(3, 6), dim=-1)
+    weight, bias = fit_logistic_heads(x, y, weights, 3, strengths, prior, tolerance=1e-9)
+    for h in range(3):
+        alone_w, alone_b = fit_logistic_heads(x, y, weights[h:h + 1], 3, strengths[h:h + 1],
+                                              prior[h:h + 1], tolerance=1e-9)
+        assert torch.allclose(weight[h], alone_w[0], atol=1e-3)  # weights of size ~5
+        assert torch.allclose(bias[h], alone_b[0], atol=1e-3)
+        w, b = weight[h].clone().requires_grad_(), bias[h].clone().requires_grad_()
+        objective(x, y, weights[h], strengths[h], prior[h], w, b).backward()
+        assert w.grad.abs().max() < 1e-5 and b.grad.abs().max() < 1e-5  # a stationary point
+    # Rows weighted 0 are rows left out.
+    dropped_w, _ = fit_logistic_heads(x[10:], y[10:], torch.ones(1, 20, dtype=torch.float64), 3,
+                                      strengths[:1], tolerance=1e-9)
+    assert torch.allclose(weight[0], dropped_w[0], atol=1e-3)
+
+
+def test_a_strong_pull_keeps_the_prior_and_a_warm_start_changes_nothing(blobs):
+    x, y = blobs
+    prior = 7 * F.normalize(torch.randn(1, 3, 6, dtype=torch.float64), dim=-1)
+    ones = torch.ones(1, 30, dtype=torch.float64)
+    weight, _ = fit_logistic_heads(x, y, ones, 3, torch.tensor([1e4]), prior)
+    assert torch.allclose(weight, prior, atol=1e-3)
+    cold = fit_logistic_heads(x, y, ones, 3, torch.tensor([1e-3]), tolerance=1e-9)
+    warm = fit_logistic_heads(x, y, ones, 3, torch.tensor([1e-3]), start=(weight, torch.ones(1, 3)),
+                              tolerance=1e-9)
+    assert torch.allclose(cold[0], warm[0], atol=1e-3)
+    centred = [b - b.mean(dim=-1, keepdim=True) for b in (cold[1], warm[1])]  # softmax ignores
+    assert torch.allclose(*centred, atol=1e-3)  # a shift of all biases (they are unpenalised)
+
+
+def test_each_held_out_image_is_scored_by_the_heads_that_never_saw_it(blobs):
+    x, y = blobs
+    inputs = types.SimpleNamespace(features=x.float() * 3, class_ids=np.arange(3))  # unnormalised
+    fold = folds(y.numpy(), 3, seed=0)
+    part = BudgetImages(Budget(0, ratio=100), np.arange(30), y.numpy(), fold)
+    strengths = torch.tensor([1e-2, 1e-4])
+    logits = out_of_fold_logits(inputs, part, strengths, None, max_iter=1000)
+    assert logits.shape == (2, 30, 3)
+    unit = F.normalize(inputs.features, dim=-1)
+    for k in range(2):
+        for f in range(3):
+            train = torch.as_tensor(fold != f, dtype=torch.float32)[None]
+            w, b = fit_logistic_heads(unit, y, train, 3, strengths[k:k + 1])
+            held = torch.as_tensor(fold == f)
+            expected = unit[held] @ w[0].T + b[0]
+            centre = lambda z: z - z.mean(dim=-1, keepdim=True)  # noqa: E731  (bias shift)
+            assert torch.allclose(centre(logits[k, held]), centre(expected), atol=5e-2)  # float32
+    assert out_of_fold_logits(inputs, BudgetImages(part.budget, part.rows, part.labels, None),
+                              strengths, None, 10) is None
+
+
+def test_tip_adapter_scores_by_its_published_formula():
+    from pipeline.adapter.methods.tip import TipCaches
+
+    zero_shot = F.normalize(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), dim=-1)
+    keys = F.normalize(torch.tensor([[1.0, 1, 0], [0, 1, 1], [1, 0, 1], [0, 1, 1], [1, 0, 1]]),
+                       dim=-1)
+    runs = pd.DataFrame({"run": ["a", "b"], "alpha": [0.0, 2.0], "beta": [1.0, 5.5]})
+    # run a's cache: the first three keys; run b's: the last two, both of class 1
+    caches = TipCaches(zero_shot, keys, torch.tensor([0, 1, 0, 1, 1]), [0, 3, 5], runs, [7, 9],
+                       None)
+    image = torch.tensor([[0.6, 0.8, 0.0]])
+    logits = caches.logits(image)
+    assert torch.allclose(logits[0], 100 * image @ zero_shot.T)  # alpha 0: zero-shot CLIP
+    # Tip-Adapter eq. 6 by hand: 100 x.T + alpha * exp(-beta (1 - x.k)) . one_hot(label)
+    affinity = [float(image[0] @ keys[3]), float(image[0] @ keys[4])]
+    cache = 2.0 * sum(float(np.exp(-5.5 * (1 - a))) for a in affinity)
+    expected = 100 * image @ zero_shot.T + torch.tensor([[0.0, cache]])
+    assert torch.allclose(logits[1], expected, atol=1e-4)
+
+
+def test_clap_multipliers_are_the_mean_zero_shot_probability_of_the_true_class():
+    from pipeline.adapter.methods.clap import clap_multipliers, fit_prototypes
+
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8], [0.4, 0.6]]))
+    labels = torch.tensor([0, 0, 1, 0])
+    assert torch.allclose(clap_multipliers(logits, labels, 2),
+                          torch.tensor([(0.9 + 0.5 + 0.4) / 3, 0.8]))
+    # A heavy penalty pins the prototypes at the zero-shot ones; none lets them move.
+    x = F.normalize(torch.tensor([[1.0, 0.2], [0.9, -0.3], [-0.2, 1.0]]), dim=-1)
+    zero_shot = F.normalize(torch.tensor([[0.3, 1.0], [1.0, 0.1]]), dim=-1)  # misleading
+    y = torch.tensor([0, 0, 1])
+    pinned = fit_prototypes(x, y, zero_shot, torch.tensor([1e6, 1e6]), max_iter=100)
+    assert torch.allclose(pinned, zero_shot, atol=1e-3)
+    free = fit_prototypes(x, y, zero_shot, None, max_iter=100)
+    scores = lambda w: F.cross_entropy(100 * x @ F.normalize(w, dim=-1).T, y)  # noqa: E731
+    assert scores(free) < scores(zero_shot) - 0.1
+
+
+def permute_test_labels(features):
+    """Shuffle the class of every test image in the fixture's target_images set, in place."""
+    import shutil
+
+    from conftest import FINGERPRINT
+    from pipeline.features import write_feature_set
+    from pipeline.features.store import read_feature_set
+
+    folder = features / "extract" / BACKBONE / "target_images"
+    images = read_feature_set(folder, None)
+    ids = images.ids.copy()
+    test = (ids["split"] == "test").to_numpy()
+    ids.loc[test, "class_id"] = np.random.default_rng(1).permutation(ids.loc[test, "class_id"])
+    assert (ids["class_id"] != images.ids["class_id"]).sum() > 10
+    shutil.rmtree(folder)
+    write_feature_set(folder, ids, images.embeddings, name="target_images",
+                      fingerprint=FINGERPRINT, shard_rows=64, precision="float32")
+
+
+FEW_SHOT = {"probe": {}, "ensemble": {}, "text_prior": {}, "tip": {}, "zs_lp": {}, "clap": {}}
+
+
+def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
+    """Train every method, permute the test split's labels, train again: every file written is
+    the same bytes (hyper-parameters, weights, caches, runs tables)."""
+    import yaml
+
+    from conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train_adapter"].update(selection=["class_balanced"], seeds=[0, 1], methods=dict(
+        FEW_SHOT, linear={"steps": 20}), budgets={"ratios": [10, 100], "shots": [1, 4],
+                                                  "shot_seeds": [1, 2], "folds": 3})
+    (features / "params.yaml").write_text(yaml.safe_dump(params))
+    qformer = write_qformer(features / "qformer")
+    common = ["--params", str(features / "params.yaml"), "--features",
+              str(features / "extract" / BACKBONE), "--clip", str(features / "clip" / BACKBONE)]
+
+    def train(out):
+        run_by_hand(features, "train_adapter", BACKBONE, *common, "--qformer",
+                             str(qformer), "--out", str(features / out))
+        return {p.relative_to(features / out): p.read_bytes()
+                for p in sorted((features / out).rglob("*")) if p.is_file()}
+
+    before = train("before")
+    run_by_hand(features, "evaluate", BACKBONE, *common, "--adapters", str(features / "before"),
+                "--out", str(features / "evaluation"))
+    permute_test_labels(features)
+    after = train("after")
+    assert len(before) > 20 and before == after
+
+    runs = pd.read_parquet(features / "before" / "ensemble" / "runs.parquet")
+    assert runs["budget"].tolist() == ["100%", "100%", "10%", "10%"] + ["1-shot"] * 2 + \
+        ["4-shot"] * 2
+    one_shot = runs[runs["shots"] == 1]
+    assert one_shot["selected_by"].str.startswith("fixed in advance").all()
+    assert (one_shot["alpha"] == 1.0).all()  # the published default, recorded
+    assert runs.loc[runs["shots"] == 4, "selected_by"].eq("3-fold CV on the kept images").all()
+
+    results = pd.read_parquet(features / "evaluation" / "results.parquet")
+    assert set(results["method"]) == {"linear", *FEW_SHOT}
+    few = results[results["method"] != "linear"]
+    assert len(few) == 6 * 8
+    assert few.groupby("method")["top1"].mean().min() > 90  # the classes are far apart
+
+
+def test_the_ensemble_at_alpha_zero_is_the_probe(features):
+    from pipeline.adapter.inputs import load_adapter_inputs
+    from pipeline.adapter.methods.ensemble import Ensemble, train_ensemble
+    from pipeline.adapter.methods.probe import Probe, train_probe
+    from pipeline.adapter.settings import TrainAdapter
+    from conftest import FINGERPRINT
+
+    inputs = load_adapter_inputs(features / "extract" / BACKBONE, "attributes", FINGERPRINT,
+                                 write_qformer(features / "qformer"), torch.device("cpu"))
+    protocol = TrainAdapter(methods={"linear": {}}, budgets={"ratios": [50], "shots": [2]})
+    probe = train_probe(inputs, protocol, Probe())
+    ensemble = train_ensemble(inputs, protocol, Ensemble(alphas=[0.0]))
+    assert (ensemble.runs["alpha"] == 0.0).all()
+    assert torch.equal(probe.weight, ensemble.weight) and torch.equal(probe.bias, ensemble.bias)
+    assert probe.runs["strength"].tolist() == ensemble.runs["strength"].tolist()
