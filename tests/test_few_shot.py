@@ -200,7 +200,7 @@ def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
 
     def train(out):
         run_by_hand(features, "train_adapter", BACKBONE, *common, "--qformer",
-                             str(qformer), "--out", str(features / out))
+                    str(qformer), "--out", str(features / out))
         return {p.relative_to(features / out): p.read_bytes()
                 for p in sorted((features / out).rglob("*")) if p.is_file()}
 
