@@ -208,9 +208,10 @@ def write_zeroshot_folder(folder: Path, rows: list[dict], run: dict) -> None:
 def test_report_stage_writes_every_output(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     adapters = params["clip"]["adapter_backbones"]
-    for backbone in adapters:  # evaluate's results: the linear grid's rows, two seeds
+    for backbone in adapters:  # evaluate's results: the linear grid's rows (two seeds), probes
         (tmp_path / "evaluate" / backbone).mkdir(parents=True)
-        fake_results(seeds=(0, 1)).assign(method="linear", text_mapping="qformer").to_parquet(
+        pd.concat([fake_results(seeds=(0, 1)).assign(method="linear", text_mapping="qformer"),
+                   few_shot_rows()], ignore_index=True).to_parquet(
             tmp_path / "evaluate" / backbone / "results.parquet")
     demo = "demo world (20 made-up bird species, drawn)"
     for name, backbone in params["clip"]["backbones"].items():
@@ -228,10 +229,15 @@ def test_report_stage_writes_every_output(tmp_path):
     assert len(table) == 60 * len(adapters) and set(table["backbone"]) == set(adapters)
     pngs = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
     assert set(pngs) == {f"table1_{b}_{s}.png" for b in adapters
-                         for s in ("class_balanced", "global")}
+                         for s in ("class_balanced", "global")} | {
+                             f"fewshot_{b}.png" for b in adapters}
     page = (out / "summary.html").read_text()
     assert embedded_pngs(page) == [pngs[f"table1_{b}_{s}.png"] for b in adapters
-                                   for s in ("class_balanced", "global")]
+                                   for s in ("class_balanced", "global")] + [
+                                       pngs[f"fewshot_{b}.png"] for b in adapters]
+    few_shot = pd.read_csv(out / "fewshot.csv")
+    assert set(few_shot["backbone"]) == set(adapters) and len(few_shot) == 6 * len(adapters)
+    assert "Few-shot methods per backbone" in page and "| CLAP |" not in page
     # the reference rows beside Table 1 are the zeroshot stage's of the same backbone
     assert '<td class="ratio">CLIP zero-shot: paper</td><td>50.00</td><td>80.00</td>' in page
     # the demo says what it is: not CUB, and attribute sentences are not an LLM's
@@ -312,3 +318,38 @@ def test_the_ablation_adds_its_own_columns_without_paper_numbers():
             ) in markdown
     assert "| (0, 100) | - | 0.00 / 24.12 / -24.12 | 0.00 / 23.78 / -23.78 | 3.00 / - / - | 3.00 / - / - |" in markdown
     assert "no Q-Former" not in table1_markdown(table1(results), RunContext())  # off: not shown
+
+
+def few_shot_rows() -> pd.DataFrame:
+    """Probe and ensemble runs at 1 shot (seeds 1, 2) and 10 % (seed 0), hand-scored."""
+    rows = []
+    for method, gain in (("probe", 0.0), ("ensemble", 15.0)):
+        for budget, shots, ratio, seed, top1 in (("1-shot", 1, None, 1, 30.0),
+                                                 ("1-shot", 1, None, 2, 40.0),
+                                                 ("10%", None, 10, 0, 50.0)):
+            rows.append({"method": method, "run": f"{method}-{budget}-{seed}", "budget": budget,
+                         "shots": shots, "image_ratio": ratio, "text_ratio": 0,
+                         "text_source": "none", "text_mapping": "none",
+                         "selection": "class_balanced", "seed": seed, "top1": top1 + gain,
+                         "top5": 90.0})
+    return pd.DataFrame(rows)
+
+
+def test_few_shot_table_gives_mean_and_std_per_method_and_budget_beside_the_paper():
+    from pipeline.report.few_shot import few_shot_markdown, few_shot_table
+
+    linear = fake_results(selections=("class_balanced",)).assign(method="linear",
+                                                                  text_mapping="qformer")
+    table = few_shot_table(pd.concat([linear, few_shot_rows()], ignore_index=True))
+    assert table["method"].tolist() == ["linear:none", "linear:descriptions", "probe", "probe",
+                                        "ensemble", "ensemble"]
+    one_shot = table[(table["method"] == "ensemble") & (table["budget"] == "1-shot")].iloc[0]
+    assert (one_shot["top1"], one_shot["seeds"]) == (50.0, 2)
+    assert one_shot["top1_std"] == pytest.approx(7.0711, abs=1e-4)
+    # the paper's adapter at the few-shot ratios only: image only 10 / 2 + 0 = 5 at 10 %
+    paper = table[table["method"] == "linear:none"]
+    assert paper["budget"].tolist() == ["10%"] and paper["top1"].tolist() == [5.0]
+    text = few_shot_markdown(table, "demo")
+    assert "| method | 1-shot | 10% |" in text
+    assert "| probe + alpha x zero-shot (output ensemble) | **50.0 ± 7.1** | **65.0** |" in text
+    assert few_shot_table(linear).empty  # the paper's grid alone: no few-shot table

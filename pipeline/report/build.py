@@ -2,11 +2,13 @@
 every backbone, ours beside the published numbers, each table saying what was run.
 
 Files: table1.csv (backbone, method, image_ratio, text_ratio, text_source, selection, top1, top5,
-...), table1.md, zeroshot.csv and zeroshot.md (SPEC section 4's comparison, one row per backbone
-and baseline), summary.html (one self-contained page: the tables with coloured differences, the
-plots and the CBD explanation pictures inlined), figures/table1_<backbone>_<selection>.png
-(accuracy vs image ratio, the paper's curves dashed) and plot/<source>.csv (the first adapter
-backbone's lines at `report.plot_selection`, as DVC plot data).
+...), table1.md, fewshot.csv and fewshot.md (every few-shot method x image budget, mean ± std
+over seeds, the paper's adapter beside them), zeroshot.csv and zeroshot.md (SPEC section 4's
+comparison, one row per backbone and baseline), summary.html (one self-contained page: the
+tables with coloured differences, the plots and the CBD explanation pictures inlined),
+figures/table1_<backbone>_<selection>.png (accuracy vs image ratio, the paper's curves dashed),
+figures/fewshot_<backbone>.png (top-1 vs budget per method) and plot/<source>.csv (the first
+adapter backbone's lines at `report.plot_selection`, as DVC plot data).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.common import write_bytes, write_text
+from pipeline.report.few_shot import few_shot_html, few_shot_markdown, few_shot_png, few_shot_table
 from pipeline.report.settings import Report
 from pipeline.report.summary import diff_style, png_data_uri, summary_html
 from pipeline.report.tables import (RunContext, plot_series, selections, table1, table1_markdown,
@@ -117,10 +120,44 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
         pictures = _pictures_html(zeroshot[backbone])
         if pictures:
             sections.append((f"Why CBD decided: test images of {backbone}", pictures))
+    few_shot = _few_shot(adapters, zeroshot, files)
+    if few_shot:
+        sections.insert(0, few_shot)
     files["summary.html"] = summary_html(blocks, sections)
     lines.append(f"{len(cells)} cells of {len(adapters)} adapter backbone(s), "
                  f"{len(baseline_table)} zero-shot rows ({len(zeroshot)} backbones)")
     return ReportFiles(files, lines)
+
+
+def _few_shot(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun],
+              files: dict) -> tuple[str, str] | None:
+    """fewshot.csv, fewshot.md and a plot per backbone into `files` (the two tables say so where
+    no few-shot method was trained: DVC expects them); the HTML section, or None."""
+    tables, markdown, body = [], [], []
+    for backbone, results in adapters.items():
+        table = few_shot_table(results)
+        if table.empty:
+            continue
+        run = zeroshot[backbone].run
+        heading = f"{run['dataset']}, backbone {backbone}: few-shot methods x image budget"
+        png = few_shot_png(table, heading)
+        files[f"figures/fewshot_{backbone}.png"] = png
+        tables.append(table.assign(backbone=backbone))
+        markdown.append(few_shot_markdown(table, heading))
+        body += [f"<h3>{html.escape(heading)}</h3>", few_shot_html(table),
+                 f'<p><img alt="few-shot plot, {html.escape(backbone)}" '
+                 f'src="{png_data_uri(png)}"></p>']
+    if not tables:
+        files["fewshot.csv"] = "backbone,method,budget,shots,image_ratio,top1,top1_std,seeds\n"
+        files["fewshot.md"] = ("# Few-shot methods\n\nNone was trained: train_adapter.methods "
+                               "names only the paper's `linear`.\n")
+        return None
+    table = pd.concat(tables, ignore_index=True)
+    files["fewshot.csv"] = table[["backbone"] + [c for c in table if c != "backbone"]].to_csv(
+        index=False, float_format="%.2f")
+    files["fewshot.md"] = "# Few-shot methods, text as a prior\n\n" + "\n".join(markdown)
+    return ("Few-shot methods per backbone (top-1 %, mean ± std over seeds; selection on the "
+            "kept images only)", "\n".join(body))
 
 
 def _pictures_html(run: ZeroShotRun) -> str:

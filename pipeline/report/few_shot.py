@@ -1,0 +1,142 @@
+"""The few-shot table: every adapter method x every image budget (k shots, ratios), top-1 mean
+± std over the seeds, with the paper's adapter at the same ratios beside them (image only, and
+with the description set through the Q-Former: Table 1's columns), and its plot (top-1 against
+budget per method, shots on a log scale)."""
+
+from __future__ import annotations
+
+import html
+import io
+
+import numpy as np
+import pandas as pd
+
+METHOD_LABELS = {
+    "linear:none": "paper's adapter, image only",
+    "linear:descriptions": "paper's adapter + descriptions (Q-Former)",
+    "probe": "linear probe (CLIP's protocol)",
+    "ensemble": "probe + alpha x zero-shot (output ensemble)",
+    "text_prior": "probe pulled to text prototypes",
+    "tip": "Tip-Adapter",
+    "zs_lp": "ZS-LP",
+    "clap": "CLAP",
+}
+TEXT_FREE = ("linear:none", "probe")  # image only: what text is judged against
+
+
+def few_shot_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, budget): top1 mean and std over seeds, seeds, shots, image_ratio.
+    results: an `evaluate` results table (one row per trained run, `method` naming its method).
+    Empty when no few-shot method was trained."""
+    few = results[(results["method"] != "linear") & results["budget"].notna()] \
+        if "budget" in results else results.iloc[:0]
+    if few.empty:
+        return pd.DataFrame(columns=["method", "budget", "shots", "image_ratio", "top1",
+                                     "top1_std", "seeds"])
+    rows = [few]
+    paper = results[(results["method"] == "linear") & (results["selection"] == "class_balanced")
+                    & (results["text_mapping"] == "qformer")]
+    ratios = set(few["image_ratio"].dropna())
+    for source in ("none", "descriptions"):
+        cells = paper[(paper["text_source"] == source) & paper["image_ratio"].isin(ratios)]
+        rows.append(cells.assign(method=f"linear:{source}", shots=np.nan,
+                                 budget=cells["image_ratio"].map(lambda r: f"{int(r)}%")))
+    table = (pd.concat(rows, ignore_index=True)
+             .groupby(["method", "budget"], as_index=False, sort=False)
+             .agg(shots=("shots", "first"), image_ratio=("image_ratio", "first"),
+                  top1=("top1", "mean"), top1_std=("top1", "std"), seeds=("seed", "nunique")))
+    order = {name: i for i, name in enumerate(METHOD_LABELS)}
+    table["_method"] = table["method"].map(lambda m: order.get(m, len(order)))
+    table["_budget"] = [s if pd.notna(s) else 1000 + r
+                        for s, r in zip(table["shots"], table["image_ratio"])]
+    return (table.sort_values(["_method", "_budget"], kind="stable")
+            .drop(columns=["_method", "_budget"]).reset_index(drop=True))
+
+
+def budgets_in_order(table: pd.DataFrame) -> list[str]:
+    """k-shot budgets ascending, then ratios ascending."""
+    first = table.drop_duplicates("budget")
+    key = [s if pd.notna(s) else 1000 + r for s, r in zip(first["shots"], first["image_ratio"])]
+    return [b for _, b in sorted(zip(key, first["budget"]))]
+
+
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def cell_text(row) -> str:
+    std = "" if pd.isna(row.top1_std) else f" ± {row.top1_std:.1f}"
+    return f"{row.top1:.1f}{std}"
+
+
+def few_shot_markdown(table: pd.DataFrame, heading: str) -> str:
+    """Methods as rows, budgets as columns, 'mean ± std' cells; the best of a column in bold."""
+    budgets = budgets_in_order(table)
+    best = table.groupby("budget")["top1"].max()
+    lines = [f"## {heading}", "", "top-1 %, mean ± std over the seeds (k-shot: "
+             "budgets.shot_seeds; ratios: train_adapter.seeds); every hyper-parameter chosen "
+             "on the budget's kept images only.", "",
+             "| method | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for method, group in table.groupby("method", sort=False):
+        cells = {row.budget: (f"**{cell_text(row)}**" if row.top1 == best[row.budget]
+                              else cell_text(row)) for row in group.itertuples()}
+        lines.append(f"| {label(method)} | "
+                     + " | ".join(cells.get(b, "-") for b in budgets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def few_shot_html(table: pd.DataFrame) -> str:
+    budgets = budgets_in_order(table)
+    best = table.groupby("budget")["top1"].max()
+    head = "".join(f"<th>{html.escape(b)}</th>" for b in budgets)
+    rows = []
+    for method, group in table.groupby("method", sort=False):
+        cells = {row.budget: row for row in group.itertuples()}
+        tds = "".join(
+            '<td class="missing">-</td>' if b not in cells else
+            f"<td>{'<b>' if cells[b].top1 == best[b] else ''}{html.escape(cell_text(cells[b]))}"
+            f"{'</b>' if cells[b].top1 == best[b] else ''}</td>" for b in budgets)
+        rows.append(f'<tr><td class="ratio">{html.escape(label(method))}</td>{tds}</tr>')
+    return (f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table>")
+
+
+def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
+    """Top-1 against budget per method: k shots (log scale) left, ratios right, ± std bands."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    colours = plt.get_cmap("tab10").colors
+    for number, (method, group) in enumerate(table.groupby("method", sort=False)):
+        style, colour = "--" if method in TEXT_FREE else "-", colours[number % len(colours)]
+        for ax, column in zip(axes, ("shots", "image_ratio")):
+            points = group[group["shots"].notna() == (column == "shots")]
+            if points.empty:
+                continue
+            points = points.sort_values(column)
+            ax.plot(points[column], points["top1"], "o" + style, ms=4, color=colour,
+                    label=label(method))
+            if points["top1_std"].notna().any():
+                ax.fill_between(points[column], points["top1"] - points["top1_std"],
+                                points["top1"] + points["top1_std"], color=colour,
+                                alpha=0.12, lw=0)
+    axes[0].set_xscale("log", base=2)
+    shots = sorted(table["shots"].dropna().unique())
+    axes[0].set_xticks(shots, [f"{int(k)}" for k in shots])
+    axes[0].set_xlabel("images per class (k shots)")
+    axes[1].set_xlabel("image ratio (% of each class's train images)")
+    axes[0].set_ylabel("top-1 accuracy (%)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    more = {l: h for h, l in zip(*axes[0].get_legend_handles_labels())}
+    merged = dict(zip(labels, handles), **more)
+    fig.legend(merged.values(), merged.keys(), fontsize=8, loc="lower center", ncol=4)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
