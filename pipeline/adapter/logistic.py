@@ -12,18 +12,25 @@ independent and strictly convex (strength > 0), so minimising their sum with one
 L-BFGS reaches each head's own optimum: the folds of a cross-validation candidate are one job.
 (Heads of very different strengths are not: their curvatures differ, and one L-BFGS memory
 for all of them converges several times slower than one job per strength, each warm-started
-from the stronger one's solution.) The gradient is written by hand: two matmuls an evaluation, no graph.
+from the stronger one's solution.) The gradient is written by hand: two matmuls an evaluation,
+no graph.
+
+Converged means the largest gradient entry is below `TOLERANCE`, scikit-learn's default `tol`
+for L-BFGS, which CLIP's probe used (scikit-learn >= 1.1 also minimises the mean loss, so the
+thresholds mean the same).
 """
 
 from __future__ import annotations
 
 import torch
 
+TOLERANCE = 1e-4
+
 
 def fit_logistic_heads(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                        num_classes: int, strengths: torch.Tensor,
                        prior: torch.Tensor | None = None, *, start=None, max_iter: int = 1000,
-                       tolerance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+                       tolerance: float = TOLERANCE) -> tuple[torch.Tensor, torch.Tensor]:
     """x: (N, D) features; y: (N,) classes in [0, C); weights: (H, N) sample weights, >= 0;
     strengths: (H,) L2 strengths > 0; prior: (H, C, D) or None (zeros). The weights start at
     `start` (W, b), else at the prior and b = 0: the optimum does not depend on it, the

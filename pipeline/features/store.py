@@ -252,8 +252,9 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
         return kept
     foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and OWN_FILE.match(p.name)))
     if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         raise InputError(f"{folder} holds files that are not part of a feature set "
-                         f"({', '.join(foreign[:5])}): refusing to write features there (pick "
+                         f"({', '.join(foreign[:5])}{more}): refusing to write features there (pick "
                          "an empty folder or this set's own)")
     log = JsonlStore(resume_log_path(folder)) if plan.local_keys else None
     for path in sorted(folder.iterdir()):

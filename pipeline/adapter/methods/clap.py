@@ -55,10 +55,11 @@ def fit_prototypes(x, y, zero_shot, multipliers, max_iter: int):
     import torch.nn.functional as F
 
     from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE
+    from pipeline.adapter.logistic import TOLERANCE
 
     weight = zero_shot.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([weight], lr=1, max_iter=max_iter, history_size=10,
-                                  tolerance_grad=1e-6, tolerance_change=1e-12,
+                                  tolerance_grad=TOLERANCE, tolerance_change=1e-12,
                                   line_search_fn="strong_wolfe")
 
     def closure():
