@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from pipeline.describe import DESCRIPTION_COLUMNS
 from pipeline.describe.attributes import attribute_phrase, describe_from_attributes
@@ -133,6 +134,15 @@ def test_unmatched_classes_are_listed(tmp_path):
         assert "3: Chuck will Widow" in str(error)
     else:
         raise AssertionError("an unmatched class was not reported")
+    with pytest.raises(UnmatchedClasses) as error:  # an entry of another set: refused, named
+        describe_from_file(tmp_path / "mine.yaml", classes.iloc[[0, 2]])
+    assert str(error.value) == (
+        f"1 of 2 classes have no descriptions in {tmp_path / 'mine.yaml'}: 3: Chuck will Widow; "
+        "and 1 of its 2 entries name no class of the dataset: '001.Laysan_Albatross'")
+    with pytest.raises(UnmatchedClasses) as error:
+        describe_from_file(tmp_path / "mine.yaml", classes.iloc[:1])
+    assert str(error.value) == (f"{tmp_path / 'mine.yaml'}: 1 of its 2 entries name no class of "
+                                "the dataset: '001.Laysan_Albatross'")
     table = describe_from_file(tmp_path / "mine.yaml", classes.iloc[:2])
     assert table["text"].tolist() == ["a seabird", "black feet", "white with black wings"]
     assert table["sample_index"].tolist() == [0, 1, 0] and (table["source"] == "file").all()

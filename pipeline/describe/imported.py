@@ -3,7 +3,8 @@
 Both map class names to texts. Names are matched to the dataset's classes robustly: CBD writes
 "Black-footed Albatross" for CUB's `001.Black_footed_Albatross` (class name "Black footed
 Albatross"), so case, hyphens, underscores, apostrophes and the `NNN.` prefix do not matter.
-A dataset class with no entry is an error that lists every such class.
+A dataset class with no entry, or an entry naming no dataset class, is an error that lists
+every such name (CBD #10: a file whose class order silently did not match its dataset).
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ def read_mapping(path: Path) -> dict[str, list[str]]:
 
 def match_classes(mapping: dict[str, list[str]], classes: pd.DataFrame,
                   source: str) -> dict[int, tuple[str, list[str]]]:
-    """class_id -> (the file's name for it, texts) for every dataset class, or `UnmatchedClasses`
-    naming the missing ones."""
+    """class_id -> (the file's name for it, texts) for every dataset class. The file and the
+    dataset must name the same classes: a class without texts, or an entry naming no class
+    (another dataset's file, a misspelt name), is `UnmatchedClasses` listing every one, never a
+    silent drop or reorder. Entries whose names normalise alike are one class, texts joined."""
     by_name: dict[str, tuple[str, list[str]]] = {}
     for name, texts in mapping.items():
         file_name, known = by_name.get(normalize_name(name), (name, []))
@@ -69,11 +72,24 @@ def match_classes(mapping: dict[str, list[str]], classes: pd.DataFrame,
             matched[int(class_id)] = entry
         else:
             missing.append(f"{class_id}: {class_name}")
+    known = {normalize_name(name) for name in classes["class_name"]}
+    foreign = [entry[0] for key, entry in by_name.items() if key not in known]
+    problems = []
     if missing:
-        raise UnmatchedClasses(
-            f"{len(missing)} of {len(classes)} classes have no descriptions in {source}: "
-            + "; ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+        problems.append(f"{len(missing)} of {len(classes)} classes have no descriptions in "
+                        f"{source}: {_listed(missing)}")
+    if foreign:
+        problems.append(f"{len(foreign)} of its {len(by_name)} entries name no class of the "
+                        f"dataset: {_listed([repr(name) for name in foreign])}")
+    if problems:
+        raise UnmatchedClasses("; and ".join(problems) if missing else
+                               f"{source}: " + problems[0])
     return matched
+
+
+def _listed(names: list[str], most: int = 20) -> str:
+    return "; ".join(names[:most]) + (f" ... ({len(names) - most} more)" if len(names) > most
+                                      else "")
 
 
 def describe_from_cbd(path: Path, classes: pd.DataFrame) -> pd.DataFrame:
