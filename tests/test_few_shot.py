@@ -148,6 +148,24 @@ def test_tip_adapter_scores_by_its_published_formula():
     assert torch.allclose(logits[1], expected, atol=1e-4)
 
 
+def test_tip_adapter_scores_held_out_images_by_the_other_folds_cache_at_full_weight():
+    from pipeline.adapter.methods.tip import held_out_logits
+
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(7, 4), dim=-1)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    fold = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    zero_shot = F.normalize(torch.randn(2, 4), dim=-1)
+    logits = held_out_logits(x, y, fold, zero_shot, alpha=2.0, beta=3.0)
+    for i in range(7):  # by hand: never its own fold; class c's sum x n_c / its keys seen
+        expected = 100 * x[i] @ zero_shot.T
+        for c in range(2):
+            seen = [j for j in range(7) if fold[j] != fold[i] and y[j] == c]
+            cache = sum(float(torch.exp(-3.0 * (1 - x[i] @ x[j]))) for j in seen)
+            expected[c] += 2.0 * cache * int((y == c).sum()) / len(seen)
+        assert torch.allclose(logits[i], expected, atol=1e-4), i
+
+
 def test_clap_multipliers_are_the_mean_zero_shot_probability_of_the_true_class():
     from pipeline.adapter.methods.clap import clap_multipliers, fit_prototypes
 
@@ -247,3 +265,13 @@ def test_the_ensemble_at_alpha_zero_is_the_probe(features):
     assert (ensemble.runs["alpha"] == 0.0).all()
     assert torch.equal(probe.weight, ensemble.weight) and torch.equal(probe.bias, ensemble.bias)
     assert probe.runs["strength"].tolist() == ensemble.runs["strength"].tolist()
+    # alpha fixed above 0: the saved classifier is the probe plus alpha x CLIP-scaled zero-shot
+    from pipeline.adapter.few_shot import text_prototypes
+
+    probe = train_probe(inputs, protocol, Probe(strengths=[1e-3]))
+    mixed = train_ensemble(inputs, protocol, Ensemble(alphas=[0.5], strengths=[1e-3]))
+    assert (mixed.runs["alpha"] == 0.5).all()
+    images = inputs.features[:5].cpu()
+    zero_shot = 100 * F.normalize(images, dim=-1) @ text_prototypes(inputs, "none").T
+    assert torch.allclose(mixed.logits(images), probe.logits(images) + 0.5 * zero_shot,
+                          atol=1e-3)

@@ -2,9 +2,11 @@
 
 A budget is either the paper's ratio (percent of each class's training images, SPEC section 2)
 or the field's k shots (k images per class: the CoOp / Tip-Adapter protocol, k in 1, 2, 4, 8,
-16). Both are drawn by the same seeded class-balanced rule (`pipeline.adapter.selection`): in
-each class, the first images of one seeded permutation, so the images of a smaller budget are a
-subset of a larger one's at the same seed. A class with fewer than k images keeps all of them.
+16). Both keep, in each class, the first images of one seeded permutation: ratios by the
+paper's class-balanced selection (`pipeline.adapter.selection`), shots from their own stream
+of the seed. So a smaller budget's images are a subset of a larger one's of the same kind at
+the same seed (shots within shots, ratios within ratios). A class with fewer than k images
+keeps all of them.
 
 Model selection sees only the kept images (`folds`): every hyper-parameter is chosen by
 stratified k-fold cross-validation over them, never on test images (the test split is not

@@ -122,7 +122,8 @@ def fit_on_kept(inputs, part: BudgetImages, strength: float, prior: torch.Tensor
 
 
 def kept_features(inputs, part: BudgetImages) -> torch.Tensor:
-    """(n, D) the budget's kept image features, unit length (as CLIP's probe sees them)."""
+    """(n, D) the budget's kept image features, unit length (the probes' strength grids assume
+    this scale)."""
     rows = torch.as_tensor(part.rows, device=inputs.features.device)
     return F.normalize(inputs.features.index_select(0, rows).float(), dim=-1)
 

@@ -6,9 +6,9 @@ Rule: logits = probe(x) + alpha * 100 * x . T^T, with x the unit image feature, 
 zero-shot class vectors of the description set (CBD's classifier: each class's mean
 normalised description feature, renormalised) and 100 CLIP's logit scale. The probe is
 `probe`'s rule; its strength and alpha are chosen together by top-1 under cross-validation
-over the kept images (ties: the smaller alpha, toward the probe alone, then the stronger probe);
-where a class has one image, `fixed_strength` and `fixed_alpha`. Since both parts are linear,
-the ensemble is saved as one linear classifier.
+over the kept images (ties: the first listed alpha, by default the smallest, toward the probe
+alone; then the stronger probe); where a class has one image, `fixed_strength` and
+`fixed_alpha`. Since both parts are linear, the ensemble is saved as one linear classifier.
 
 Where we differ from WiSE-FT: it mixes with (1 - alpha) and alpha and fixes alpha = 0.5 (no
 validation); here the zero-shot term's weight is searched on held-out kept images and alpha = 0

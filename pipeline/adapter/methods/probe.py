@@ -9,7 +9,9 @@ The strength is the best of `strengths` by top-1 under cross-validation over the
 
 Where we differ from CLIP: CLIP sweeps the strength on a validation split of the full training
 set and refits on train + val; here only the budget's kept images exist, so the sweep is
-k-fold cross-validation over them, and the refit is on all of them.
+k-fold cross-validation over them, and the refit is on all of them. CLIP fits on the raw
+`encode_image` features; here they are unit length, as every method of this package sees them
+(the strength grid assumes that scale).
 """
 
 from __future__ import annotations

@@ -8,15 +8,18 @@ one-hot labels L; for a unit test feature x,
 
 with T the zero-shot classifier and 100 CLIP's logit scale. alpha (the cache's weight) and
 beta (its sharpness) are chosen together by top-1 under cross-validation over the kept images,
-each held-out image scored by the cache of the other folds (ties: the smaller alpha, then the
-smaller beta); where a class has one image, `fixed_alpha` and `fixed_beta` (beta 1 is the
+each held-out image scored by the cache of the other folds (ties: the first listed alpha, then
+the first listed beta); where a class has one image, `fixed_alpha` and `fixed_beta` (beta 1 is the
 reference code's `init_beta` in every config; its `init_alpha` varies by dataset, 1 to 5).
 
 Where we differ: the reference searches alpha and beta on the dataset's validation split (and,
 in its first release, on the test split: Tip-Adapter issue #11); here only the kept images are
 seen. T is the description set's CBD classifier (its class-mean description features), not a
 template ensemble, and the cache holds one un-augmented feature per image (the reference
-averages 10 augmented views).
+averages 10 augmented views). A class's cache term is a sum over its keys, so under
+cross-validation a held-out image sees fewer of them than a test image will (one of two at 2
+shots, 3 folds); each held-out class term is scaled by n_c / (the class's keys in the other
+folds), so a chosen alpha weighs the cache at test as it did under cross-validation.
 """
 
 from __future__ import annotations
@@ -96,12 +99,28 @@ class TipCaches:
         return budget_summary(self.runs, "Tip-Adapter caches")
 
 
+def held_out_logits(x, y, fold, zero_shot, alpha: float, beta: float):
+    """(n, C) Tip-Adapter logits of each kept image (unit x (n, D), classes y, folds `fold`)
+    under the cache of the other folds' images, each class's cache term scaled by
+    n_c / (its keys in the other folds): the weight the class's full cache has at test."""
+    import torch
+
+    from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE
+
+    other = (fold[:, None] != fold[None, :]).to(x.dtype)  # (n, n) the other folds' keys
+    values = torch.nn.functional.one_hot(y, len(zero_shot)).to(x.dtype)  # (n, C)
+    seen = other @ values  # (n, C) keys of each class in the other folds
+    scale = values.sum(dim=0) / seen.clamp_min(1)
+    cache = (torch.exp(-beta * (1 - x @ x.T)) * other) @ values
+    return CLIP_LOGIT_SCALE * x @ zero_shot.T + alpha * cache * scale
+
+
 def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
     import numpy as np
     import torch
 
-    from pipeline.adapter.few_shot import (CLIP_LOGIT_SCALE, budget_images, first_best,
-                                           kept_features, run_row, text_prototypes)
+    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features, run_row,
+                                           text_prototypes)
 
     zero_shot = text_prototypes(inputs, "none")
     keys, labels, starts, rows = [], [], [0], []
@@ -113,13 +132,9 @@ def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
         alpha, beta = settings.fixed_alpha, settings.fixed_beta
         if part.fold is not None:
             fold = torch.as_tensor(part.fold, device=x.device)
-            other = (fold[:, None] != fold[None, :]).float()  # the cache of the other folds
-            values = torch.nn.functional.one_hot(y, len(inputs.class_ids)).float()
-            base = CLIP_LOGIT_SCALE * x @ zero_shot.T
-            affinity = x @ x.T
             accuracy = np.array([
-                100.0 * ((base + a * (torch.exp(-b * (1 - affinity)) * other) @ values)
-                         .argmax(dim=1) == y).float().mean().item() for a, b in grid])
+                100.0 * (held_out_logits(x, y, fold, zero_shot, a, b).argmax(dim=1) == y)
+                .float().mean().item() for a, b in grid])
             alpha, beta = grid[first_best(accuracy)]
         keys.append(x)
         labels.append(y)
