@@ -23,7 +23,7 @@ def test_descriptions_use_each_class_top_attributes():
     })
     classes = pd.DataFrame({"class_id": [1, 2], "class_name": ["Blue Finch", "Red Warbler"]})
     table = describe_from_attributes(attributes, classes, samples_per_class=3, traits_per_sample=2,
-                                     min_percent=50, seed=0)
+                                     min_percent=50, seed=0, wrong_traits=0)
     assert list(table.columns) == DESCRIPTION_COLUMNS
     assert table.groupby("class_id").size().tolist() == [3, 3]
     first = table[table["class_id"] == 1]["text"]
@@ -34,15 +34,44 @@ def test_descriptions_use_each_class_top_attributes():
     assert table["sample_index"].tolist() == [0, 1, 2, 0, 1, 2]
     assert (table["source"] == "attributes").all()
     again = describe_from_attributes(attributes, classes, samples_per_class=3, traits_per_sample=2,
-                                     min_percent=50, seed=0)
+                                     min_percent=50, seed=0, wrong_traits=0)
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_wrong_traits_swap_a_share_of_the_stated_traits_for_another_value_of_their_kind():
+    """The weak set: the same sentences, each stated trait replaced with probability
+    wrong_traits by another value of its own kind (never a kind's own top value, never another
+    kind)."""
+    kinds = {"wing_color": ["blue", "red", "green", "white"], "bill_shape": ["cone", "long", "hooked"],
+             "tail_pattern": ["solid", "spotted", "striped"], "size": ["small", "large"]}
+    columns = {f"has_{kind}::{value}": [100.0 if i == 0 else 0.0]
+               for kind, values in kinds.items() for i, value in enumerate(values)}
+    attributes = pd.DataFrame({"class_id": [7], **columns})
+    classes = pd.DataFrame({"class_id": [7], "class_name": ["Test Bird"]})
+    common = dict(samples_per_class=300, traits_per_sample=4, min_percent=50, seed=3)
+    exact = describe_from_attributes(attributes, classes, **common, wrong_traits=0)
+    weak = describe_from_attributes(attributes, classes, **common, wrong_traits=0.33)
+    right = ["blue wings", "a cone-shaped bill", "a solid tail", "a small size"]
+    wrong = ["red wings", "green wings", "white wings", "a long-shaped bill",
+             "a hooked-shaped bill", "a spotted tail", "a striped tail", "a large size"]
+    assert exact["text"].map(lambda t: sum(w in t for w in right)).eq(4).all()
+    stated_wrong = weak["text"].map(lambda t: sum(w in t for w in wrong))
+    stated_right = weak["text"].map(lambda t: sum(w in t for w in right))
+    assert (stated_wrong + stated_right).eq(4).all()  # one value per kind, four kinds
+    assert 0.29 < stated_wrong.sum() / (4 * len(weak)) < 0.37  # 1,200 traits at p = 0.33
+    assert (weak["text"] == exact["text"]).mean() < 0.5
+    again = describe_from_attributes(attributes, classes, **common, wrong_traits=0.33)
+    pd.testing.assert_frame_equal(weak, again)
+    assert describe_from_attributes(attributes, classes, **common, wrong_traits=1.0)[
+        "text"].map(lambda t: sum(w in t for w in right)).eq(0).all()
 
 
 def test_real_cub_attributes_describe_all_200_classes(shared_data):
     from pipeline.data.cub import read_cub_attributes, read_cub_classes
     cub = shared_data / "CUB_200_2011_metadata"
     table = describe_from_attributes(read_cub_attributes(cub), read_cub_classes(cub),
-                                     samples_per_class=2, traits_per_sample=4, min_percent=30, seed=0)
+                                     samples_per_class=2, traits_per_sample=4, min_percent=30, seed=0,
+                                     wrong_traits=0)
     assert table["class_id"].nunique() == 200 and len(table) == 400
     assert table["text"].str.len().min() > 40
 

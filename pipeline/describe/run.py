@@ -76,7 +76,8 @@ def describe_set(name: str, settings: Describe, classes: pd.DataFrame,
         attributes, classes,
         samples_per_class=entry.samples_per_class or settings.samples_per_class,
         traits_per_sample=entry.traits_per_sample or settings.attributes.traits_per_sample,
-        min_percent=settings.attributes.min_percent, seed=settings.seed)
+        min_percent=settings.attributes.min_percent, seed=settings.seed,
+        wrong_traits=entry.wrong_traits or 0.0)
 
 
 def _ask_llm(key: str, entry: DescriptionSet, settings: Describe, classes: pd.DataFrame,

@@ -68,14 +68,18 @@ class DescriptionSet(Section):
     path: str | None = None  # cbd_json: a CBD descriptor file; file: your {class: [texts]} file
     traits_per_sample: int | None = Field(None, ge=1)  # attributes; None: attributes.<same key>
     samples_per_class: int | None = Field(None, ge=1)  # attributes/openai; None: describe.<same>
+    # attributes: the share of stated traits swapped for a wrong value of their kind (a weak
+    # set, erring as an LLM does); None: none
+    wrong_traits: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _backend_is_configured(self) -> DescriptionSet:
         needs = {"openai": "prompt", "cbd_json": "path", "file": "path"}.get(self.backend)
         if needs and getattr(self, needs) is None:
             raise ValueError(f"backend {self.backend!r} needs {needs}")
-        for key in {"prompt", "path", "traits_per_sample", "samples_per_class"} - {needs, None}:
-            if key == "traits_per_sample" and self.backend == "attributes":
+        for key in {"prompt", "path", "traits_per_sample", "samples_per_class",
+                    "wrong_traits"} - {needs, None}:
+            if key in ("traits_per_sample", "wrong_traits") and self.backend == "attributes":
                 continue
             if key == "samples_per_class" and self.backend in SET_BACKENDS:
                 continue
@@ -88,7 +92,9 @@ class DescriptionSet(Section):
 
 def _demo_sets() -> dict[str, DescriptionSet]:
     return {"attributes": DescriptionSet(backend="attributes"),
-            "descriptors": DescriptionSet(backend="attributes", traits_per_sample=1)}
+            "descriptors": DescriptionSet(backend="attributes", traits_per_sample=1),
+            # the weak prior: a third of the stated traits wrong, as an LLM errs
+            "attributes_weak": DescriptionSet(backend="attributes", wrong_traits=0.33)}
 
 
 class Describe(Section):
@@ -126,6 +132,8 @@ class Describe(Section):
         else:
             prompt = (f"{entry.traits_per_sample or self.attributes.traits_per_sample} "
                       "attribute(s) per sentence")
+            if entry.wrong_traits:
+                prompt += f", {entry.wrong_traits:.0%} of them wrong"
         return {**entry.model_dump(exclude_none=True), "source": f"backend {entry.backend}",
                 "prompt": prompt}
 
