@@ -55,10 +55,12 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
             raise InputError(f"zeroshot.templates: {error}") from None
     elif spec.kind == "descriptions":
         adapters = settings.train_adapter.descriptions
-        names = dict.fromkeys([*settings.zeroshot.descriptions, adapters])
+        names = dict.fromkeys([*settings.zeroshot.descriptions, adapters,
+                               *settings.train_adapter.priors])
         tables = {name: require(descriptions / f"{name}.parquet",
                                 made_by=describe_stage(name, settings.describe)) for name in names}
-        sources = SetSources(index, descriptions=tables, token_sets=(adapters,))
+        sources = SetSources(index, descriptions=tables,
+                             token_sets=(adapters, *settings.train_adapter.priors))
     device = resolve_device(settings.extract.device, "extract.device")
     results = extract_feature_set(feature_set, clip_dir, out, sources, settings.extract, device,
                                   say=say(f"extract_{feature_set}@{backbone}"))

@@ -61,6 +61,10 @@ class Params(Section):
         if unknown:
             raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
                              f"describe.sets or describe.files ({', '.join(known)})")
+        unknown = [name for name in self.train_adapter.priors if name not in known]
+        if unknown:
+            raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "
+                             f"describe.sets or describe.files ({', '.join(known)})")
         if self.train_adapter.descriptions not in known:
             raise ValueError(f"train_adapter.descriptions: {self.train_adapter.descriptions!r} "
                              f"is not one of describe.sets or describe.files "

@@ -1,10 +1,12 @@
-"""Stage `train_adapter@<backbone>`: every adapter method of `train_adapter.methods` (the paper's
-linear adapter: the Table-1 grid of image ratio x text source x selection x seed, as stacked
-heads) trained on one backbone's cached features.
+"""Stage `train_adapter@<backbone>-<method>`: one adapter method of `train_adapter.methods` (the
+paper's linear adapter: the Table-1 grid of image ratio x text source x selection x seed, as
+stacked heads; the few-shot methods: one classifier per budget and seed) trained on one
+backbone's cached features. By hand, with no method named, every method of the params.
 
-Outputs in <out>: methods.json, and one folder per method (the linear grid: heads.safetensors,
-heads.json with the CLIP fingerprint, runs.parquet, kept_images.parquet and val_images.parquet,
-which images each run kept and was validated on).
+Outputs in <out> (the backbone's adapters folder): one folder per method, with method.json (the
+method and the CLIP fingerprint) and what the method saves (the linear grid: heads.safetensors,
+heads.json, runs.parquet, kept_images.parquet and val_images.parquet, which images each run kept
+and was validated on).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import typer
+
 from stages.common import BACKBONE_ARGUMENT, PARAMS_OPTION, chosen_backbone, resolve_device
 from stages.layout import backbone_option, backbone_path, require, require_features
-from stages.params import load_params
+from stages.params import ParamsError, load_params
 
 
 def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
+         methods: Optional[list[str]] = typer.Argument(
+             None, help="The methods to train, keys of train_adapter.methods. Default: all."),
          features: Optional[Path] = backbone_option("extract", help="The backbone's feature sets."),
          clip_dir: Optional[Path] = backbone_option("clip", help="The resolved CLIP.",
                                                     flag="--clip"),
@@ -25,9 +31,13 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
                                                    help="The backbone's Q-Former checkpoint."),
          out: Optional[Path] = backbone_option("train_adapter", help="Output folder."),
          params: Path = PARAMS_OPTION) -> None:
-    """Train every adapter method on the backbone's features, the whole grid in one job each."""
+    """Train adapter methods on the backbone's features, each method's whole grid in one job."""
     settings = load_params(params)
     backbone = chosen_backbone(settings.clip, backbone)
+    unknown = [name for name in methods or () if name not in settings.train_adapter.methods]
+    if unknown:
+        raise ParamsError(f"train_adapter.methods has no method {', '.join(map(repr, unknown))} "
+                          f"(methods: {', '.join(settings.train_adapter.methods)})")
     clip_dir = require(clip_dir or backbone_path("clip", backbone), made_by=f"clip@{backbone}")
     features = features or backbone_path("extract", backbone)
     require_features(features, backbone, "target_images", "target_captions", "descriptions")
@@ -43,7 +53,7 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
 
         torch.set_num_threads(settings.train_adapter.cpu_threads)
     trained = train_adapters(features, fingerprint_of(read_card(clip_dir)), qformer,
-                             settings.train_adapter, device)
+                             settings.train_adapter, device, methods or None)
     trained.save(out or backbone_path("train_adapter", backbone))
     for line in trained.summary():
         print(f"train_adapter@{backbone}: {line}")

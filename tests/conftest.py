@@ -94,8 +94,9 @@ CLASSES = ["Alpha Finch", "Beta Warbler", "Gamma Tern"]
 @pytest.fixture
 def features(tmp_path):
     """One backbone's feature sets, made by hand: 3 well separated classes of 10 train and 10
-    test images each, a template set, a description set, no captions; the index tables and
-    the CLIP's card that go with them."""
+    test images each, a template set, a description set and a misleading one (each class's
+    text at the next class's centre), no captions; the index tables and the CLIP's card that go
+    with them."""
     from pipeline.common import write_parquet
     from pipeline.features import write_feature_set
 
@@ -119,6 +120,9 @@ def features(tmp_path):
     write("descriptions/attributes", pd.DataFrame(
         {"class_id": [1, 2, 3], "sample_index": 0, "prompt_id": "x",
          "text": [f"{c}, which is a bird" for c in CLASSES]}), centres)
+    write("descriptions/attributes_weak", pd.DataFrame(
+        {"class_id": [1, 2, 3], "sample_index": 0, "prompt_id": "x",
+         "text": [f"{c}, which is a fish" for c in CLASSES]}), centres[[1, 2, 0]])
     write("target_captions", pd.DataFrame({"image_id": np.zeros(0, np.int64),
                                            "caption_index": np.zeros(0, np.int32),
                                            "text": np.zeros(0, str)}), np.zeros((0, 8)))

@@ -257,7 +257,7 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
                            f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
     # the other CLIP's features, but this CLIP's adapters
     line = refused("evaluate", "--clip", "other/demo-tiny", "--features", "other/extract", "--out", "x")
-    assert line.startswith(f"error: the adapters in artifacts/train_adapter/demo-tiny: made with CLIP "
+    assert line.startswith(f"error: the linear adapters in artifacts/train_adapter/demo-tiny/linear: made with CLIP "
                            f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use "
                            f"is fgvc-demo-tiny (trained here, weights {theirs})")
     # this CLIP's features scored zero-shot with the other CLIP's text side

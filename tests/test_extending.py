@@ -51,8 +51,8 @@ def test_an_adapter_method_from_a_test_folder_trains_and_is_evaluated(features):
               "--clip", str(features / "clip" / BACKBONE)]
     run_by_hand(features, "train_adapter", BACKBONE, *common, "--qformer", str(qformer),
                 "--out", str(features / "adapters"))
-    assert json.loads((features / "adapters" / "methods.json").read_text()) == {
-        "methods": ["class_means"], "clip_fingerprint": FINGERPRINT}
+    assert json.loads((features / "adapters" / "class_means" / "method.json").read_text()) == {
+        "method": "class_means", "priors": None, "clip_fingerprint": FINGERPRINT}
     run_by_hand(features, "evaluate", BACKBONE, *common, "--adapters", str(features / "adapters"),
                 "--out", str(features / "evaluation"))
     results = pd.read_parquet(features / "evaluation" / "results.parquet")

@@ -3,6 +3,7 @@ methods/probe, ensemble, text_prior, tip, clap): budgets, folds, the solver, eac
 published rule on hand-made features, and the proof that no test label reaches a choice."""
 
 import functools
+import json
 import types
 
 import numpy as np
@@ -235,7 +236,9 @@ def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
     after = train("after")
     assert len(before) > 20 and before == after
 
-    runs = pd.read_parquet(features / "before" / "ensemble" / "runs.parquet")
+    assert json.loads((features / "before" / "ensemble" / "method.json").read_text())[
+        "priors"] == ["attributes", "attributes_weak"]  # the params' priors, one folder each
+    runs = pd.read_parquet(features / "before" / "ensemble" / "attributes" / "runs.parquet")
     assert runs["budget"].tolist() == ["100%", "100%", "10%", "10%"] + ["1-shot"] * 2 + \
         ["4-shot"] * 2
     one_shot = runs[runs["shots"] == 1]
@@ -245,9 +248,19 @@ def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
 
     results = pd.read_parquet(features / "evaluation" / "results.parquet")
     assert set(results["method"]) == {"linear", *FEW_SHOT}
+    assert results["run"].is_unique
     few = results[results["method"] != "linear"]
-    assert len(few) == 6 * 8
-    assert few.groupby("method")["top1"].mean().min() > 90  # the classes are far apart
+    assert len(few) == (1 + 5 * 2) * 8  # the probe once, each text-prior method per prior
+    assert set(few.loc[few["method"] == "probe", "prior"]) == {"none"}
+    exact = few[few["prior"].isin(["none", "attributes"])]
+    assert exact.groupby("method")["top1"].mean().min() > 90  # the classes are far apart
+    # The misleading prior (each class's text at the next class's centre): where the kept images
+    # can be split, the ensemble's CV switches it off (alpha 0: the probe alone).
+    weak = pd.read_parquet(features / "before" / "ensemble" / "attributes_weak" / "runs.parquet")
+    assert (weak.loc[weak["selected_by"].str.contains("CV"), "alpha"] == 0.0).all()
+    scored = few[few["method"].isin(["probe", "ensemble"]) & few["shots"].eq(4)]
+    by = scored.groupby(["method", "prior"])["top1"].mean()
+    assert by[("ensemble", "attributes_weak")] == by[("probe", "none")]
 
 
 def test_the_ensemble_at_alpha_zero_is_the_probe(features):

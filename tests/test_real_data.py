@@ -67,7 +67,7 @@ def project(tmp_path_factory) -> Path:
     params["describe"].update(sets={}, files={"own": {"backend": "file", "path": "data/own.yaml"}})
     params["extract"]["shard_rows"] = 16  # 72 target images: 5 shards
     params["train_qformer"].update(epochs=1, batch_size=64)
-    params["train_adapter"].update(descriptions="own", methods={"linear": {
+    params["train_adapter"].update(descriptions="own", priors=["own"], methods={"linear": {
         "steps": 10, "batch_size": 16, "text_mapping": ["qformer"]}})
     params["zeroshot"].update(templates=["classname"], descriptions=["own"])
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

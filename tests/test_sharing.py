@@ -48,13 +48,16 @@ def _shrink_demo_world(data_section: dict) -> None:
 def shrink_params(params: dict) -> dict:
     """params.yaml made small enough for a whole `dvc repro` in about a minute and a half on 2
     CPU cores: one small backbone trained one epoch, one epoch of Q-Former, 20 adapter steps,
-    one template set, and a world of 5 classes. Only keys that exist in params.yaml today."""
+    one template set, two adapter methods, and a world of 5 classes. Only keys that exist in params.yaml today."""
     clip = params["clip"]
     clip["backbones"] = {"demo-micro": clip["backbones"]["demo-micro"]}
     clip["adapter_backbones"] = ["demo-micro"]
     clip["demo_train"]["epochs"] = 1
     params["train_qformer"]["epochs"] = 1
-    params["train_adapter"]["methods"]["linear"]["steps"] = 20
+    methods = params["train_adapter"]["methods"]
+    # the paper's adapter and one few-shot method: each is its own stage, shared the same way
+    params["train_adapter"]["methods"] = {"linear": {**methods["linear"], "steps": 20},
+                                          "ensemble": methods["ensemble"]}
     params["zeroshot"]["templates"] = ["paper"]
     _shrink_demo_world(params["data"])
     return params
@@ -218,10 +221,11 @@ def machine_a(tmp_path_factory, s3_endpoint) -> MachineA:
     # An experiment on `features`, then back to it (params, lock and outputs from the cache).
     features_lock = lock_hashes(repo)
     exp = dvc(repo, "exp", "run", "-n", EXPERIMENT, "-S", f"{STEPS}=30")
-    assert ran_stages(exp.stdout) == {"train_adapter@demo-micro", "evaluate@demo-micro", "report"}
+    assert ran_stages(exp.stdout) == {"train_adapter@demo-micro-linear", "evaluate@demo-micro",
+                                      "report"}  # not train_adapter@demo-micro-ensemble
     experiment_metrics = (repo / METRICS).read_bytes()
     experiment_lock = lock_hashes(repo)
-    adapters = ("train_adapter@demo-micro", "artifacts/train_adapter/demo-micro")
+    adapters = ("train_adapter@demo-micro-linear", "artifacts/train_adapter/demo-micro/linear")
     assert experiment_lock[adapters] != features_lock[adapters]  # other adapters to share
     run(repo, "git", "checkout", "-q", "HEAD", "--", "params.yaml", "dvc.lock")
     dvc(repo, "checkout", "-q")

@@ -47,13 +47,16 @@ class Evaluation:
                 f"{self.metrics['classes']} classes; top-1 {text}")
 
 
-def evaluate_adapters(adapters: Path, images: FeatureSet, fingerprint: dict) -> Evaluation:
-    """Score every method in `adapters` (a `train_adapter` output) on the test rows of `images`
-    (the target_images feature set of the same CLIP)."""
+def evaluate_adapters(adapters: Path, images: FeatureSet, fingerprint: dict,
+                      methods: list[str]) -> Evaluation:
+    """Score every method of `methods` in `adapters` (a backbone's `train_adapter` folder, one
+    folder per method) on the test rows of `images` (the target_images feature set of the same
+    CLIP)."""
     test = (images.ids["split"] == "test").to_numpy()
     features = torch.as_tensor(images.embeddings[test])
     results, per_class, confusion, class_ids = [], [], [], None
-    for method, trained in load_adapters(adapters, fingerprint).items():
+    loaded = load_adapters(adapters, fingerprint, methods)
+    for method, trained in ((m, one) for m, each in loaded.items() for one in each):
         class_ids = np.asarray(trained.class_ids)
         index_of = {int(c): i for i, c in enumerate(class_ids)}
         labels = torch.tensor(images.ids.loc[test, "class_id"].map(index_of).to_numpy(np.int64))

@@ -1,7 +1,7 @@
-"""The few-shot table: every adapter method x every image budget (k shots, ratios), top-1 mean
-± std over the seeds, with the paper's adapter at the same ratios beside them (image only, and
-with the description set through the Q-Former: Table 1's columns), and its plot (top-1 against
-budget per method, shots on a log scale)."""
+"""The few-shot table: every adapter method (a text-prior method once per prior set) x every
+image budget (k shots, ratios), top-1 mean ± std over the seeds, with the paper's adapter at the
+same ratios beside them (image only, and with the description set through the Q-Former: Table
+1's columns), and its plot (top-1 against budget per method, shots on a log scale)."""
 
 from __future__ import annotations
 
@@ -22,35 +22,41 @@ METHOD_LABELS = {
     "clap": "CLAP",
 }
 TEXT_FREE = ("linear:none", "probe")  # image only: what text is judged against
+NO_PRIOR = "none"  # pipeline.adapter.methods.NO_PRIOR: a method without a text prior
 
 
 def few_shot_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, budget): top1 mean and std over seeds, seeds, shots, image_ratio.
-    results: an `evaluate` results table (one row per trained run, `method` naming its method).
-    Empty when no few-shot method was trained."""
+    """One row per (method, prior, budget): top1 mean and std over seeds, seeds, shots,
+    image_ratio. results: an `evaluate` results table (one row per trained run, `method` naming
+    its method, `prior` the description set a text-prior method took its prior from). Empty
+    when no few-shot method was trained."""
     few = results[(results["method"] != "linear") & results["budget"].notna()] \
         if "budget" in results else results.iloc[:0]
     if few.empty:
-        return pd.DataFrame(columns=["method", "budget", "shots", "image_ratio", "top1",
+        return pd.DataFrame(columns=["method", "prior", "budget", "shots", "image_ratio", "top1",
                                      "top1_std", "seeds"])
+    if "prior" not in few:
+        few = few.assign(prior=NO_PRIOR)
     rows = [few]
     paper = results[(results["method"] == "linear") & (results["selection"] == "class_balanced")
                     & (results["text_mapping"] == "qformer")]
     ratios = set(few["image_ratio"].dropna())
     for source in ("none", "descriptions"):
         cells = paper[(paper["text_source"] == source) & paper["image_ratio"].isin(ratios)]
-        rows.append(cells.assign(method=f"linear:{source}", shots=np.nan,
+        rows.append(cells.assign(method=f"linear:{source}", prior=NO_PRIOR, shots=np.nan,
                                  budget=cells["image_ratio"].map(lambda r: f"{int(r)}%")))
     table = (pd.concat(rows, ignore_index=True)
-             .groupby(["method", "budget"], as_index=False, sort=False)
+             .groupby(["method", "prior", "budget"], as_index=False, sort=False)
              .agg(shots=("shots", "first"), image_ratio=("image_ratio", "first"),
                   top1=("top1", "mean"), top1_std=("top1", "std"), seeds=("seed", "nunique")))
     order = {name: i for i, name in enumerate(METHOD_LABELS)}
     table["_method"] = table["method"].map(lambda m: order.get(m, len(order)))
     table["_budget"] = [s if pd.notna(s) else 1000 + r
                         for s, r in zip(table["shots"], table["image_ratio"])]
-    return (table.sort_values(["_method", "_budget"], kind="stable")
-            .drop(columns=["_method", "_budget"]).reset_index(drop=True))
+    priors = {name: i for i, name in enumerate(table["prior"].unique())}  # as trained
+    table["_prior"] = table["prior"].map(priors)
+    return (table.sort_values(["_method", "_prior", "_budget"], kind="stable")
+            .drop(columns=["_method", "_prior", "_budget"]).reset_index(drop=True))
 
 
 def budgets_in_order(table: pd.DataFrame) -> list[str]:
@@ -60,8 +66,9 @@ def budgets_in_order(table: pd.DataFrame) -> list[str]:
     return [b for _, b in sorted(zip(key, first["budget"]))]
 
 
-def label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+def label(method: str, prior: str = NO_PRIOR) -> str:
+    name = METHOD_LABELS.get(method, method)
+    return name if prior == NO_PRIOR else f"{name}, {prior} prior"
 
 
 def cell_text(row) -> str:
@@ -77,10 +84,10 @@ def few_shot_markdown(table: pd.DataFrame, heading: str) -> str:
              "budgets.shot_seeds; ratios: train_adapter.seeds); every hyper-parameter chosen "
              "on the budget's kept images only.", "",
              "| method | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
-    for method, group in table.groupby("method", sort=False):
+    for (method, prior), group in table.groupby(["method", "prior"], sort=False):
         cells = {row.budget: (f"**{cell_text(row)}**" if row.top1 == best[row.budget]
                               else cell_text(row)) for row in group.itertuples()}
-        lines.append(f"| {label(method)} | "
+        lines.append(f"| {label(method, prior)} | "
                      + " | ".join(cells.get(b, "-") for b in budgets) + " |")
     return "\n".join(lines) + "\n"
 
@@ -90,13 +97,13 @@ def few_shot_html(table: pd.DataFrame) -> str:
     best = table.groupby("budget")["top1"].max()
     head = "".join(f"<th>{html.escape(b)}</th>" for b in budgets)
     rows = []
-    for method, group in table.groupby("method", sort=False):
+    for (method, prior), group in table.groupby(["method", "prior"], sort=False):
         cells = {row.budget: row for row in group.itertuples()}
         tds = "".join(
             '<td class="missing">-</td>' if b not in cells else
             f"<td>{'<b>' if cells[b].top1 == best[b] else ''}{html.escape(cell_text(cells[b]))}"
             f"{'</b>' if cells[b].top1 == best[b] else ''}</td>" for b in budgets)
-        rows.append(f'<tr><td class="ratio">{html.escape(label(method))}</td>{tds}</tr>')
+        rows.append(f'<tr><td class="ratio">{html.escape(label(method, prior))}</td>{tds}</tr>')
     return (f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}"
             "</tbody></table>")
 
@@ -108,16 +115,20 @@ def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    priors = [p for p in table["prior"].unique() if p != NO_PRIOR]
+    first_prior = priors[0] if priors else NO_PRIOR  # a later prior's lines are dotted
     colours = plt.get_cmap("tab10").colors
-    for number, (method, group) in enumerate(table.groupby("method", sort=False)):
-        style, colour = "--" if method in TEXT_FREE else "-", colours[number % len(colours)]
+    for number, ((method, prior), group) in enumerate(table.groupby(["method", "prior"],
+                                                                      sort=False)):
+        style = "--" if method in TEXT_FREE else ":" if prior != first_prior else "-"
+        colour = colours[number % len(colours)]
         for ax, column in zip(axes, ("shots", "image_ratio")):
             points = group[group["shots"].notna() == (column == "shots")]
             if points.empty:
                 continue
             points = points.sort_values(column)
             ax.plot(points[column], points["top1"], "o" + style, ms=4, color=colour,
-                    label=label(method))
+                    label=label(method, prior))
             if points["top1_std"].notna().any():
                 ax.fill_between(points[column], points["top1"] - points["top1_std"],
                                 points["top1"] + points["top1_std"], color=colour,

@@ -108,6 +108,6 @@ def _load(folder, fingerprint):
 
 
 ADAPTER_METHODS.register("zs_lp", settings=ZeroShotProbe, doc=ZeroShotProbe.__doc__)(
-    AdapterMethod(train=_trainer("zs_lp", constrained=False), load=_load))
+    AdapterMethod(train=_trainer("zs_lp", constrained=False), load=_load, uses_prior=True))
 ADAPTER_METHODS.register("clap", settings=ClassAdaptiveProbe, doc=ClassAdaptiveProbe.__doc__)(
-    AdapterMethod(train=_trainer("clap", constrained=True), load=_load))
+    AdapterMethod(train=_trainer("clap", constrained=True), load=_load, uses_prior=True))

@@ -72,4 +72,4 @@ def load_ensemble(folder, fingerprint):
 
 
 ADAPTER_METHODS.register("ensemble", settings=Ensemble, doc=Ensemble.__doc__)(
-    AdapterMethod(train=train_ensemble, load=load_ensemble))
+    AdapterMethod(train=train_ensemble, load=load_ensemble, uses_prior=True))

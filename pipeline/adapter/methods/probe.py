@@ -39,10 +39,10 @@ class Probe(Section):
 
 
 def choose_probe(inputs, part, strengths: list[float], fixed: float, max_iter: int,
-                 priors=None, extra=None):
+                 pulls=None, extra=None):
     """The chosen candidate of a probe grid on one budget, refitted on all its kept images.
 
-    Candidates are `strengths` x (one per prior in `priors` (P, C, D), or no prior) x (one per
+    Candidates are `strengths` x (one per prior in `pulls` (P, C, D), or no prior) x (one per
     entry of `extra`, a post-hoc logit term: extra(k) -> (n, C) added to the held-out logits;
     the ensemble's alpha * zero-shot). Returns (W, b, chosen index triple, CV accuracies or None).
     """
@@ -52,10 +52,10 @@ def choose_probe(inputs, part, strengths: list[float], fixed: float, max_iter: i
     from pipeline.adapter.few_shot import first_best, fit_on_kept, hits, out_of_fold_logits
 
     device = inputs.features.device
-    n_priors = 1 if priors is None else len(priors)
+    n_priors = 1 if pulls is None else len(pulls)
     grid = [(p, s) for p in range(n_priors) for s in range(len(strengths))]
     strength_of = torch.tensor([strengths[s] for _, s in grid], device=device)
-    prior_of = None if priors is None else priors[[p for p, _ in grid]]
+    prior_of = None if pulls is None else pulls[[p for p, _ in grid]]
     logits = out_of_fold_logits(inputs, part, strength_of, prior_of, max_iter)
     terms = extra or [None]
     if logits is None:
@@ -68,7 +68,7 @@ def choose_probe(inputs, part, strengths: list[float], fixed: float, max_iter: i
         chosen_prior, s = grid[best % len(grid)]
         strength = strengths[s]
     weight, bias = fit_on_kept(inputs, part, strength,
-                               None if priors is None else priors[chosen_prior], max_iter)
+                               None if pulls is None else pulls[chosen_prior], max_iter)
     return weight, bias, (strength, chosen_prior, term), accuracy
 
 

@@ -51,12 +51,12 @@ def train_text_prior(inputs, protocol, settings: TextPrior):
     from pipeline.adapter.methods.probe import choose_probe
 
     prototypes = text_prototypes(inputs, settings.mapping)
-    priors = torch.stack([scale * prototypes for scale in settings.scales])  # (P, C, D)
+    pulls = torch.stack([scale * prototypes for scale in settings.scales])  # (P, C, D)
     weights, biases, rows = [], [], []
     for part in budget_images(inputs, protocol):
         weight, bias, (strength, prior, _), accuracy = choose_probe(
             inputs, part, settings.strengths, settings.fixed_strength, settings.max_iter,
-            priors=priors)
+            pulls=pulls)
         weights.append(weight)
         biases.append(bias)
         rows.append(run_row("text_prior", part, "descriptions", settings.mapping,
@@ -73,4 +73,4 @@ def load_text_prior(folder, fingerprint):
 
 
 ADAPTER_METHODS.register("text_prior", settings=TextPrior, doc=TextPrior.__doc__)(
-    AdapterMethod(train=train_text_prior, load=load_text_prior))
+    AdapterMethod(train=train_text_prior, load=load_text_prior, uses_prior=True))

@@ -160,4 +160,4 @@ def load_tip(folder: Path, fingerprint: dict | None) -> TipCaches:
 
 
 ADAPTER_METHODS.register("tip", settings=TipAdapter, doc=TipAdapter.__doc__)(
-    AdapterMethod(train=train_tip, load=load_tip))
+    AdapterMethod(train=train_tip, load=load_tip, uses_prior=True))
