@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.adapter import TrainAdapter
+from pipeline.adapter import NO_PRIOR, TrainAdapter
 from pipeline.clip import ClipSettings
 from pipeline.config import Section
 from pipeline.data import Data
@@ -61,6 +61,9 @@ class Params(Section):
         if unknown:
             raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
                              f"describe.sets or describe.files ({', '.join(known)})")
+        if NO_PRIOR in self.train_adapter.priors:
+            raise ValueError(f"train_adapter.priors: {NO_PRIOR!r} marks a method without a "
+                             "prior: name the description set otherwise")
         unknown = [name for name in self.train_adapter.priors if name not in known]
         if unknown:
             raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "

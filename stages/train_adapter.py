@@ -18,26 +18,24 @@ import typer
 
 from stages.common import BACKBONE_ARGUMENT, PARAMS_OPTION, chosen_backbone, resolve_device
 from stages.layout import backbone_option, backbone_path, require, require_features
-from stages.params import ParamsError, load_params
+from stages.params import load_params
 
 
 def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
          methods: Optional[list[str]] = typer.Argument(
-             None, help="The methods to train, keys of train_adapter.methods. Default: all."),
+             None, help="The methods to train, keys of train_adapter.methods, after the "
+             "backbone (fgvc train_adapter demo-tiny probe tip). Default: all."),
          features: Optional[Path] = backbone_option("extract", help="The backbone's feature sets."),
          clip_dir: Optional[Path] = backbone_option("clip", help="The resolved CLIP.",
                                                     flag="--clip"),
          qformer: Optional[Path] = backbone_option("train_qformer", "checkpoint",
                                                    help="The backbone's Q-Former checkpoint."),
-         out: Optional[Path] = backbone_option("train_adapter", help="Output folder."),
+         out: Optional[Path] = backbone_option(
+             "train_adapter", help="The backbone's adapters folder: each method in <out>/<method>/."),
          params: Path = PARAMS_OPTION) -> None:
     """Train adapter methods on the backbone's features, each method's whole grid in one job."""
     settings = load_params(params)
     backbone = chosen_backbone(settings.clip, backbone)
-    unknown = [name for name in methods or () if name not in settings.train_adapter.methods]
-    if unknown:
-        raise ParamsError(f"train_adapter.methods has no method {', '.join(map(repr, unknown))} "
-                          f"(methods: {', '.join(settings.train_adapter.methods)})")
     clip_dir = require(clip_dir or backbone_path("clip", backbone), made_by=f"clip@{backbone}")
     features = features or backbone_path("extract", backbone)
     require_features(features, backbone, "target_images", "target_captions", "descriptions")
@@ -55,5 +53,5 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
     trained = train_adapters(features, fingerprint_of(read_card(clip_dir)), qformer,
                              settings.train_adapter, device, methods or None)
     trained.save(out or backbone_path("train_adapter", backbone))
-    for line in trained.summary():
-        print(f"train_adapter@{backbone}: {line}")
+    for method, line in trained.summary():
+        print(f"train_adapter@{backbone}-{method}: {line}")

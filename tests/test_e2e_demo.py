@@ -218,8 +218,9 @@ def test_forced_repro_of_the_demo_changes_no_output(demo):
     test_text_extraction) and the Q-Former stage's training (test_qformer)."""
     before = output_hashes(demo)
     stages = stage_names(demo)
+    methods = yaml.safe_load((demo / "params.yaml").read_text())["train_adapter"]["methods"]
     forced_stages = [s for s in stages if s.split("@")[0] in ("data", "describe", "report")
-                     or s.startswith(f"train_adapter@{BACKBONE}-")  # every method
+                     or s in {f"train_adapter@{BACKBONE}-{m}" for m in methods}  # each method
                      or s in (f"evaluate@{BACKBONE}",
                               f"zeroshot@{BACKBONE}")]  # zeroshot@demo-micro: the same code
     forced = run(demo, sys.executable, "-m", "dvc", "repro", "-f", "-s", *forced_stages)

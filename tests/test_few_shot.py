@@ -254,13 +254,45 @@ def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
     assert set(few.loc[few["method"] == "probe", "prior"]) == {"none"}
     exact = few[few["prior"].isin(["none", "attributes"])]
     assert exact.groupby("method")["top1"].mean().min() > 90  # the classes are far apart
-    # The misleading prior (each class's text at the next class's centre): where the kept images
-    # can be split, the ensemble's CV switches it off (alpha 0: the probe alone).
-    weak = pd.read_parquet(features / "before" / "ensemble" / "attributes_weak" / "runs.parquet")
-    assert (weak.loc[weak["selected_by"].str.contains("CV"), "alpha"] == 0.0).all()
-    scored = few[few["method"].isin(["probe", "ensemble"]) & few["shots"].eq(4)]
-    by = scored.groupby(["method", "prior"])["top1"].mean()
-    assert by[("ensemble", "attributes_weak")] == by[("probe", "none")]
+
+
+def test_a_misleading_prior_is_switched_off_where_the_kept_images_show_it(features, tmp_path):
+    """The fixture's second description set puts each class's text at the next class's centre.
+    The ensemble trains once per prior; wherever the kept images can be split, its CV picks
+    alpha = 0 for the misleading one, so those classifiers are the probe's, weight for weight.
+    Saving again replaces the folders whole; a folder of other files is refused."""
+    from conftest import FINGERPRINT
+    from pipeline.adapter.methods import load_adapters
+    from pipeline.adapter.settings import TrainAdapter
+    from pipeline.adapter.train import train_adapters
+    from pipeline.common import InputError
+
+    settings = TrainAdapter(
+        seeds=[0], priors=["attributes", "attributes_weak"], methods={"probe": {}, "ensemble": {}},
+        budgets={"ratios": [100], "shots": [1, 4], "shot_seeds": [1, 2], "folds": 3})
+    trained = train_adapters(features / "extract" / BACKBONE, FINGERPRINT,
+                             write_qformer(tmp_path / "qformer"), settings, "cpu")
+    trained.save(tmp_path / "adapters")
+    loaded = load_adapters(tmp_path / "adapters", FINGERPRINT, ["probe", "ensemble"])
+    assert [one.runs["prior"].iloc[0] for one in loaded["ensemble"]] == ["attributes",
+                                                                          "attributes_weak"]
+    (probe,), (_, weak) = loaded["probe"], loaded["ensemble"]
+    assert weak.runs["run"].str.endswith("-attributes_weak").all()
+    by_cv = weak.runs["selected_by"].str.contains("CV").to_numpy()
+    assert by_cv.sum() == 3  # 4 shots over two seeds, and 100%; 1 shot is fixed in advance
+    assert (weak.runs.loc[by_cv, "alpha"] == 0.0).all()
+    assert torch.equal(weak.weight[by_cv], probe.weight[by_cv])
+    assert (weak.runs.loc[~by_cv, "alpha"] == 1.0).all()  # fixed_alpha: the misleading text in
+
+    (tmp_path / "adapters" / "ensemble" / "old_prior").mkdir()
+    trained.save(tmp_path / "adapters")
+    assert not (tmp_path / "adapters" / "ensemble" / "old_prior").exists()
+    assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == ["ensemble", "probe"]
+    (tmp_path / "mine" / "probe").mkdir(parents=True)
+    (tmp_path / "mine" / "probe" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds other files than a trained method"):
+        trained.save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "probe" / "notes.txt").read_text() == "mine"
 
 
 def test_the_ensemble_at_alpha_zero_is_the_probe(features):

@@ -225,6 +225,7 @@ def linear(p):
     (lambda p: p["train_adapter"].update(descriptions="llm"), "train_adapter.descriptions: 'llm' is not one of describe.sets or describe.files (attributes, attributes_weak, descriptors)"),
     (lambda p: p["train_adapter"].update(priors=["attributes", "llm"]), "train_adapter.priors: 'llm' not in describe.sets or describe.files (attributes, attributes_weak, descriptors)"),
     (lambda p: p["train_adapter"].update(priors=[]), "train_adapter.priors: List should have at least 1 item"),
+    (lambda p: (p["describe"]["sets"].update(none={"backend": "attributes"}), p["train_adapter"].update(priors=["none"])), "train_adapter.priors: 'none' marks a method without a prior"),
     (lambda p: p["describe"]["sets"]["attributes_weak"].update(wrong_traits=1.5), "describe.sets.attributes_weak.wrong_traits: Input should be less than or equal to 1"),
     (lambda p: p["describe"]["sets"].update(llm={"backend": "openai", "prompt": "cbd", "wrong_traits": 0.3}), "describe.sets.llm: wrong_traits is not read by backend 'openai'"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json", "path": "x.json"}), "describe: sets.cbd: backend 'cbd_json' belongs in describe.files (describe.sets takes attributes or openai)"),

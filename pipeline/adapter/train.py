@@ -10,38 +10,48 @@ val_images.parquet). DVC trains each method in its own stage, `train_adapter@<ba
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import torch
 
 from pipeline.adapter.inputs import load_adapter_inputs
-from pipeline.adapter.methods import ADAPTER_METHODS, METHOD_FILE, method_record
+from pipeline.adapter.methods import ADAPTER_METHODS, METHOD_FILE, NO_PRIOR, method_record
 from pipeline.adapter.settings import TrainAdapter
 from pipeline.common import InputError, write_json
 
 
 @dataclasses.dataclass
 class TrainedMethods:
-    # method name -> its TrainedAdapters, or for a text-prior method {prior set: TrainedAdapters}
-    methods: dict[str, object]
+    # method name -> {prior set (NO_PRIOR for a method without one): its TrainedAdapters}
+    methods: dict[str, dict[str, object]]
     fingerprint: dict  # of the CLIP whose features they trained on
 
     def save(self, folder: Path) -> None:
         """Each method into `folder`/<method>/ (a text-prior method: <method>/<prior>/ per
-        prior), its record written last (a folder without one is an unfinished save)."""
-        for name, trained in self.methods.items():
-            by_prior = trained if isinstance(trained, dict) else None
-            for prior, one in (by_prior or {None: trained}).items():
-                one.save(Path(folder) / name / (prior or ""))
-            write_json(Path(folder) / name / METHOD_FILE,
-                       method_record(name, list(by_prior) if by_prior else None, self.fingerprint))
+        prior), its record written last, in a temporary folder renamed into place: a crash
+        leaves the old folder or the new one, never half of each. Refuses to replace a folder
+        that is not a trained method's (no record in it)."""
+        for name, by_prior in self.methods.items():
+            target = Path(folder) / name
+            if target.exists() and any(target.iterdir()) and not (target / METHOD_FILE).is_file():
+                raise InputError(f"{target} holds other files than a trained method: give "
+                                 "train_adapter another --out, or empty it")
+            partial = Path(folder) / f".{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            for prior, trained in by_prior.items():
+                trained.save(partial if prior == NO_PRIOR else partial / prior)
+            priors = None if list(by_prior) == [NO_PRIOR] else list(by_prior)
+            write_json(partial / METHOD_FILE, method_record(name, priors, self.fingerprint))
+            if target.exists():
+                shutil.rmtree(target)
+            partial.rename(target)
 
-    def summary(self) -> list[str]:
-        lines = []
-        for name, trained in self.methods.items():
-            for prior, one in (trained if isinstance(trained, dict) else {None: trained}).items():
-                lines.append(f"{name}{f' ({prior} prior)' if prior else ''}: {one.summary()}")
-        return lines
+    def summary(self) -> list[tuple[str, str]]:
+        """(method, a line on what it trained), a line per prior."""
+        return [(name, trained.summary() if prior == NO_PRIOR
+                 else f"{prior} prior: {trained.summary()}")
+                for name, by_prior in self.methods.items() for prior, trained in by_prior.items()]
 
 
 def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: TrainAdapter,
@@ -71,6 +81,6 @@ def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: T
                                                  settings.methods[name])
                              for prior in settings.priors}
         else:
-            trained[name] = method.train(inputs_with(settings.descriptions), settings,
-                                         settings.methods[name])
+            trained[name] = {NO_PRIOR: method.train(inputs_with(settings.descriptions), settings,
+                                                    settings.methods[name])}
     return TrainedMethods(trained, fingerprint)

@@ -11,6 +11,8 @@ import io
 import numpy as np
 import pandas as pd
 
+from pipeline.adapter.methods import NO_PRIOR
+
 METHOD_LABELS = {
     "linear:none": "paper's adapter, image only",
     "linear:descriptions": "paper's adapter + descriptions (Q-Former)",
@@ -22,7 +24,6 @@ METHOD_LABELS = {
     "clap": "CLAP",
 }
 TEXT_FREE = ("linear:none", "probe")  # image only: what text is judged against
-NO_PRIOR = "none"  # pipeline.adapter.methods.NO_PRIOR: a method without a text prior
 
 
 def few_shot_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -117,11 +118,11 @@ def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
     priors = [p for p in table["prior"].unique() if p != NO_PRIOR]
     first_prior = priors[0] if priors else NO_PRIOR  # a later prior's lines are dotted
+    methods = list(dict.fromkeys(table["method"]))  # one colour per method, whatever its prior
     colours = plt.get_cmap("tab10").colors
-    for number, ((method, prior), group) in enumerate(table.groupby(["method", "prior"],
-                                                                      sort=False)):
+    for (method, prior), group in table.groupby(["method", "prior"], sort=False):
         style = "--" if method in TEXT_FREE else ":" if prior != first_prior else "-"
-        colour = colours[number % len(colours)]
+        colour = colours[methods.index(method) % len(colours)]
         for ax, column in zip(axes, ("shots", "image_ratio")):
             points = group[group["shots"].notna() == (column == "shots")]
             if points.empty:

@@ -79,7 +79,7 @@ def load_adapters(folder: Path, fingerprint: dict | None,
         if not record.is_file():
             raise InputError(f"no trained {name!r} adapters at {record.parent} (no "
                              f"{METHOD_FILE}): the `train_adapter` stage makes them "
-                             f"(train_adapter@<backbone>-{name})")
+                             f"(train_adapter@{Path(folder).name}-{name})")
         saved = json.loads(record.read_text())
         if saved.get("method") != name:
             raise InputError(f"{record} is the record of method {saved.get('method')!r}, not "
