@@ -353,3 +353,36 @@ def test_few_shot_table_gives_mean_and_std_per_method_and_budget_beside_the_pape
     assert "| method | 1-shot | 10% |" in text
     assert "| probe + alpha x zero-shot (output ensemble) | **50.0 ± 7.1** | **65.0** |" in text
     assert few_shot_table(linear).empty  # the paper's grid alone: no few-shot table
+
+
+def test_table1_gains_the_text_prior_method_the_kept_images_chose():
+    """Beside Table 1's class-balanced cells: per ratio, the text-prior method with the best
+    cross-validated top-1 on the kept images (not the best on the test split), its test top-1
+    and spread; methods that choose nothing, and other priors, are no candidates."""
+    from pipeline.report.few_shot import best_text_prior
+
+    rows = []
+    # (method, prior, ratio, seed, cv_top1, top1): at 10 % tip wins the CV but loses on test
+    for method, prior, ratio, seed, cv, top1 in (
+            ("ensemble", "llm", 10, 0, 60.0, 70.0), ("ensemble", "llm", 10, 1, 62.0, 74.0),
+            ("tip", "llm", 10, 0, 65.0, 66.0), ("tip", "llm", 10, 1, 65.0, 64.0),
+            ("ensemble", "llm", 100, 0, 80.0, 81.0), ("text_prior", "llm", 100, 0, 80.0, 85.0),
+            ("ensemble", "weak", 100, 0, 99.0, 99.0),  # another prior: not a candidate
+            ("zs_lp", "llm", 100, 0, None, 99.0)):  # chooses nothing: no CV top-1
+        rows.append({"method": method, "prior": prior, "run": f"{method}-{prior}-{ratio}-{seed}",
+                     "budget": f"{ratio}%", "shots": None, "image_ratio": ratio, "seed": seed,
+                     "cv_top1": cv, "top1": top1})
+    rows.append({"method": "ensemble", "prior": "llm", "run": "e-1shot", "budget": "1-shot",
+                 "shots": 1, "image_ratio": None, "seed": 1, "cv_top1": 99.0, "top1": 99.0})
+    best = best_text_prior(pd.DataFrame(rows), "llm").set_index("image_ratio")
+    assert best.loc[10, "method"] == "tip" and best.loc[10, "top1"] == 65.0
+    assert best.loc[10, "top1_std"] == pytest.approx(1.4142, abs=1e-4)
+    assert best.loc[100, "method"] == "ensemble"  # a CV tie: the first trained
+    assert sorted(best.index) == [10, 100]  # the 1-shot run is no ratio
+    cells = table1(fake_results(selections=("class_balanced", "global")))
+    markdown = table1_markdown(cells, RunContext(best_prior=best.reset_index(), prior="llm"))
+    balanced, global_ = markdown.split("## selection: global")
+    assert "best text prior, llm (method chosen by CV on the kept images)" in balanced
+    assert "| 65.00 ± 1.41 (tip) |" in balanced and "| 81.00 (ensemble) |" in balanced
+    assert "best text prior" not in global_  # the few-shot budgets are class-balanced
+    assert best_text_prior(fake_results(), "llm").empty  # no few-shot method trained

@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.common import write_bytes, write_text
-from pipeline.report.few_shot import few_shot_html, few_shot_markdown, few_shot_png, few_shot_table
+from pipeline.report.few_shot import (best_text_prior, few_shot_html, few_shot_markdown,
+                                      few_shot_png, few_shot_table)
 from pipeline.report.settings import Report
 from pipeline.report.summary import diff_style, png_data_uri, summary_html
 from pipeline.report.tables import (RunContext, plot_series, selections, table1, table1_markdown,
@@ -82,7 +83,8 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
             references=tuple((f"{METHOD_LABELS.get(row.method, row.method)}: {row.variant}",
                               float(row.top1), float(row.top5))
                              for row in zeroshot[backbone].results.itertuples()),
-            paper=paper)
+            paper=paper, best_prior=best_text_prior(results, adapter_descriptions),
+            prior=adapter_descriptions)
         # The published numbers are CUB's: beside another target's they would mislead.
         cells = table1(results[results["method"] == PAPER_METHOD], **({} if paper else
                                                                        {"paper": {}}))

@@ -60,6 +60,28 @@ def few_shot_table(results: pd.DataFrame) -> pd.DataFrame:
             .drop(columns=["_method", "_prior", "_budget"]).reset_index(drop=True))
 
 
+def best_text_prior(results: pd.DataFrame, prior: str) -> pd.DataFrame:
+    """Table 1's extra column: at each image ratio, the text-prior method (with `prior`) whose
+    hyper-parameters scored best under cross-validation on the kept images (`cv_top1`, mean
+    over seeds; ties: the first trained), with its test top-1 mean and std. Chosen without the
+    test split: the candidates are the methods that cross-validate something (a method that
+    chooses nothing has no `cv_top1`), and a ratio where no run could be cross-validated has no
+    entry. Columns: image_ratio, method, top1, top1_std, seeds, cv_top1."""
+    columns = ["image_ratio", "method", "top1", "top1_std", "seeds", "cv_top1"]
+    if not {"budget", "prior", "cv_top1"} <= set(results):
+        return pd.DataFrame(columns=columns)
+    runs = results[results["budget"].notna() & results["shots"].isna()
+                   & (results["prior"] == prior)]
+    stats = (runs.groupby(["image_ratio", "method"], sort=False)
+             .agg(cv_top1=("cv_top1", "mean"), top1=("top1", "mean"),
+                  top1_std=("top1", "std"), seeds=("seed", "nunique"))
+             .dropna(subset=["cv_top1"]).reset_index())
+    if stats.empty:
+        return pd.DataFrame(columns=columns)
+    best = stats.loc[stats.groupby("image_ratio", sort=False)["cv_top1"].idxmax()]
+    return best.astype({"image_ratio": int})[columns].reset_index(drop=True)
+
+
 def budgets_in_order(table: pd.DataFrame) -> list[str]:
     """k-shot budgets ascending, then ratios ascending."""
     first = table.drop_duplicates("budget")

@@ -30,6 +30,10 @@ class RunContext:
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
     paper: bool = True  # False: a dataset the paper's numbers (CUB's) are not about
+    # the best text-prior few-shot method per ratio (pipeline.report.few_shot.best_text_prior),
+    # a column beside the class-balanced cells; None: no few-shot method trained
+    best_prior: pd.DataFrame | None = None
+    prior: str = ""  # the description set those methods took their prior from
 
     def labels(self, cells: pd.DataFrame | None = None) -> dict[str, str]:
         """Table 1's column names, the description columns named for what they hold: the
@@ -110,11 +114,16 @@ def table1_markdown(cells: pd.DataFrame, context: RunContext) -> str:
         lines += ["", "Reference rows on the same test images (top-1 / top-5 %):", ""]
         lines += [f"- {name}: {top1:.2f} / {top5:.2f}" for name, top1, top5 in context.references]
     labels = context.labels(cells)
+    best = (context.best_prior.set_index("image_ratio")
+            if context.best_prior is not None and len(context.best_prior) else None)
     for selection, group in cells.groupby("selection", sort=False):
+        extra = best is not None and selection == "class_balanced"  # the few-shot budgets' rule
         lines += ["", f"## selection: {selection}", "",
                   "| (image, text) % | " + " | ".join(
-                      f"{label} (ours / paper / diff)" for label in labels.values()) + " |",
-                  "|---|" + "---|" * len(labels)]
+                      f"{label} (ours / paper / diff)" for label in labels.values())
+                  + (f" | best text prior, {context.prior} (method chosen by CV on the kept "
+                     "images)" if extra else "") + " |",
+                  "|---|" + "---|" * (len(labels) + extra)]
         for ratio in range(100, -1, -10):
             row = [f"({ratio}, {100 - ratio})"]
             for source in labels:
@@ -126,8 +135,18 @@ def table1_markdown(cells: pd.DataFrame, context: RunContext) -> str:
                 std = "" if pd.isna(cell["top1_std"]) else f" ± {cell['top1_std']:.2f}"
                 row.append(f"{cell['top1']:.2f}{std} / {format_number(cell['paper_top1'])} / "
                            f"{format_number(cell['diff_top1'], '{:+.2f}')}")
+            if extra:
+                row.append(_best_cell(best, ratio))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _best_cell(best: pd.DataFrame, ratio: int) -> str:
+    if ratio not in best.index:
+        return "-"
+    cell = best.loc[ratio]
+    std = "" if pd.isna(cell["top1_std"]) else f" ± {cell['top1_std']:.2f}"
+    return f"{cell['top1']:.2f}{std} ({cell['method']})"
 
 
 def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
