@@ -56,12 +56,11 @@ def main(feature_set: str = typer.Argument(..., help=f"One of: {', '.join(FEATUR
     elif spec.kind == "descriptions":
         adapters = settings.train_adapter.descriptions
         names = dict.fromkeys([*settings.zeroshot.descriptions, adapters,
-                               *settings.train_adapter.priors])
+                               *settings.prior_sets()])
         tables = {name: require(descriptions / f"{name}.parquet",
                                 made_by=describe_stage(name, settings.describe)) for name in names}
         sources = SetSources(index, descriptions=tables,
-                             token_sets=tuple(dict.fromkeys([adapters,
-                                                             *settings.train_adapter.priors])))
+                             token_sets=tuple(dict.fromkeys([adapters, *settings.prior_sets()])))
     device = resolve_device(settings.extract.device, "extract.device")
     results = extract_feature_set(feature_set, clip_dir, out, sources, settings.extract, device,
                                   say=say(f"extract_{feature_set}@{backbone}"))

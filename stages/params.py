@@ -54,6 +54,20 @@ class Params(Section):
     zeroshot: Zeroshot = Field(default_factory=Zeroshot)
     report: Report = Field(default_factory=Report)
 
+    def prior_sets(self) -> list[str]:
+        """The description sets the text-prior methods train with: train_adapter.priors, or
+        where it is null, train_adapter.descriptions, then every weak set of describe.sets (an
+        attributes set with wrong_traits), in their order."""
+        if self.train_adapter.priors is not None:
+            return list(self.train_adapter.priors)
+        weak = [name for name, entry in self.describe.sets.items() if entry.wrong_traits]
+        return list(dict.fromkeys([self.train_adapter.descriptions, *weak]))
+
+    def with_prior_sets(self) -> TrainAdapter:
+        """The train_adapter section with its priors named (`prior_sets`): what the library
+        receives."""
+        return self.train_adapter.model_copy(update={"priors": self.prior_sets()})
+
     @model_validator(mode="after")
     def _description_sets_exist(self) -> Params:
         known = self.describe.every_set
@@ -61,17 +75,17 @@ class Params(Section):
         if unknown:
             raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
                              f"describe.sets or describe.files ({', '.join(known)})")
-        if NO_PRIOR in self.train_adapter.priors:
-            raise ValueError(f"train_adapter.priors: {NO_PRIOR!r} marks a method without a "
-                             "prior: name the description set otherwise")
-        unknown = [name for name in self.train_adapter.priors if name not in known]
-        if unknown:
-            raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "
-                             f"describe.sets or describe.files ({', '.join(known)})")
         if self.train_adapter.descriptions not in known:
             raise ValueError(f"train_adapter.descriptions: {self.train_adapter.descriptions!r} "
                              f"is not one of describe.sets or describe.files "
                              f"({', '.join(known)})")
+        if NO_PRIOR in self.prior_sets():
+            raise ValueError(f"train_adapter.priors: {NO_PRIOR!r} marks a method without a "
+                             "prior: name the description set otherwise")
+        unknown = [name for name in self.prior_sets() if name not in known]
+        if unknown:
+            raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "
+                             f"describe.sets or describe.files ({', '.join(known)})")
         return self
 
     @model_validator(mode="after")

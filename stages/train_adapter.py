@@ -51,7 +51,7 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
 
         torch.set_num_threads(settings.train_adapter.cpu_threads)
     trained = train_adapters(features, fingerprint_of(read_card(clip_dir)), qformer,
-                             settings.train_adapter, device, methods or None)
+                             settings.with_prior_sets(), device, methods or None)
     trained.save(out or backbone_path("train_adapter", backbone))
     for method, line in trained.summary():
         print(f"train_adapter@{backbone}-{method}: {line}")

@@ -224,7 +224,7 @@ def linear(p):
     (lambda p: p["extract"]["images"].update(engine="ray", decode="torchvision"), "extract.images: engine 'ray' decodes in CPU tasks"),
     (lambda p: p["train_adapter"].update(descriptions="llm"), "train_adapter.descriptions: 'llm' is not one of describe.sets or describe.files (attributes, attributes_weak, descriptors)"),
     (lambda p: p["train_adapter"].update(priors=["attributes", "llm"]), "train_adapter.priors: 'llm' not in describe.sets or describe.files (attributes, attributes_weak, descriptors)"),
-    (lambda p: p["train_adapter"].update(priors=[]), "train_adapter.priors: List should have at least 1 item"),
+    (lambda p: p["train_adapter"].update(priors=[]), "train_adapter.priors: Value should have at least 1 item after validation, not 0"),
     (lambda p: (p["describe"]["sets"].update(none={"backend": "attributes"}), p["train_adapter"].update(priors=["none"])), "train_adapter.priors: 'none' marks a method without a prior"),
     (lambda p: p["describe"]["sets"]["attributes_weak"].update(wrong_traits=1.5), "describe.sets.attributes_weak.wrong_traits: Input should be less than or equal to 1"),
     (lambda p: p["describe"]["sets"].update(llm={"backend": "openai", "prompt": "cbd", "wrong_traits": 0.3}), "describe.sets.llm: wrong_traits is not read by backend 'openai'"),

@@ -386,3 +386,10 @@ def test_table1_gains_the_text_prior_method_the_kept_images_chose():
     assert "| 65.00 ± 1.41 (tip) |" in balanced and "| 81.00 (ensemble) |" in balanced
     assert "best text prior" not in global_  # the few-shot budgets are class-balanced
     assert best_text_prior(fake_results(), "llm").empty  # no few-shot method trained
+
+
+def test_the_report_names_a_method_without_prior_as_the_adapters_do():
+    from pipeline.adapter.methods import NO_PRIOR
+    from pipeline.report import few_shot
+
+    assert few_shot.NO_PRIOR == NO_PRIOR

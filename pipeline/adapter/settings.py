@@ -57,11 +57,12 @@ class TrainAdapter(Section):
     seeds: Distinct[int] = Field(default_factory=lambda: [0], min_length=1)
     descriptions_per_image: int = Field(10, ge=1, description="descriptions standing in for one "
                                         "replaced image (Reed's captions are 10)")
-    priors: Distinct[str] = Field(
-        default_factory=lambda: ["attributes", "attributes_weak"], min_length=1,
+    priors: Distinct[str] | None = Field(
+        None, min_length=1,
         description="the description sets a text-prior method (ensemble, text_prior, tip, "
         "zs_lp, clap) takes its prior from, trained once with each: keys of describe.sets or "
-        "describe.files (the demo's second is weak: a third of its traits wrong)")
+        "describe.files; null: train_adapter.descriptions, then every weak set of describe.sets "
+        "(wrong_traits: the demo's attributes_weak)")
     budgets: Budgets = Field(default_factory=Budgets)
     device: Device = "auto"
     cpu_threads: int = Field(1, ge=0, description="torch's CPU threads (0: torch's default, "

@@ -60,6 +60,9 @@ def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: T
     there) on `features` (one backbone's extract folder, made by the CLIP of `fingerprint`),
     texts mapped by the Q-Former in `qformer`: a text-prior method once per set of
     `settings.priors`, on inputs whose description set is that prior."""
+    if settings.priors is None:
+        raise ValueError("settings.priors is None: resolve it first (stages.params.Params."
+                         "prior_sets names the sets)")
     methods = list(settings.methods) if methods is None else list(methods)
     missing = [name for name in methods if name not in settings.methods]
     if missing:
