@@ -320,3 +320,33 @@ def test_the_ensemble_at_alpha_zero_is_the_probe(features):
     zero_shot = 100 * F.normalize(images, dim=-1) @ text_prototypes(inputs, "none").T
     assert torch.allclose(mixed.logits(images), probe.logits(images) + 0.5 * zero_shot,
                           atol=1e-3)
+
+
+def test_inputs_without_a_qformer_hold_the_same_images_and_raw_texts(features):
+    """A method that maps no text gets inputs loaded without the Q-Former: the same image rows
+    and raw text rows, the same prototypes and so the same trained probe, and no mapped rows to
+    read by mistake."""
+    from pipeline.adapter.few_shot import text_prototypes
+    from pipeline.adapter.inputs import load_adapter_inputs
+    from pipeline.adapter.methods.text_prior import TextPrior, train_text_prior
+    from pipeline.adapter.settings import TrainAdapter
+    from conftest import FINGERPRINT
+
+    folder = features / "extract" / BACKBONE
+    mapped = load_adapter_inputs(folder, "attributes", FINGERPRINT,
+                                 write_qformer(features / "qformer"), torch.device("cpu"))
+    plain = load_adapter_inputs(folder, "attributes", FINGERPRINT, None, torch.device("cpu"))
+    assert mapped.mapped and not plain.mapped
+    images, texts = len(plain.table.images), plain.table.texts  # 30 train images, 3 texts
+    assert (images, texts) == (30, 3) and len(plain.features) == images + texts
+    assert len(mapped.features) == images + 2 * texts
+    assert torch.equal(plain.features[:images], mapped.features[:images])
+    assert torch.equal(plain.features[images:], mapped.features[mapped.raw_start:])
+    assert torch.equal(plain.labels, torch.cat([mapped.labels[:images],
+                                                mapped.labels[mapped.raw_start:]]))
+    assert torch.equal(text_prototypes(plain, "none"), text_prototypes(mapped, "none"))
+    with pytest.raises(ValueError, match="without a Q-Former"):
+        text_prototypes(plain, "qformer")
+    protocol = TrainAdapter(methods={"linear": {}}, budgets={"ratios": [50], "shots": [2]})
+    a, b = (train_text_prior(inputs, protocol, TextPrior()) for inputs in (mapped, plain))
+    assert torch.equal(a.weight, b.weight) and a.runs.equals(b.runs)

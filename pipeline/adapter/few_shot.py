@@ -67,8 +67,11 @@ def text_prototypes(inputs, mapping: str) -> torch.Tensor:
 
     table = inputs.table
     count = len(table.descriptions)
+    if mapping == "qformer" and not inputs.mapped:
+        raise ValueError("these inputs were loaded without a Q-Former: a method mapping its "
+                         "prior through it declares so (AdapterMethod.maps_texts)")
     start = (len(table.images) + len(table.captions) if mapping == "qformer"
-             else len(table.labels) + len(table.captions))
+             else inputs.raw_start + len(table.captions))
     features = inputs.features[start:start + count].cpu()
     classes = table.descriptions["class_index"].to_numpy()
     if len(np.unique(classes)) < len(inputs.class_ids):

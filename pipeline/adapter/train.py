@@ -68,12 +68,15 @@ def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: T
     if missing:
         raise InputError(f"train_adapter.methods has no method {', '.join(map(repr, missing))} "
                          f"(methods: {', '.join(settings.methods)})")
+    # the Q-Former is loaded only if some method trains on texts it maps
+    mapping = any(ADAPTER_METHODS.get(name).maps_texts(settings.methods[name]) for name in methods)
     inputs: dict[str, object] = {}  # description set -> its inputs, loaded once
 
     def inputs_with(descriptions: str):
         if descriptions not in inputs:
             inputs[descriptions] = load_adapter_inputs(features, descriptions, fingerprint,
-                                                       qformer, torch.device(device))
+                                                       qformer if mapping else None,
+                                                       torch.device(device))
         return inputs[descriptions]
 
     trained = {}

@@ -41,6 +41,9 @@ class AdapterMethod:
     # True: a text-prior method, trained once per set of `train_adapter.priors`, each time on
     # inputs whose description set is that prior (saved in <method>/<prior>/)
     uses_prior: bool = False
+    # (its settings) -> True where it trains on texts mapped by the Q-Former: only then is the
+    # Q-Former loaded (and `transformers` imported) for it
+    maps_texts: Callable = lambda settings: False
 
 
 NO_PRIOR = "none"  # the `prior` of a method that takes none

@@ -168,4 +168,5 @@ def load_linear(folder: Path, fingerprint: dict | None) -> LinearGrid:
 
 
 ADAPTER_METHODS.register("linear", settings=LinearAdapter, doc=LinearAdapter.__doc__)(
-    AdapterMethod(train=train_linear, load=load_linear))
+    AdapterMethod(train=train_linear, load=load_linear,
+                  maps_texts=lambda settings: True))  # the paper's bridge, always

@@ -73,4 +73,5 @@ def load_text_prior(folder, fingerprint):
 
 
 ADAPTER_METHODS.register("text_prior", settings=TextPrior, doc=TextPrior.__doc__)(
-    AdapterMethod(train=train_text_prior, load=load_text_prior, uses_prior=True))
+    AdapterMethod(train=train_text_prior, load=load_text_prior, uses_prior=True,
+                  maps_texts=lambda settings: settings.mapping == "qformer"))
