@@ -99,20 +99,40 @@ class TipCaches:
         return budget_summary(self.runs, "Tip-Adapter caches")
 
 
+class HeldOutCaches:
+    """Tip-Adapter's cross-validated logits on one budget's kept images (unit x (n, D), classes
+    y, folds `fold`): each image under the cache of the other folds' images, each class's cache
+    term scaled by n_c / (its keys in the other folds), the weight the class's full cache has at
+    test. What every candidate shares (the affinities, the zero-shot logits) is computed once;
+    the cache term once per beta, alpha being a plain weight on it."""
+
+    def __init__(self, x, y, fold, zero_shot):
+        import torch
+
+        from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE
+
+        self.other = (fold[:, None] != fold[None, :]).to(x.dtype)  # (n, n) the other folds' keys
+        self.values = torch.nn.functional.one_hot(y, len(zero_shot)).to(x.dtype)  # (n, C)
+        seen = self.other @ self.values  # (n, C) keys of each class in the other folds
+        self.scale = self.values.sum(dim=0) / seen.clamp_min(1)
+        self.affinity = x @ x.T  # (n, n)
+        self.zero_shot = CLIP_LOGIT_SCALE * x @ zero_shot.T  # (n, C)
+
+    def cache(self, beta: float):
+        """(n, C) the other folds' cache term at sharpness `beta`, before its weight."""
+        import torch
+
+        return (torch.exp(-beta * (1 - self.affinity)) * self.other) @ self.values
+
+    def logits(self, cache, alpha: float):
+        """(n, C) logits with `cache` (of `cache(beta)`) weighed by `alpha`."""
+        return self.zero_shot + alpha * cache * self.scale
+
+
 def held_out_logits(x, y, fold, zero_shot, alpha: float, beta: float):
-    """(n, C) Tip-Adapter logits of each kept image (unit x (n, D), classes y, folds `fold`)
-    under the cache of the other folds' images, each class's cache term scaled by
-    n_c / (its keys in the other folds): the weight the class's full cache has at test."""
-    import torch
-
-    from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE
-
-    other = (fold[:, None] != fold[None, :]).to(x.dtype)  # (n, n) the other folds' keys
-    values = torch.nn.functional.one_hot(y, len(zero_shot)).to(x.dtype)  # (n, C)
-    seen = other @ values  # (n, C) keys of each class in the other folds
-    scale = values.sum(dim=0) / seen.clamp_min(1)
-    cache = (torch.exp(-beta * (1 - x @ x.T)) * other) @ values
-    return CLIP_LOGIT_SCALE * x @ zero_shot.T + alpha * cache * scale
+    """(n, C) Tip-Adapter logits of each kept image under one (alpha, beta): `HeldOutCaches`."""
+    caches = HeldOutCaches(x, y, fold, zero_shot)
+    return caches.logits(caches.cache(beta), alpha)
 
 
 def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
@@ -131,10 +151,13 @@ def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
         accuracy = None
         alpha, beta = settings.fixed_alpha, settings.fixed_beta
         if part.fold is not None:
-            fold = torch.as_tensor(part.fold, device=x.device)
-            accuracy = np.array([
-                100.0 * (held_out_logits(x, y, fold, zero_shot, a, b).argmax(dim=1) == y)
-                .float().mean().item() for a, b in grid])
+            caches = HeldOutCaches(x, y, torch.as_tensor(part.fold, device=x.device), zero_shot)
+            by_beta = {}  # beta -> {alpha: held-out top-1}
+            for b in settings.betas:
+                cache = caches.cache(b)
+                by_beta[b] = {a: 100.0 * (caches.logits(cache, a).argmax(dim=1) == y)
+                              .float().mean().item() for a in settings.alphas}
+            accuracy = np.array([by_beta[b][a] for a, b in grid])
             alpha, beta = grid[first_best(accuracy)]
         keys.append(x)
         labels.append(y)
