@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from pipeline.bench.few_shot import CUB_SIZE
 from pipeline.common import InputError
 from stages.common import PARAMS_OPTION, chosen_backbone, one_line_errors, resolve_device
 from stages.layout import (backbone_option, backbone_path, require, require_data_root,
@@ -133,6 +135,42 @@ def adapter(
     if json_out:
         json_out.write_text(json.dumps(dict(result.__dict__, speedup=result.speedup,
                                             device=str(device)), indent=2))
+
+
+@app.command("few_shot")
+@one_line_errors
+def few_shot(
+    methods: Optional[list[str]] = typer.Argument(
+        None, help="The methods to time, keys of train_adapter.methods. Default: every "
+        "few-shot method there."),
+    train: int = typer.Option(CUB_SIZE["train"], min=2, help="Train images (CUB's: 5,994)."),
+    classes: int = typer.Option(CUB_SIZE["classes"], min=2, help="Classes (CUB's: 200)."),
+    width: int = typer.Option(CUB_SIZE["width"], min=1, help="Feature width (768: ViT-B)."),
+    descriptions: int = typer.Option(10, min=1, help="Descriptions per class (the prior)."),
+    seed: int = typer.Option(0, help="Seed of the random table."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Every few-shot method of train_adapter.methods over every budget of
+    train_adapter.budgets (with their seeds) on a random class-structured table of CUB's size,
+    each method timed beside a baseline measured in the same run (one L-BFGS probe on every
+    train image). train_adapter.cpu_threads and train_adapter.device apply, as in the stage."""
+    config = load_params(params).train_adapter
+
+    import torch
+
+    from pipeline.bench.few_shot import bench_few_shot
+
+    device = resolve_device(config.device, "train_adapter.device")
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    print(f"bench few_shot: methods {', '.join(methods or config.methods)}")
+    result = bench_few_shot(config, train=train, classes=classes, width=width,
+                            descriptions_per_class=descriptions, seed=seed, device=device,
+                            methods=methods or None)
+    print(result.report())
+    if json_out:
+        json_out.write_text(json.dumps(result.as_json(), indent=2))
 
 
 @app.command("qformer")

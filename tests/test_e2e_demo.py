@@ -260,17 +260,18 @@ def test_evaluate_writes_per_class_accuracy_and_confusion(demo):
 
 
 def test_bench_adapter_runs_on_the_demo(demo, tmp_path):
-    """The bench on the demo's artifacts, shortened (100 steps, one timing each way): it checks
-    that the batched and the one-by-one heads agree, not how fast they are."""
+    """The bench on the demo's artifacts, shortened (100 steps, one timing each way, four heads
+    trained alone): it checks that the batched and the one-by-one heads agree, not how fast
+    they are."""
     params = yaml.safe_load((demo / "params.yaml").read_text())
     params["train_adapter"]["methods"]["linear"]["steps"] = 100
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = run_by_hand(demo, "bench", "adapter", "--repeats", "1", "--params",
+    out = run_by_hand(demo, "bench", "adapter", "--repeats", "1", "--sample", "4", "--params",
                       str(tmp_path / "params.yaml"), "--json", str(tmp_path / "bench_adapter.json"))
     heads = 50 * len(SELECTIONS)  # the grid as configured: the ablation's runs too
     assert f"{heads} heads x 100 steps" in out and "sequential / batched =" in out
     figures = json.loads((tmp_path / "bench_adapter.json").read_text())
-    assert figures["heads"] == heads and figures["steps"] == 100
+    assert figures["heads"] == heads and figures["steps"] == 100 and figures["sampled_heads"] == 4
     assert figures["max_weight_difference"] < 1e-4
 
 

@@ -350,3 +350,47 @@ def test_inputs_without_a_qformer_hold_the_same_images_and_raw_texts(features):
     protocol = TrainAdapter(methods={"linear": {}}, budgets={"ratios": [50], "shots": [2]})
     a, b = (train_text_prior(inputs, protocol, TextPrior()) for inputs in (mapped, plain))
     assert torch.equal(a.weight, b.weight) and a.runs.equals(b.runs)
+
+
+def test_bench_few_shot_times_every_few_shot_method_on_every_budget(tmp_path):
+    """`fgvc bench few_shot` on a small random table: each few-shot method of the params timed
+    once, having trained one classifier per budget cell; the linear grid named as not timed."""
+    import yaml
+
+    from conftest import REPO
+    from pipeline.adapter.few_shot import protocol_budgets
+    from pipeline.adapter.settings import TrainAdapter
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train_adapter"]["budgets"] = {"ratios": [50, 100], "shots": [1, 2], "shot_seeds": [1, 2]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cells = len(protocol_budgets(TrainAdapter(**params["train_adapter"])))
+    assert cells == 2 + 2 * 2  # train_adapter.seeds is [0]
+    out = run_by_hand(tmp_path, "bench", "few_shot", "--train", "120", "--classes", "6",
+                      "--width", "16", "--params", "params.yaml", "--json", "bench.json")
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    few_shot = [m for m in params["train_adapter"]["methods"] if m != "linear"]
+    assert [m["method"] for m in figures["methods"]] == few_shot
+    assert all(m["classifiers"] == cells and m["seconds"] > 0 for m in figures["methods"])
+    assert (figures["train"], figures["classes"], figures["width"]) == (120, 6, 16)
+    assert figures["baseline_seconds"] > 0 and figures["threads"] == 1  # cpu_threads applies
+    assert "120 train images x 6 classes, width 16, 6 budget cells" in out
+    assert "not timed: linear (it trains on texts the Q-Former maps" in out
+    assert all(f"{m:<12}" in out for m in few_shot)
+
+
+def test_the_bench_table_is_class_structured_and_balanced():
+    from pipeline.bench.few_shot import random_inputs
+
+    inputs = random_inputs(600, 20, 64, 3, seed=0, device=torch.device("cpu"))
+    assert not inputs.mapped and len(inputs.features) == 600 + 20 * 3
+    assert np.bincount(inputs.table.images["class_index"]).tolist() == [30] * 20
+    # each image is nearer its class's descriptions' mean than any other class's
+    images = F.normalize(inputs.features[:600], dim=-1)
+    texts = inputs.features[600:].reshape(20, 3, 64).mean(1)
+    nearest = (images @ F.normalize(texts, dim=-1).T).argmax(1).numpy()
+    assert (nearest == inputs.table.images["class_index"].to_numpy()).mean() > 0.9
+    again = random_inputs(600, 20, 64, 3, seed=0, device=torch.device("cpu"))
+    assert torch.equal(inputs.features, again.features)
+    with pytest.raises(ValueError, match="at least two per class"):
+        random_inputs(30, 20, 64, 3, seed=0, device=torch.device("cpu"))

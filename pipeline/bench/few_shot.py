@@ -1,0 +1,157 @@
+"""How long does the few-shot grid take at CUB's size? Every few-shot method of
+`train_adapter.methods` over every budget of `train_adapter.budgets` (shots over their seeds,
+ratios over theirs), trained on a random table the size of CUB's (5,994 train images, 200
+classes, width 768: a ViT-B CLIP's), each method timed in one run beside a baseline measured in
+the same run: one L-BFGS probe on every train image at the probe's fixed strength.
+
+The table is class-structured, so the solvers meet the conditioning they meet on real features:
+each class has a random unit centre, each image is its centre plus isotropic noise (unit length
+after normalisation, as every method sees it), and each class's descriptions are its centre
+plus noise of their own (a prior that helps, as real descriptions do). Random features are what
+the timing needs; the accuracies they give mean nothing and are not reported.
+
+What it leaves out: the paper's `linear` grid (its texts go through a Q-Former; `fgvc bench
+adapter` times it), and the priors: a text-prior method is timed on one prior set, so a
+pipeline with P sets of `train_adapter.priors` spends about P times its figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+
+CUB_SIZE = {"train": 5994, "classes": 200, "width": 768}
+
+
+@dataclasses.dataclass
+class MethodTime:
+    method: str
+    seconds: float
+    classifiers: int  # rows of its runs table: one per budget and seed
+
+    def row(self, baseline: float) -> str:
+        return (f"{self.method:<12}{self.seconds:9.1f} s  {self.classifiers:4d} classifiers  "
+                f"= {self.seconds / baseline:7.1f} baseline fits")
+
+
+@dataclasses.dataclass
+class FewShotBench:
+    train: int
+    classes: int
+    width: int
+    budgets: int  # budget x seed cells of the protocol
+    threads: int  # torch's CPU threads
+    device: str
+    baseline_seconds: float  # one probe on every train image
+    methods: list[MethodTime]
+    skipped: list[str]  # methods of the params not timed here, and why
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(m.seconds for m in self.methods)
+
+    def report(self) -> str:
+        lines = [f"{self.train} train images x {self.classes} classes, width {self.width}, "
+                 f"{self.budgets} budget cells, {self.device}, {self.threads} torch thread(s)",
+                 f"baseline: one probe on every train image {self.baseline_seconds:8.2f} s"]
+        lines += [m.row(self.baseline_seconds) for m in self.methods]
+        lines.append(f"{'total':<12}{self.total_seconds:9.1f} s  = "
+                     f"{self.total_seconds / self.baseline_seconds:.1f} baseline fits "
+                     "(goal at CUB's size: under 300 s on 2 CPU cores)")
+        lines += [f"not timed: {line}" for line in self.skipped]
+        return "\n".join(lines)
+
+    def as_json(self) -> dict:
+        return dict(dataclasses.asdict(self), total_seconds=self.total_seconds)
+
+
+def random_inputs(train: int, classes: int, width: int, descriptions_per_class: int,
+                  seed: int, device):
+    """`AdapterInputs` (no mapped rows, no captions) of `train` images spread evenly over
+    `classes`, and `descriptions_per_class` descriptions each, class-structured as the module
+    says, on `device` (a torch.device)."""
+    import torch
+
+    from pipeline.adapter.inputs import AdapterInputs
+    from pipeline.adapter.training_mix import TrainingTable
+
+    if train < 2 * classes:
+        raise ValueError(f"{train} train images for {classes} classes: the bench needs at least "
+                         "two per class")
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(classes, width, generator=generator),
+                                            dim=-1)
+    image_class = torch.arange(train) % classes
+    text_class = torch.arange(classes).repeat_interleave(descriptions_per_class)
+    noise = 1.5 / width ** 0.5  # per-dimension: the noise is 1.5x the centre's length
+
+    def around(rows: torch.Tensor) -> torch.Tensor:
+        return centres[rows] + noise * torch.randn(len(rows), width, generator=generator)
+
+    table = TrainingTable(
+        images=pd.DataFrame({"image_id": np.arange(1, train + 1),
+                             "class_index": image_class.numpy()}),
+        captions=pd.DataFrame({"image_id": np.zeros(0, np.int64),
+                               "class_index": np.zeros(0, np.int64)}),
+        descriptions=pd.DataFrame({"class_index": text_class.numpy()}))
+    features = torch.cat([around(image_class), around(text_class)]).to(device)
+    return AdapterInputs(features, torch.as_tensor(table.labels, device=device), table,
+                         np.arange(1, classes + 1), {"bench": "random features"}, mapped=False)
+
+
+def bench_few_shot(protocol, *, train: int, classes: int, width: int,
+                   descriptions_per_class: int, seed: int, device: str,
+                   methods: list[str] | None = None) -> FewShotBench:
+    """Time each few-shot method of `protocol` (a `TrainAdapter`; `methods`: some of its
+    methods, default all) on `random_inputs`, after the baseline fit."""
+    import torch
+
+    from pipeline.adapter.few_shot import protocol_budgets
+    from pipeline.adapter.logistic import fit_logistic_heads
+    from pipeline.adapter.methods import ADAPTER_METHODS
+    from pipeline.common import InputError
+
+    names = list(protocol.methods) if methods is None else list(methods)
+    missing = [name for name in names if name not in protocol.methods]
+    if missing:
+        raise InputError(f"train_adapter.methods has no method {', '.join(map(repr, missing))} "
+                         f"(methods: {', '.join(protocol.methods)})")
+    torch_device = torch.device(device)
+    inputs = random_inputs(train, classes, width, descriptions_per_class, seed, torch_device)
+    skipped = [f"{name} (it trains on texts the Q-Former maps: fgvc bench adapter times the "
+               "linear grid)" for name in names
+               if ADAPTER_METHODS.get(name).maps_texts(protocol.methods[name])]
+    timed = [name for name in names if not ADAPTER_METHODS.get(name).maps_texts(
+        protocol.methods[name])]
+
+    def synchronize():
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize()
+
+    images = torch.nn.functional.normalize(inputs.features[:train], dim=-1)
+    labels = inputs.labels[:train]
+    fixed = protocol.methods["probe"].fixed_strength if "probe" in protocol.methods else 1e-3
+
+    def probe(rows: int, max_iter: int) -> float:
+        synchronize()
+        start = time.perf_counter()
+        fit_logistic_heads(images[:rows], labels[:rows], torch.ones(1, rows, device=torch_device),
+                           classes, torch.tensor([fixed], device=torch_device), None,
+                           max_iter=max_iter)
+        synchronize()
+        return time.perf_counter() - start
+
+    probe(2 * classes, 5)  # warm-up: the first call pays the kernels' and allocator's start
+    baseline = probe(train, 1000)
+    times = []
+    for name in timed:
+        synchronize()
+        start = time.perf_counter()
+        trained = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name])
+        synchronize()
+        times.append(MethodTime(name, time.perf_counter() - start, len(trained.runs)))
+    return FewShotBench(train, classes, width, len(protocol_budgets(protocol)),
+                        torch.get_num_threads(), str(torch_device), baseline, times, skipped)
