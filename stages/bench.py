@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from pipeline.bench.few_shot import CUB_SIZE
+from pipeline.bench import CUB_SIZE
 from pipeline.common import InputError
 from stages.common import PARAMS_OPTION, chosen_backbone, one_line_errors, resolve_device
 from stages.layout import (backbone_option, backbone_path, require, require_data_root,
@@ -159,7 +159,7 @@ def few_shot(
 
     import torch
 
-    from pipeline.bench.few_shot import bench_few_shot
+    from pipeline.bench import bench_few_shot
 
     device = resolve_device(config.device, "train_adapter.device")
     if config.cpu_threads:

@@ -8,7 +8,7 @@ from pipeline.config import lazy_exports
 
 _EXPORTS = {"AdapterBench": "adapter", "bench_adapter": "adapter", "bench_grid": "adapter",
             "bench_extraction": "extraction", "format_figures": "extraction",
-            "image_files": "extraction", "FewShotBench": "few_shot", "bench_few_shot": "few_shot",
-            "QFormerBench": "qformer", "bench_qformer": "qformer"}
+            "image_files": "extraction", "CUB_SIZE": "few_shot", "FewShotBench": "few_shot",
+            "bench_few_shot": "few_shot", "QFormerBench": "qformer", "bench_qformer": "qformer"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
