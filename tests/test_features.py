@@ -70,17 +70,17 @@ def test_resume_keeps_only_shards_whose_inputs_and_model_match(tmp_path):
     ids, emb = make(n=30)
     write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10, precision="float16")
     (tmp_path / "fs" / "shard-00002.parquet.tmp").write_bytes(b"half a shard")
-    assert sorted(resume(tmp_path / "fs", plan_for(ids))) == [0, 1, 2]
+    assert sorted(resume(tmp_path / "fs", plan_for(ids)).kept) == [0, 1, 2]
     assert not (tmp_path / "fs" / "manifest.json").exists()  # rewritten when the run completes
     assert not list((tmp_path / "fs").glob("*.tmp"))
 
     changed = ids.copy()
     changed.loc[13, "class_id"] = 99  # one input row of shard 1 changes
-    assert sorted(resume(tmp_path / "fs", plan_for(changed))) == [0, 2]
+    assert sorted(resume(tmp_path / "fs", plan_for(changed)).kept) == [0, 2]
     assert not (tmp_path / "fs" / "shard-00001.parquet").exists()
 
     other_model = dict(FINGERPRINT, weights_sha256="def")
-    assert resume(tmp_path / "fs", plan_for(changed, fingerprint=other_model)) == {}
+    assert resume(tmp_path / "fs", plan_for(changed, fingerprint=other_model)).kept == {}
     assert not list((tmp_path / "fs").iterdir())
 
 

@@ -132,3 +132,52 @@ def test_a_resume_with_another_batch_size_keeps_the_shards(clip, tmp_path, token
     expected = json.loads(manifest)
     expected["shards"][1]["sha256"] = hashlib.sha256(now[LOST][0]).hexdigest()
     assert after.manifest == expected == read_manifest(tmp_path / "fs")
+
+
+def flip_a_data_byte(path):
+    """Damage a shard as a failing disk would: one byte flipped in its stored numbers (the
+    first embedding's first float32), its header and footer intact (it still parses as ours)."""
+    first = pq.read_table(path).column("embedding")[0].values[0].as_py()
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(np.float32(first).tobytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_shard_is_computed_again_never_adopted(clip, tmp_path):
+    """Issue 23: bytes flipped in a finished set's shard. The rerun does not keep it (its bytes
+    no longer have the checksum the manifest recorded when it was written), says so naming it,
+    writes it again and keeps the intact one: the set is back to its first bytes."""
+    first = extract(clip, tmp_path / "fs", tokens=False)
+    shards = {p.name: p.read_bytes() for p in (tmp_path / "fs").glob("shard-*.parquet")}
+    manifest = read_manifest(tmp_path / "fs")
+    flip_a_data_byte(tmp_path / "fs" / LOST)
+    assert pq.read_metadata(tmp_path / "fs" / LOST).metadata  # still reads as a shard
+    again = extract(clip, tmp_path / "fs", tokens=False)
+    assert (again.computed_shards, again.reused_shards, again.damaged) == (1, 1, [LOST])
+    assert f"computed again as damaged (their bytes no longer had the checksum recorded when " \
+           f"they were written): {LOST}" in again.summary("captions")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "fs").glob("shard-*.parquet")} == shards
+    assert read_manifest(tmp_path / "fs") == manifest == first.manifest
+    assert extract(clip, tmp_path / "fs", tokens=False).damaged == []  # and now it is kept
+
+
+@pytest.mark.parametrize("damage", ["truncated shard", "missing shard", "truncated manifest",
+                                    "manifest of another shape"])
+def test_a_damaged_set_is_one_error_naming_the_file(clip, tmp_path, damage):
+    from pipeline.common import InputError
+
+    extract(clip, tmp_path / "fs", tokens=False)
+    shard, manifest = tmp_path / "fs" / LOST, tmp_path / "fs" / "manifest.json"
+    if damage == "truncated shard":
+        shard.write_bytes(shard.read_bytes()[:100])
+    elif damage == "missing shard":
+        shard.unlink()
+    elif damage == "truncated manifest":
+        manifest.write_bytes(manifest.read_bytes()[:50])
+    else:
+        manifest.write_text(json.dumps(["shards"]))
+    named = manifest if "manifest" in damage else shard
+    with pytest.raises(InputError, match=f"^{named}.*re-run `extract` for it") as error:
+        read_feature_set(tmp_path / "fs")
+    assert "\n" not in str(error.value)

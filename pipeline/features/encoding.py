@@ -21,6 +21,7 @@ class ExtractResult:
     manifest: dict
     reused_shards: int
     computed_shards: int
+    damaged: list[str] = dataclasses.field(default_factory=list)  # computed again: see `resume`
 
     def summary(self, name: str) -> str:
         manifest = self.manifest
@@ -31,7 +32,14 @@ class ExtractResult:
         return (f"{manifest['rows']} {name} features of width {manifest['width']}{tokens} "
                 f"({manifest['precision']}) in {len(manifest['shards'])} shard(s): "
                 f"{self.computed_shards} computed, {self.reused_shards} kept from an earlier run"
-                f"{skipped}")
+                f"{skipped}{self._damaged()}")
+
+    def _damaged(self) -> str:
+        if not self.damaged:
+            return ""
+        more = f" and {len(self.damaged) - 5} more" if len(self.damaged) > 5 else ""
+        return (f"; computed again as damaged (their bytes no longer had the checksum recorded "
+                f"when they were written): {', '.join(self.damaged[:5])}{more}")
 
 
 class ImageEncoder:

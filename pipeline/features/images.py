@@ -299,7 +299,8 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
                            width=clip.card["embed_dim"], precision=settings.precision,
                            shard_rows=settings.shard_rows, local=local,
                            variant=image_variant(settings, device))
-    done = resume(out, plan)
+    resumed = resume(out, plan)
+    done = resumed.kept
     pending = [i for i in range(plan.num_shards) if i not in done]
     assembler = ShardAssembler(out, plan, index[id_columns], pending)
     batches = shard_batches(plan, pending, settings.images.batch_size)
@@ -315,7 +316,7 @@ def extract_image_features(clip: Clip, root: Path, index: pd.DataFrame, out: Pat
     _check_bad_images(out, plan, shards, index[id_columns + ["path"]],
                       settings.images.max_bad_fraction)
     manifest = write_manifest(out, plan, shards, error_ids=index[id_columns + ["path"]])
-    return ExtractResult(manifest, len(done), len(assembler.written))
+    return ExtractResult(manifest, len(done), len(assembler.written), resumed.damaged)
 
 
 def image_variant(settings: ExtractSettings, device: str) -> dict:

@@ -237,19 +237,30 @@ def _read_header(path: Path) -> dict | None:
 OWN_FILE = re.compile(r"^(shard-\d{5}\.parquet|manifest\.json|errors\.json)(\.tmp)?$")
 
 
-def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
+@dataclasses.dataclass
+class Resumed:
+    kept: dict[int, ShardInfo]  # by index
+    # shards that matched the plan but not the checksum recorded when they were written
+    # (damaged since): deleted, to be computed again
+    damaged: list[str]
+
+
+def resume(folder: Path, plan: ShardPlan) -> Resumed:
     """Keep the shards in `folder` that this plan would write again; delete the rest of ours.
 
     A shard is kept when its header (model fingerprint, width, precision, shard size, variant)
-    and the key of its inputs match the plan and its row count adds up. Temp files, stale shards
-    and the manifest (rewritten at the end) are removed. A folder holding anything else is not a
-    feature set (a mistyped --out?) and is refused before anything is deleted.
-    Returns the kept shards by index.
+    and the key of its inputs match the plan, its row count adds up, and its bytes still have
+    the checksum recorded when it was written (in the set's manifest, or the resume log of a
+    set with machine-local keys) where one was recorded: a shard damaged since is computed again,
+    never adopted. Temp files, stale shards and the manifest (rewritten at the end) are removed.
+    A folder holding anything else is not a feature set (a mistyped --out?) and is refused before
+    anything is deleted.
     """
     folder = Path(folder)
     kept: dict[int, ShardInfo] = {}
+    damaged: list[str] = []
     if not folder.is_dir():
-        return kept
+        return Resumed(kept, damaged)
     foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and OWN_FILE.match(p.name)))
     if foreign:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -257,6 +268,7 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
                          f"({', '.join(foreign[:5])}{more}): refusing to write features there (pick "
                          "an empty folder or this set's own)")
     log = JsonlStore(resume_log_path(folder)) if plan.local_keys else None
+    recorded = _recorded_checksums(folder)
     for path in sorted(folder.iterdir()):
         header = _read_header(path) if path.suffix == ".parquet" else None
         index = header.get("index") if header else None
@@ -267,12 +279,24 @@ def resume(folder: Path, plan: ShardPlan) -> dict[int, ShardInfo]:
                 and header.get("token_width") == plan.token_width  # absent on both: None
                 and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
             checksum = sha256_file(path)
-            if _locally_current(log, plan, index, checksum):
+            if recorded.get(path.name, checksum) != checksum:
+                damaged.append(path.name)
+            elif _locally_current(log, plan, index, checksum):
                 kept[index] = ShardInfo(index, header["num_rows"], header["key"],
                                         header["errors"], checksum)
                 continue
         path.unlink()
-    return kept
+    return Resumed(kept, damaged)
+
+
+def _recorded_checksums(folder: Path) -> dict[str, str]:
+    """shard file -> the checksum its set's manifest recorded; {} without a readable manifest
+    (a killed run's folder, or a damaged manifest: then the shards' headers are all there is)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        return {str(shard["file"]): str(shard["sha256"]) for shard in manifest["shards"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _locally_current(log: JsonlStore | None, plan: ShardPlan, index: int, checksum: str) -> bool:
@@ -331,12 +355,21 @@ class FeatureSet:
     tokens: RaggedTokens | None = None  # per-token states (stored precision), if asked for
 
 
+REBUILD = "re-run `extract` for it (or `dvc checkout` it from the cache)"
+
+
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise InputError(f"no finished feature set at {folder} (no {MANIFEST}): the `extract` "
                          "stage makes it")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path} is damaged (not JSON: {error}): {REBUILD}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        raise InputError(f"{path} is damaged (no list of shards): {REBUILD}")
+    return manifest
 
 
 def check_fingerprint(manifest: dict, expected: dict | None, where: Path) -> None:
@@ -361,8 +394,14 @@ def _shard_tables(folder: Path, manifest: dict, verify: bool) -> Iterator[pa.Tab
         path = folder / shard["file"]
         if verify and sha256_file(path) != shard["sha256"]:
             raise InputError(f"{path} does not match the checksum in {MANIFEST}: the feature set "
-                             "is corrupt; re-run `extract` (or `dvc checkout`)")
-        yield pq.read_table(path, memory_map=True)
+                             f"is damaged; {REBUILD}")
+        try:
+            table = pq.read_table(path, memory_map=True)
+        except FileNotFoundError:
+            raise InputError(f"{path} is missing, though {MANIFEST} lists it: {REBUILD}") from None
+        except (OSError, pa.ArrowException) as error:
+            raise InputError(f"{path} is damaged ({error}): {REBUILD}") from None
+        yield table
 
 
 def _ids(table: pa.Table) -> pd.DataFrame:

@@ -65,7 +65,8 @@ def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: s
                            width=clip.card["embed_dim"], precision=settings.precision,
                            shard_rows=settings.shard_rows, variant=compute_variant(settings, device),
                            token_width=clip.token_width if tokens else None)
-    done = resume(out, plan)
+    resumed = resume(out, plan)
+    done = resumed.kept
     written = {}
     with tqdm(total=plan.rows, desc=f"encode {name}", unit="text", disable=not progress) as bar:
         for index in range(plan.num_shards):
@@ -79,4 +80,4 @@ def extract_text_features(clip: Clip, texts: pd.DataFrame, out: Path, *, name: s
             written[index] = write_shard(out, plan, index, table.iloc[start:stop], embeddings,
                                          tokens=states)
     manifest = write_manifest(out, plan, {**done, **written})
-    return ExtractResult(manifest, len(done), len(written))
+    return ExtractResult(manifest, len(done), len(written), resumed.damaged)
