@@ -94,3 +94,41 @@ def test_real_cub_metadata(shared_data):
     attributes = read_cub_attributes(cub)
     assert attributes.shape == (200, 313)
     assert "has_bill_shape::curved_(up_or_down)" in attributes.columns
+
+
+def imagefolder_tree(root):
+    """Two classes of two images each, in one folder per class (split given by a file)."""
+    from PIL import Image
+
+    for name in ("Alpha_Finch/a1.jpg", "Alpha_Finch/a2.jpg", "Beta_Tern/b1.jpg", "Beta_Tern/b2.jpg"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / name)
+    return root
+
+
+@pytest.mark.parametrize("line, why", [
+    ("Alpha_Finch/a1.jpg test", "line 5: 'Alpha_Finch/a1.jpg' is listed as train on line 1 and as "
+                                "test here: an image in both splits leaks test images into training"),
+    ("Alpha_Finch/./a1.jpg train", "line 5: 'Alpha_Finch/./a1.jpg' is listed already on line 1: "
+                                   "it would count twice"),
+    ("{outside} test", "line 5: '{outside}' is not a path under the dataset root"),
+    ("Alpha_Finch/../../x/a.jpg test", "line 5: 'Alpha_Finch/../../x/a.jpg' is not a path under "
+                                       "the dataset root"),
+], ids=["both splits", "twice", "absolute", "climbing out"])
+def test_a_split_file_that_contradicts_itself_is_refused_naming_the_line(tmp_path, line, why):
+    """Issue 23: a split file listing an image in both splits, twice, or outside the root is one
+    error naming the file and the line, never indexed as given."""
+    from pipeline.data.imagefolder import read_imagefolder
+
+    root = imagefolder_tree(tmp_path / "cars")
+    outside = tmp_path / "elsewhere.jpg"
+    split = tmp_path / "split.txt"
+    good = "Alpha_Finch/a1.jpg train\nAlpha_Finch/a2.jpg test\nBeta_Tern/b1.jpg train\n" \
+           "Beta_Tern/b2.jpg test\n"
+    split.write_text(good)
+    images, _ = read_imagefolder(root, split)
+    assert images["split"].tolist() == ["train", "test", "train", "test"]
+    split.write_text(good + line.format(outside=outside) + "\n")
+    with pytest.raises(DatasetLayoutError) as error:
+        read_imagefolder(root, split)
+    assert str(error.value).startswith(f"{split}: " + why.format(outside=outside))

@@ -67,9 +67,12 @@ def _images_under(folder: Path, why: str) -> list[Path]:
 
 
 def _read_split_file(split_file: Path, root: Path) -> list[tuple[str, Path]]:
+    """(split, path) per line. Refused, naming the line: a path outside `root` (absolute, or
+    climbing out with `..`), and an image listed twice (in two splits it would leak test images
+    into training; twice in one split it would weigh double)."""
     if not split_file.is_file():
         raise DatasetLayoutError(f"missing split file {split_file}")
-    files, missing = [], []
+    files, missing, first = [], [], {}
     for number, line in enumerate(split_file.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -77,8 +80,22 @@ def _read_split_file(split_file: Path, root: Path) -> list[tuple[str, Path]]:
         if len(fields) != 2 or fields[1] not in ("train", "test"):
             raise DatasetLayoutError(f"{split_file}: line {number}: expected "
                                      f"'<image path> <train|test>', got {line!r}")
-        path = root / fields[0]
-        (files if path.is_file() else missing).append((fields[1], path))
+        listed, split = fields
+        relative = Path(listed)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise DatasetLayoutError(f"{split_file}: line {number}: {listed!r} is not a path "
+                                     f"under the dataset root {root} (absolute, or climbing out "
+                                     "with '..'): list images by their path under it")
+        key = relative.as_posix()
+        if key in first:
+            seen, before = first[key]
+            why = (f"as {before} on line {seen} and as {split} here: an image in both splits "
+                   "leaks test images into training" if before != split else
+                   f"already on line {seen}: it would count twice")
+            raise DatasetLayoutError(f"{split_file}: line {number}: {listed!r} is listed {why}")
+        first[key] = (number, split)
+        path = root / relative
+        (files if path.is_file() else missing).append((split, path))
     if missing:
         raise DatasetLayoutError(f"{split_file} lists {len(missing)} image(s) not under {root}: "
                                  + ", ".join(str(p) for _, p in missing[:20])
