@@ -132,3 +132,34 @@ def test_a_split_file_that_contradicts_itself_is_refused_naming_the_line(tmp_pat
     with pytest.raises(DatasetLayoutError) as error:
         read_imagefolder(root, split)
     assert str(error.value).startswith(f"{split}: " + why.format(outside=outside))
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("train_test_split.txt", "train_test_split.txt: line 31: image_id 1 is listed again (first on "
+                             "line 1)"),
+    ("images.txt", "images.txt: line 31: image_id 1 is listed again (first on line 1)"),
+    ("same path", "images.txt: '{first}' is listed under two image ids"),
+    ("climbing out", "images.txt: '../../elsewhere.jpg' is not a path under"),
+], ids=["split twice", "image id twice", "one image two ids", "outside"])
+def test_cub_metadata_that_contradicts_itself_is_refused(tmp_path, world, damage, why):
+    """Issue 23: an image given two splits (or listed twice, or outside the images folder) is one
+    error naming the file and the line, not indexed as given."""
+    import shutil
+
+    cub = tmp_path / "CUB_200_2011"
+    shutil.copytree(world / "CUB_200_2011", cub, ignore=shutil.ignore_patterns("images"))
+    assert len(read_cub_images(cub)) == 30  # 5 classes x 6 images
+    images = (cub / "images.txt").read_text().splitlines()
+    first = images[0].split()[1]
+    if damage == "train_test_split.txt":
+        split = (cub / damage).read_text().splitlines()
+        flipped = "0" if split[0].split()[1] == "1" else "1"
+        (cub / damage).write_text("\n".join(split + [f"1 {flipped}"]) + "\n")
+    elif damage == "images.txt":
+        (cub / damage).write_text("\n".join(images + [f"1 {first}"]) + "\n")
+    else:
+        rel = first if damage == "same path" else "../../elsewhere.jpg"
+        (cub / "images.txt").write_text("\n".join(images[:-1] + [f"30 {rel}"]) + "\n")
+    with pytest.raises(DatasetLayoutError) as error:
+        read_cub_images(cub)
+    assert str(error.value).startswith(f"{cub}/" + why.format(first=first))

@@ -27,13 +27,22 @@ class DatasetLayoutError(InputError):
 
 
 def _read_columns(path: Path, names: list[str]) -> pd.DataFrame:
+    """A whitespace-separated file, one row per non-empty line; its first column a key that no
+    two lines share (a second line of one id would contradict or double the first)."""
     if not path.is_file():
         raise DatasetLayoutError(f"missing file {path}")
-    rows = [line.split(maxsplit=len(names) - 1) for line in path.read_text().splitlines() if line]
-    bad = [i + 1 for i, row in enumerate(rows) if len(row) != len(names)]
+    numbered = [(number, line.split(maxsplit=len(names) - 1))
+                for number, line in enumerate(path.read_text().splitlines(), start=1) if line]
+    bad = [number for number, row in numbered if len(row) != len(names)]
     if bad:
         raise DatasetLayoutError(f"{path}: line {bad[0]} does not have {len(names)} fields")
-    return pd.DataFrame(rows, columns=names)
+    first: dict[str, int] = {}
+    for number, row in numbered:
+        if row[0] in first:
+            raise DatasetLayoutError(f"{path}: line {number}: {names[0]} {row[0]} is listed "
+                                     f"again (first on line {first[row[0]]})")
+        first[row[0]] = number
+    return pd.DataFrame([row for _, row in numbered], columns=names)
 
 
 def class_name_from_dir(class_dir: str) -> str:
@@ -52,6 +61,15 @@ def read_cub_images(root: Path) -> pd.DataFrame:
     """The image index of a `CUB_200_2011/` directory, with class names and train/test split."""
     root = Path(root)
     images = _read_columns(root / "images.txt", ["image_id", "rel"])
+    outside = [rel for rel in images["rel"] if Path(rel).is_absolute() or ".." in Path(rel).parts]
+    if outside:
+        raise DatasetLayoutError(f"{root / 'images.txt'}: {outside[0]!r} is not a path under "
+                                 f"{root / 'images'} (absolute, or climbing out with '..')")
+    twice = images["rel"].map(lambda rel: Path(rel).as_posix()).duplicated()
+    if twice.any():
+        raise DatasetLayoutError(f"{root / 'images.txt'}: {images['rel'][twice].iloc[0]!r} is "
+                                 "listed under two image ids (in two splits it would leak test "
+                                 "images into training)")
     labels = _read_columns(root / "image_class_labels.txt", ["image_id", "class_id"])
     split = _read_columns(root / "train_test_split.txt", ["image_id", "is_train"])
     table = images.merge(labels, on="image_id", how="outer").merge(split, on="image_id", how="outer")
