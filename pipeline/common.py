@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 
 class InputError(ValueError):
@@ -23,6 +24,38 @@ class InputError(ValueError):
     the command line prints it as it is, without a traceback, and exits with `exit_code`."""
 
     exit_code = 1
+
+
+# --- user files: a key given twice is refused, never the last one silently kept -------------
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last):
+    `yaml.load(text, Loader=UniqueKeyLoader)`."""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def unique_keys(pairs: list[tuple]) -> dict:
+    """JSON that refuses a key given twice in one object (plain JSON keeps the last):
+    `json.loads(text, object_pairs_hook=unique_keys)`; a ValueError names the key."""
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} is given twice")
+        found[key] = value
+    return found
 
 
 # --- files -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from pipeline.adapter import NO_PRIOR, TrainAdapter
 from pipeline.clip import ClipSettings
+from pipeline.common import UniqueKeyLoader
 from pipeline.config import Section
 from pipeline.data import Data
 from pipeline.describe import Describe
@@ -129,31 +130,13 @@ def renamed_keys(raw: dict) -> list[str]:
     return found
 
 
-class _UniqueKeys(yaml.SafeLoader):
-    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last)."""
-
-
-def _mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} is given twice", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
 def read_yaml(path: Path) -> dict:
     """A params-like YAML file as a mapping; `ParamsError` naming the line if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeys) or {}
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -180,6 +180,28 @@ def test_unmatched_classes_are_listed(tmp_path):
     assert table["sample_index"].tolist() == [0, 1, 0] and (table["source"] == "file").all()
 
 
+@pytest.mark.parametrize("name, text, why", [
+    ("mine.json", '{"Laysan Albatross": ["white"], "Laysan Albatross": ["a seabird"]}',
+     "is not valid JSON: the key 'Laysan Albatross' is given twice"),
+    ("mine.yaml", "Laysan Albatross: [white]\nLaysan Albatross: [a seabird]\n",
+     "is not valid YAML: the key 'Laysan Albatross' is given twice"),
+    ("mine.yaml", "Laysan Albatross: [" + "white " * 1000 + "]\n",
+     ": the entry for 'Laysan Albatross' holds a text of 5,999 characters (at most 2,000"),
+], ids=["json key twice", "yaml key twice", "a huge text"])
+def test_a_descriptions_file_that_loses_or_bloats_texts_is_refused(tmp_path, name, text, why):
+    """Issue 23: a class given twice silently kept only its last list; a 10 MB descriptor took
+    minutes to encode. Each is one error naming the file and the class."""
+    from pipeline.common import InputError
+    from pipeline.describe.imported import describe_from_file
+
+    (tmp_path / name).write_text(text)
+    classes = pd.DataFrame({"class_id": [2], "class_name": ["Laysan Albatross"]})
+    with pytest.raises(InputError) as error:
+        describe_from_file(tmp_path / name, classes)
+    assert str(error.value).startswith(f"{tmp_path / name}{' ' if why[0] != ':' else ''}{why}")
+    assert "\n" not in str(error.value)
+
+
 def test_cbd_rule_on_every_descriptor_of_the_real_cub_file(shared_data):
     """CBD's rule, as its code applies it, on the published file: the first word decides, by
     its first characters. Fragments the LLM left (the Slaty-backed Gull's "and feet are

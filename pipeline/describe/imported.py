@@ -16,9 +16,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.common import InputError
+from pipeline.common import InputError, UniqueKeyLoader, unique_keys
 from pipeline.describe.prompts import descriptor_sentence
 from pipeline.describe.table import DESCRIPTION_COLUMNS
+
+
+MAX_TEXT_CHARACTERS = 2_000  # a description longer than this is a mistake, not a description
 
 
 class UnmatchedClasses(InputError):
@@ -39,7 +42,8 @@ def read_mapping(path: Path) -> dict[str, list[str]]:
         raise InputError(f"descriptions file {path} does not exist")
     try:
         text = path.read_text()
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = (json.loads(text, object_pairs_hook=unique_keys) if path.suffix == ".json"
+               else yaml.load(text, Loader=UniqueKeyLoader))
     except (ValueError, yaml.YAMLError) as error:  # UnicodeDecodeError is a ValueError
         detail = " ".join(str(error).split())
         raise InputError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
@@ -51,6 +55,11 @@ def read_mapping(path: Path) -> dict[str, list[str]]:
         texts = [texts] if isinstance(texts, str) else texts
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InputError(f"{path}: the entry for {name!r} must be a text or a list of texts")
+        longest = max(map(len, texts), default=0)
+        if longest > MAX_TEXT_CHARACTERS:
+            raise InputError(f"{path}: the entry for {name!r} holds a text of {longest:,} "
+                             f"characters (at most {MAX_TEXT_CHARACTERS:,}: CLIP reads 77 tokens "
+                             "of it, and encoding it costs its whole length)")
         mapping[str(name)] = [t.strip() for t in texts if t.strip()]
     return mapping
 
