@@ -163,3 +163,34 @@ def test_cub_metadata_that_contradicts_itself_is_refused(tmp_path, world, damage
     with pytest.raises(DatasetLayoutError) as error:
         read_cub_images(cub)
     assert str(error.value).startswith(f"{cub}/" + why.format(first=first))
+
+
+def test_hidden_files_are_skipped_counted_and_named(tmp_path):
+    """Issue 23: a folder copied from a Mac holds `._x.jpg` twins (not images: AppleDouble
+    metadata) and `.DS_Store`; they are skipped and said, not indexed to fail as bad images."""
+    from pipeline.data.formats.imagefolder import ImageFolderTarget, read_folders
+
+    for split in ("train", "test"):
+        imagefolder_tree(tmp_path / "cars" / split)
+        (tmp_path / "cars" / split / "Alpha_Finch" / "._a1.jpg").write_bytes(b"\0\5\26\7")
+    (tmp_path / "cars" / "train" / ".DS_Store").write_bytes(b"\0")
+    target = read_folders(tmp_path, ImageFolderTarget(format="imagefolder", path="cars"))
+    assert len(target.images) == 8 and not target.images["path"].str.contains("/[.]").any()
+    assert len(target.notes) == 1 and target.notes[0].startswith(
+        "skipped 3 hidden file(s) (a leading '.', as macOS's ._ twins), e.g. ")
+
+
+def test_a_class_missing_from_a_split_is_one_warning_naming_it():
+    import pandas as pd
+
+    from pipeline.data.index import DatasetIndex
+
+    classes = pd.DataFrame({"class_id": [1, 2, 3], "class_name": ["Alpha", "Beta", "Gamma"]})
+    images = pd.DataFrame({"class_id": [1, 1, 2, 3], "split": ["train", "test", "test", "train"]})
+    index = DatasetIndex({"target_images": images, "target_classes": classes}, {})
+    assert index.one_split_classes() == [
+        "1 class(es) have no train image (it can never be predicted): 2: Beta",
+        "1 class(es) have no test image (it is never scored): 3: Gamma"]
+    images["split"] = ["train", "test"] * 2
+    images["class_id"] = [1, 1, 2, 2]  # Gamma in neither split
+    assert [line.split(": ", 1)[1] for line in index.one_split_classes()] == ["3: Gamma"] * 2

@@ -22,15 +22,19 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 
 def read_imagefolder(root: Path, split_file: Path | None = None,
-                     class_names: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     class_names: Path | None = None,
+                     hidden: list[Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The image index (image_id, path, class_id, class_name, split) and the classes (class_id,
-    class_dir, class_name) of an ImageFolder tree."""
+    class_dir, class_name) of an ImageFolder tree. Hidden files and folders (a leading '.':
+    macOS's `._x.jpg` twins, `.DS_Store`) are not images: skipped, and appended to `hidden`."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"missing folder {root}")
+    hidden = [] if hidden is None else hidden
     if split_file is None:
         files = [(split, path) for split in ("train", "test")
-                 for path in _images_under(root / split, f"{root}: no split file given, so")]
+                 for path in _images_under(root / split, f"{root}: no split file given, so",
+                                           hidden)]
     else:
         files = _read_split_file(Path(split_file), root)
     rows = []
@@ -57,10 +61,15 @@ def read_imagefolder(root: Path, split_file: Path | None = None,
     return images[["image_id", "path", "class_id", "class_name", "split"]], classes
 
 
-def _images_under(folder: Path, why: str) -> list[Path]:
+def _images_under(folder: Path, why: str, hidden: list[Path]) -> list[Path]:
     if not folder.is_dir():
         raise DatasetLayoutError(f"{why} expected {folder} (<class folder>/<image> inside)")
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            hidden.append(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(path)
     if not found:
         raise DatasetLayoutError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return found

@@ -29,6 +29,7 @@ INDEX_TABLES = ("target_images", "target_classes", "target_attributes", "target_
 class DatasetIndex:
     tables: dict[str, pd.DataFrame]  # INDEX_TABLES
     folders: dict[str, Path]  # image table -> the folder (data.root/<dataset>) its paths are under
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the reader skipped
 
     def summary(self, settings: Data) -> str:
         images, captions = self.tables["target_images"], self.tables["target_captions"]
@@ -38,7 +39,25 @@ class DatasetIndex:
                 "present; " + (f"{len(captions)} captions; " if settings.captions else
                                "no per-image captions (data.captions: null); ")
                 + f"COCO: {len(self.tables['coco_images'])} images, all present, "
-                f"{len(self.tables['coco_captions'])} captions")
+                f"{len(self.tables['coco_captions'])} captions"
+                + "".join(f"\nwarning: {line}" for line in self.notes + self.one_split_classes()))
+
+    def one_split_classes(self) -> list[str]:
+        """A warning per split some classes lack: without training images a class can never be
+        predicted; without test images it is never scored."""
+        images = self.tables["target_images"]
+        classes = self.tables["target_classes"].set_index("class_id")["class_name"]
+        lines = []
+        for split, why in (("train", "it can never be predicted"),
+                           ("test", "it is never scored")):
+            lacking = sorted(set(classes.index) - set(images.loc[images["split"] == split,
+                                                                 "class_id"]))
+            if lacking:
+                named = ", ".join(f"{c}: {classes[c]}" for c in lacking[:10])
+                more = f" and {len(lacking) - 10} more" if len(lacking) > 10 else ""
+                lines.append(f"{len(lacking)} class(es) have no {split} image ({why}): "
+                             f"{named}{more}")
+        return lines
 
 
 def _read(key: str, reader, *args):
@@ -73,4 +92,5 @@ def index_datasets(settings: Data) -> DatasetIndex:
     tables = {"target_images": target.images, "target_classes": target.classes,
               "target_attributes": attributes, "target_captions": captions,
               "coco_images": coco_images, "coco_captions": coco_captions}
-    return DatasetIndex(tables, {"target_images": target_root, "coco_images": coco_root})
+    return DatasetIndex(tables, {"target_images": target_root, "coco_images": coco_root},
+                        list(target.notes))

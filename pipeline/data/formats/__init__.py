@@ -29,6 +29,7 @@ class TargetDataset:
     images: pd.DataFrame  # IMAGE_COLUMNS; path relative to the target's folder; split train|test
     classes: pd.DataFrame  # class_id, class_dir, class_name
     attributes: pd.DataFrame | None  # class_id + one column per attribute (percent); None: none
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the reader skipped, why
 
 
 __all__ = ["IMAGE_COLUMNS", "TARGET_FORMATS", "TargetDataset"]

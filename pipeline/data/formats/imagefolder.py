@@ -39,5 +39,8 @@ def read_folders(data_root: Path, settings: ImageFolderTarget) -> TargetDataset:
         if named and not (Path(data_root) / named).is_file():
             raise DatasetLayoutError(f"{Path(data_root) / named} is not a file", key=key)
         files[key] = Path(data_root) / named if named else None
-    images, classes = read_imagefolder(Path(data_root) / settings.path, **files)
-    return TargetDataset(images, classes, None)
+    hidden: list[Path] = []
+    images, classes = read_imagefolder(Path(data_root) / settings.path, **files, hidden=hidden)
+    notes = [f"skipped {len(hidden)} hidden file(s) (a leading '.', as macOS's ._ twins), e.g. "
+             f"{hidden[0]}"] if hidden else []
+    return TargetDataset(images, classes, None, notes)
