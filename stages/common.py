@@ -65,7 +65,17 @@ def one_line_errors(command):
             for line in getattr(error, "details", ()):
                 print(f"  {line}", file=sys.stderr)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            from tqdm import tqdm
+
+            tqdm.write(INTERRUPTED, file=sys.stderr)  # on a line of its own, below any bar
+            raise typer.Exit(130) from None  # the shell's code for a run ended by SIGINT
     return run
+
+
+INTERRUPTED = ("interrupted (outputs are renamed into place only when whole): a rerun starts "
+               "the command again, keeping what it had finished (extract: its written shards; "
+               "describe: the answers it stored; a training stage starts over)")
 
 
 def error_line(error: Exception) -> str:

@@ -129,3 +129,21 @@ def test_demo_clip_is_the_same_bytes_on_every_run(tmp_path):
             assert result.exit_code == 0, result.output
             weights.append((tmp_path / run / backbone / "model.safetensors").read_bytes())
         assert weights[0] == weights[1]
+
+
+def test_ctrl_c_says_it_was_interrupted_and_what_a_rerun_redoes(capsys):
+    """Issue 23: Ctrl-C in a stage ended with exit code 130 and no word. Now one line on stderr
+    says so and what a rerun keeps; still 130 (the shell's code for SIGINT), no traceback."""
+    import typer
+
+    from stages.common import one_line_errors
+
+    def train():
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as stopped:
+        one_line_errors(train)()
+    assert stopped.value.exit_code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted (outputs are renamed into place only when whole): a rerun")
+    assert len(err.splitlines()) == 1 and "extract: its written shards" in err

@@ -136,6 +136,28 @@ def test_a_params_file_that_is_not_yaml_is_one_line(project):
     assert one_error_line(result).startswith("error: params.yaml: not valid YAML at line 3")
 
 
+def test_ctrl_c_in_a_real_run_is_one_line_and_code_130(project):
+    """SIGINT (Ctrl-C) to a real `fgvc demo world` drawing a large world: one line on stderr
+    saying it was interrupted and what a rerun keeps (the progress bar may redraw after it);
+    exit code 130."""
+    import signal
+    import time
+
+    edit_params(project, {"data.demo.world": dict(coco_images=200_000)})
+    process = subprocess.Popen([FGVC, "demo", "world"], cwd=project, env=ENV, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((project / "artifacts").rglob("*.jpg")):  # drawing has begun
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    said = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert len(said) == 1 and said[0].startswith("interrupted (outputs are renamed into place"), err
+
+
 def test_without_a_dvc_yaml_the_default_paths_are_one_line(tmp_path):
     result = fgvc(tmp_path, "report")
     assert result.returncode == 1
