@@ -117,14 +117,10 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, clip_dir):
     make_world(tmp_path / "world", good=400, bad=False)
     params = params_file(tmp_path)
     fgvc = [sys.executable, "-c", "from stages.cli import main; main()"]
-
-    def in_this_process(out):  # what only needs to run does so here: a second's start, not ten
-        result = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir, out, params))
-        assert result.exit_code == 0, f"{where}\n{result.output}"
-        return result.output
-
-    where = "uninterrupted"
-    in_this_process(tmp_path / "whole")
+    uninterrupted = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir,
+                                                          tmp_path / "whole", params),
+                                   capture_output=True, text=True, cwd=REPO)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
 
     out = tmp_path / "killed"
     # The kill point is drawn from a fixed seed; FGVC_KILL_SEED=<n> replays (or varies) it. The
@@ -147,16 +143,20 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, clip_dir):
     print(where)
     assert kill_after <= left < 50, where
 
-    resumed = in_this_process(out)
-    assert f"{50 - left} computed, {left} kept from an earlier run" in resumed, f"{where}\n{resumed}"
+    resumed = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
+                             capture_output=True, text=True, cwd=REPO)
+    assert resumed.returncode == 0, f"{where}\n{resumed.stderr}"
+    assert f"{50 - left} computed, {left} kept from an earlier run" in resumed.stdout, (
+        f"{where}\n{resumed.stdout}")
     whole, again = read_manifest(tmp_path / "whole"), read_manifest(out)
     assert again == whole, where  # same shard checksums: the same bytes
     for shard in whole["shards"]:
         assert (out / shard["file"]).read_bytes() == (
             tmp_path / "whole" / shard["file"]).read_bytes(), f"{where}: {shard['file']} differs"
 
-    rerun = in_this_process(out)
-    assert "0 computed, 50 kept" in rerun, f"{where}\n{rerun}"
+    rerun = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
+                           capture_output=True, text=True, cwd=REPO)
+    assert "0 computed, 50 kept" in rerun.stdout, f"{where}\n{rerun.stdout}"
 
 
 def test_a_changed_image_is_encoded_again(tmp_path, clip_dir):
