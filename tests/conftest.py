@@ -69,16 +69,18 @@ def copy_repo(dest: Path, skip: tuple[str, ...] = ()) -> Path:
 def run_by_hand(project: Path, *args: str) -> str:
     """`fgvc <args>` in `project`, in this process (the stages' startup, minus the subprocess);
     its output."""
+    import torch
     from typer.testing import CliRunner
 
     from stages.cli import app
 
-    cwd = os.getcwd()
+    cwd, threads = os.getcwd(), torch.get_num_threads()
     os.chdir(project)
     try:
         result = CliRunner().invoke(app, list(args))
-    finally:
+    finally:  # a stage may set torch's threads (train_adapter.cpu_threads): not for later tests
         os.chdir(cwd)
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, f"fgvc {' '.join(args)}:\n{result.output}"
     return result.output
 
