@@ -131,7 +131,8 @@ class Registry(Generic[T]):
     def entry(self, name: str) -> Entry[T]:
         self._discover()
         if name not in self._entries:
-            raise KeyError(f"unknown {self.role} {name!r} (known: {', '.join(self._entries)})")
+            known = ", ".join(sorted(self._entries))
+            raise KeyError(f"unknown {self.role} {name!r} (known: {known})")
         return self._entries[name]
 
     def get(self, name: str) -> T:
@@ -173,7 +174,7 @@ class Registry(Generic[T]):
         if name not in self.names():
             where = f"{key}: " if key else ""
             raise ValueError(f"{where}{name!r} is not a known {self.role} (known: "
-                             f"{', '.join(self.names())})")
+                             f"{', '.join(sorted(self.names()))})")  # whatever imported first
         return self.entry(name).settings or Section
 
 
