@@ -39,6 +39,8 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
     clip_dir = require(clip_dir or backbone_path("clip", backbone), made_by=f"clip@{backbone}")
     features = features or backbone_path("extract", backbone)
     require_features(features, backbone, "target_images", "target_captions", "descriptions")
+    # Required of every method, though only those that train on mapped texts read it: one
+    # matrix stage's deps are the same for all its methods (so a new Q-Former reruns all).
     qformer = require(qformer or backbone_path("train_qformer", backbone, "checkpoint"),
                       made_by=f"train_qformer@{backbone}")
 

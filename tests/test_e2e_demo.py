@@ -216,7 +216,8 @@ def test_forced_repro_of_the_demo_changes_no_output(demo):
     the others is checked for the same bytes where it is cheaper: drawing the demo world
     (test_data), the demo CLIPs' training (test_cli), the extract sets (test_extraction,
     test_text_extraction), the Q-Former stage's training (test_qformer) and every few-shot
-    method's stage (test_few_shot, twice on one table)."""
+    method's stage (test_few_shot: twice on one table, and the same bytes with or without the
+    mapped rows, as the stage loads them)."""
     before = output_hashes(demo)
     stages = stage_names(demo)
     forced_stages = [s for s in stages if s.split("@")[0] in ("data", "describe", "report")

@@ -359,6 +359,7 @@ def test_bench_few_shot_times_every_few_shot_method_on_every_budget(tmp_path):
 
     from conftest import REPO
     from pipeline.adapter.few_shot import protocol_budgets
+    from pipeline.adapter.methods import ADAPTER_METHODS
     from pipeline.adapter.settings import TrainAdapter
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -366,10 +367,14 @@ def test_bench_few_shot_times_every_few_shot_method_on_every_budget(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cells = len(protocol_budgets(TrainAdapter(**params["train_adapter"])))
     assert cells == 2 + 2 * 2  # train_adapter.seeds is [0]
+    torch.set_num_threads(2)  # what the bench must set from train_adapter.cpu_threads (1)
     out = run_by_hand(tmp_path, "bench", "few_shot", "--train", "120", "--classes", "6",
                       "--width", "16", "--params", "params.yaml", "--json", "bench.json")
     figures = json.loads((tmp_path / "bench.json").read_text())
-    few_shot = [m for m in params["train_adapter"]["methods"] if m != "linear"]
+    protocol = TrainAdapter(**params["train_adapter"])
+    mapping = [m for m in protocol.methods if ADAPTER_METHODS.get(m).maps_texts(protocol.methods[m])]
+    few_shot = [m for m in protocol.methods if m not in mapping]
+    assert mapping == ["linear"]  # the demo's text_prior reads raw texts
     assert [m["method"] for m in figures["methods"]] == few_shot
     assert all(m["classifiers"] == cells and m["seconds"] > 0 for m in figures["methods"])
     assert (figures["train"], figures["classes"], figures["width"]) == (120, 6, 16)
@@ -377,6 +382,7 @@ def test_bench_few_shot_times_every_few_shot_method_on_every_budget(tmp_path):
     assert "120 train images x 6 classes, width 16, 6 budget cells" in out
     assert "not timed: linear (it trains on texts the Q-Former maps" in out
     assert all(f"{m:<12}" in out for m in few_shot)
+    assert "goal at CUB's size" not in out  # said only at CUB's size
 
 
 def test_the_bench_table_is_class_structured_and_balanced():
@@ -395,3 +401,76 @@ def test_the_bench_table_is_class_structured_and_balanced():
     assert torch.equal(inputs.features, again.features)
     with pytest.raises(ValueError, match="at least two per class"):
         random_inputs(30, 20, 64, 3, seed=0, device=torch.device("cpu"))
+
+
+def test_at_cubs_size_the_bench_prior_is_as_good_as_cbds_on_cub():
+    """The module's claim, checked: at CUB's size the descriptions' class means classify about
+    half the images (CBD on CUB with ViT-B/32: 52%)."""
+    from pipeline.bench.few_shot import CUB_SIZE, random_inputs
+
+    size = CUB_SIZE
+    inputs = random_inputs(size["train"], size["classes"], size["width"], 10, seed=0,
+                           device=torch.device("cpu"))
+    n = size["train"]
+    images = F.normalize(inputs.features[:n], dim=-1)
+    texts = F.normalize(inputs.features[n:].reshape(size["classes"], 10, -1).mean(1), dim=-1)
+    zero_shot = ((images @ texts.T).argmax(1) == inputs.labels[:n]).float().mean().item()
+    assert 0.4 < zero_shot < 0.6
+
+
+def test_every_few_shot_method_trains_the_same_bytes_with_or_without_the_mapped_rows(tmp_path):
+    """The DVC stage of a few-shot method loads its inputs without the Q-Former (the rows shift:
+    the raw texts start right after the images); by hand with `linear`, with it. Every method
+    saves the same bytes either way, so the stage's path is the one test_no_test_label... checks
+    twice."""
+    from pipeline.adapter.inputs import AdapterInputs
+    from pipeline.adapter.methods import ADAPTER_METHODS
+    from pipeline.adapter.settings import TrainAdapter
+    from pipeline.bench.few_shot import random_inputs
+
+    plain = random_inputs(240, 6, 16, 3, seed=1, device=torch.device("cpu"))
+    mapped_rows = torch.randn(plain.table.texts, 16)  # what a Q-Former would add
+    images = len(plain.table.images)
+    mapped = AdapterInputs(
+        torch.cat([plain.features[:images], mapped_rows, plain.features[images:]]),
+        torch.cat([plain.labels, plain.labels[images:]]), plain.table, plain.class_ids,
+        plain.fingerprint, mapped=True)
+    assert mapped.raw_start == images + plain.table.texts
+    protocol = TrainAdapter(methods=dict(FEW_SHOT, linear={}),
+                            budgets={"ratios": [50], "shots": [1, 4], "shot_seeds": [1]})
+
+    def saved(inputs, name, out):
+        trained = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name])
+        trained.save(out)
+        return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+    for name in FEW_SHOT:
+        assert saved(plain, name, tmp_path / name / "plain") == saved(
+            mapped, name, tmp_path / name / "mapped"), name
+
+
+def test_tip_adapter_chooses_the_grid_point_held_out_logits_score_best():
+    """train_tip computes each beta's cache once and weighs it per alpha; the (alpha, beta) it
+    keeps must be the first best of the whole grid as `held_out_logits` scores each point."""
+    from pipeline.adapter.few_shot import budget_images, first_best, kept_features, text_prototypes
+    from pipeline.adapter.methods.tip import TipAdapter, held_out_logits, train_tip
+    from pipeline.adapter.settings import TrainAdapter
+    from pipeline.bench.few_shot import random_inputs
+
+    inputs = random_inputs(240, 6, 16, 3, seed=2, device=torch.device("cpu"))
+    protocol = TrainAdapter(methods={"linear": {}},
+                            budgets={"ratios": [50, 100], "shots": [4, 8], "shot_seeds": [1]})
+    settings = TipAdapter()
+    runs = train_tip(inputs, protocol, settings).runs.set_index("budget")
+    zero_shot = text_prototypes(inputs, "none")
+    grid = [(a, b) for a in settings.alphas for b in settings.betas]
+    spread = 0
+    for part in budget_images(inputs, protocol):
+        x, y = kept_features(inputs, part), torch.as_tensor(part.labels)
+        fold = torch.as_tensor(part.fold)
+        accuracy = np.array([(held_out_logits(x, y, fold, zero_shot, a, b).argmax(1) == y)
+                             .float().mean().item() for a, b in grid])
+        spread = max(spread, accuracy.max() - accuracy.min())
+        chosen = runs.loc[part.budget.label]
+        assert (chosen["alpha"], chosen["beta"]) == grid[first_best(accuracy)], part.budget.label
+    assert spread > 0.05  # the grid's points differ: a swapped alpha and beta would show

@@ -27,7 +27,9 @@ class AdapterInputs:
     # (N, D) on the device: images | mapped texts | raw texts (mapped: False: images | raw texts)
     features: torch.Tensor
     labels: torch.Tensor  # (N,) class indices in [0, C)
-    table: TrainingTable  # the first len(table.labels) rows; the raw texts follow
+    # mapped: the first len(table.labels) rows, the raw texts after them; not mapped: every row
+    # (images, then the raw texts), `raw_start` says where the raw texts begin
+    table: TrainingTable
     class_ids: np.ndarray  # (C,) dataset class ids, in label order
     fingerprint: dict  # of the CLIP whose features these are
     mapped: bool = True  # False: loaded without a Q-Former, no mapped rows

@@ -57,9 +57,10 @@ class TrainedMethods:
 def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: TrainAdapter,
                    device: str, methods: list[str] | None = None) -> TrainedMethods:
     """Train `methods` (default: every method of `settings.methods`, each with its settings
-    there) on `features` (one backbone's extract folder, made by the CLIP of `fingerprint`),
-    texts mapped by the Q-Former in `qformer`: a text-prior method once per set of
-    `settings.priors`, on inputs whose description set is that prior."""
+    there) on `features` (one backbone's extract folder, made by the CLIP of `fingerprint`):
+    a text-prior method once per set of `settings.priors`, on inputs whose description set is
+    that prior. The Q-Former in `qformer` maps the texts only if some method of `methods`
+    trains on mapped texts (`AdapterMethod.maps_texts`); otherwise it is not even loaded."""
     if settings.priors is None:
         raise ValueError("settings.priors is None: resolve it first (stages.params.Params."
                          "prior_sets names the sets)")
