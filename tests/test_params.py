@@ -233,7 +233,7 @@ def linear(p):
     (lambda p: p["describe"].update(files={"attributes": {"backend": "file", "path": "x.yaml"}}), "describe: 'attributes' named in both sets and files"),
     (lambda p: p["data"].update(coco="/mnt/coco"), "data: coco: '/mnt/coco' must be a path inside data.root"),
     (lambda p: p["data"]["target"].update(split_file="split.txt"), "data.target.split_file: unknown key"),
-    (lambda p: p["data"]["target"].update(format="voc"), "data.target: format: 'voc' is not a known target format (known: cub, imagefolder"),
+    (lambda p: p["data"]["target"].update(format="voc"), "data.target: format: 'voc' is not a known target format (known: cub, "),
     (lambda p: p["data"]["target"].update(format="imagefolder", path="cars", split_file="../s.txt"), "data.target.split_file: '../s.txt' must be a path inside data.root"),
     (lambda p: p["describe"].update(files={"cbd": {"backend": "cbd_json"}}), "describe.files.cbd: backend 'cbd_json' needs path"),
     (lambda p: p["describe"]["sets"].update(cbd={"backend": "cbd_json"}), "describe: sets.cbd: backend 'cbd_json' belongs in describe.files"),
