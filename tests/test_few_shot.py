@@ -1,5 +1,5 @@
 """The few-shot protocol and its methods (pipeline/adapter/budgets.py, few_shot.py, logistic.py,
-methods/probe, ensemble, text_prior, tip, clap): budgets, folds, the solver, each method's
+methods/probe, ensemble, text_prior, tip, tip_f, clap, lp_pp): budgets, folds, the solver, each method's
 published rule on hand-made features, and the proof that no test label reaches a choice."""
 
 import functools
@@ -204,7 +204,8 @@ def permute_test_labels(features):
                       fingerprint=FINGERPRINT, shard_rows=64, precision="float32")
 
 
-FEW_SHOT = {"probe": {}, "ensemble": {}, "text_prior": {}, "tip": {}, "zs_lp": {}, "clap": {}}
+FEW_SHOT = {"probe": {}, "ensemble": {}, "text_prior": {}, "tip": {}, "tip_f": {"epochs": 3},
+            "zs_lp": {}, "clap": {}, "lp_pp": {"steps": 40}}
 
 
 def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
@@ -250,7 +251,7 @@ def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
     assert set(results["method"]) == {"linear", *FEW_SHOT}
     assert results["run"].is_unique
     few = results[results["method"] != "linear"]
-    assert len(few) == (1 + 5 * 2) * 8  # the probe once, each text-prior method per prior
+    assert len(few) == (1 + 7 * 2) * 8  # the probe once, each text-prior method per prior
     assert set(few.loc[few["method"] == "probe", "prior"]) == {"none"}
     exact = few[few["prior"].isin(["none", "attributes"])]
     assert exact.groupby("method")["top1"].mean().min() > 90  # the classes are far apart
@@ -474,3 +475,104 @@ def test_tip_adapter_chooses_the_grid_point_held_out_logits_score_best():
         chosen = runs.loc[part.budget.label]
         assert (chosen["alpha"], chosen["beta"]) == grid[first_best(accuracy)], part.budget.label
     assert spread > 0.05  # the grid's points differ: a swapped alpha and beta would show
+
+
+def lp_pp_reference(x, y, zero_shot, steps):
+    """LP++ as its reference code trains it (FewShot-CLIP-Strong-Baseline,
+    methods/linear_probe_p2.py), transcribed with autograd and torch's SGD: W at the class sums,
+    SGD with momentum 0.9 at 4n / lambda_max(X^T X), alpha every 10 steps at
+    n / (4 max_c sum (x . t_c)^2), from 250 x the mean class text score. One change, ours: alpha's
+    gradient is zeroed every step (the reference lets it accumulate)."""
+    n, classes = len(x), len(zero_shot)
+    hot = F.one_hot(y, classes).double()
+    lr_w = 4 * n / float(np.linalg.eigh((x.T @ x).numpy())[0].max())
+    text = x @ zero_shot.T
+    lr_alpha = n / (4 * float(text.square().sum(dim=0).max()))
+    alpha_tilde = (hot * text).sum(dim=0) / hot.sum(dim=0)
+    classifier = torch.nn.Linear(x.shape[1], classes).double()
+    classifier.weight.data = hot.T @ x
+    classifier.bias.data.zero_()
+    alpha = (250 * alpha_tilde.mean() * torch.ones(1, classes, dtype=torch.float64)
+             ).requires_grad_(True)
+    optimizer = torch.optim.SGD(classifier.parameters(), lr_w, momentum=0.9)
+    for epoch in range(steps):
+        logits = classifier(x) + torch.ones(n, 1, dtype=torch.float64) @ alpha * text
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        alpha.grad = None
+        loss.backward()
+        optimizer.step()
+        if (epoch + 1) % 10 == 0:
+            alpha.data -= lr_alpha * alpha.grad.data
+    return classifier.weight.detach() + alpha.detach().T * zero_shot, classifier.bias.detach()
+
+
+def test_lp_pp_trains_by_its_reference_rule_and_its_heads_as_if_alone(blobs):
+    from pipeline.adapter.methods.lp_pp import lp_pp_path
+
+    x, y = blobs
+    zero_shot = F.normalize(torch.randn(3, 6, dtype=torch.float64), dim=-1)
+    path = lp_pp_path(x, y, torch.ones(1, 30), zero_shot, steps=40, alpha_every=10,
+                      eval_every=20)
+    assert len(path) == 2  # after 20 and 40 steps
+    for steps, (weight, bias) in zip((20, 40), path):
+        expected_w, expected_b = lp_pp_reference(x, y, zero_shot, steps)
+        assert torch.allclose(weight[0], expected_w, atol=1e-8)
+        assert torch.allclose(bias[0], expected_b, atol=1e-8)
+    # two heads at once, one on a subset of rows: each as it trains alone
+    mask = torch.ones(2, 30)
+    mask[1, :12] = 0
+    (weight, bias), = lp_pp_path(x, y, mask, zero_shot, 30, 10, 30)
+    alone_w, alone_b = lp_pp_reference(x[12:], y[12:], zero_shot, 30)
+    assert torch.allclose(weight[1], alone_w, atol=1e-8)
+    assert torch.allclose(bias[1], alone_b, atol=1e-8)
+    assert not torch.allclose(weight[0], weight[1], atol=1e-3)
+
+
+def test_tip_adapter_f_fine_tunes_its_keys_as_the_reference_does(blobs):
+    """fine_tune_keys against run_tip_adapter_F's loop (gaopengcuhk/Tip-Adapter main.py): the
+    keys an nn.Linear started at the kept features, AdamW (eps 1e-4), a cosine schedule over
+    every step, CE of Tip's logits at the initial alpha and beta, on the same batch order."""
+    from pipeline.adapter.methods.tip_f import TipAdapterF, fine_tune_keys
+
+    x, y = blobs
+    x, zero_shot = x.float(), F.normalize(torch.randn(3, 6), dim=-1)
+    settings = TipAdapterF(epochs=4, batch_size=8, lr=0.01, fixed_alpha=2.0, fixed_beta=3.0)
+    tuned = fine_tune_keys(x, y, zero_shot, settings, seed=5)
+
+    adapter = torch.nn.Linear(6, 30, bias=False)
+    adapter.weight = torch.nn.Parameter(x.clone())
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=0.01, eps=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4 * 4)
+    values = F.one_hot(y, 3).float()
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(4):
+        for batch in torch.randperm(30, generator=generator).split(8):
+            affinity = adapter(x[batch])
+            cache_logits = ((-1) * (3.0 - 3.0 * affinity)).exp() @ values
+            loss = F.cross_entropy(100. * x[batch] @ zero_shot.T + cache_logits * 2.0, y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    assert torch.allclose(tuned, adapter.weight.detach(), atol=1e-5)
+    assert (tuned - x).abs().max() > 1e-2  # the keys did move
+
+
+def test_tip_adapter_f_with_keys_that_cannot_move_chooses_as_tip_adapter():
+    """At a vanishing learning rate the fine-tuned keys are the kept features: Tip-Adapter-F's
+    cross-validation must then choose Tip-Adapter's alpha and beta on every budget (its held-out
+    caches are the other folds' keys, scaled to the full cache)."""
+    from pipeline.adapter.methods.tip import TipAdapter, train_tip
+    from pipeline.adapter.methods.tip_f import TipAdapterF, train_tip_f
+    from pipeline.adapter.settings import TrainAdapter
+    from pipeline.bench.few_shot import random_inputs
+
+    inputs = random_inputs(240, 6, 16, 3, seed=2, device=torch.device("cpu"))
+    protocol = TrainAdapter(methods={"linear": {}},
+                            budgets={"ratios": [50, 100], "shots": [1, 4, 8], "shot_seeds": [1]})
+    tip = train_tip(inputs, protocol, TipAdapter()).runs
+    frozen = train_tip_f(inputs, protocol, TipAdapterF(lr=1e-12, epochs=1))
+    pd.testing.assert_frame_equal(frozen.runs[["budget", "alpha", "beta", "selected_by"]],
+                                  tip[["budget", "alpha", "beta", "selected_by"]])
+    assert len(set(zip(tip["alpha"], tip["beta"]))) > 1  # the budgets chose differently

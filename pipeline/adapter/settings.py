@@ -14,7 +14,8 @@ SELECTIONS = ("class_balanced", "global")
 
 
 # The paper's adapter, then the field's few-shot baselines (pipeline/adapter/methods).
-DEFAULT_METHODS = ["linear", "probe", "ensemble", "text_prior", "tip", "zs_lp", "clap"]
+DEFAULT_METHODS = ["linear", "probe", "ensemble", "text_prior", "tip", "tip_f", "zs_lp", "clap",
+                   "lp_pp"]
 
 
 def _methods(raw):
@@ -60,7 +61,7 @@ class TrainAdapter(Section):
     priors: Distinct[str] | None = Field(
         None, min_length=1,
         description="the description sets a text-prior method (ensemble, text_prior, tip, "
-        "zs_lp, clap) takes its prior from, trained once with each: keys of describe.sets or "
+        "tip_f, zs_lp, clap, lp_pp) takes its prior from, trained once with each: keys of describe.sets or "
         "describe.files; null: train_adapter.descriptions, then every weak set of describe.sets "
         "(wrong_traits: the demo's attributes_weak)")
     budgets: Budgets = Field(default_factory=Budgets)

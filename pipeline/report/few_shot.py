@@ -18,8 +18,10 @@ METHOD_LABELS = {
     "ensemble": "probe + alpha x zero-shot (output ensemble)",
     "text_prior": "probe pulled to text prototypes",
     "tip": "Tip-Adapter",
+    "tip_f": "Tip-Adapter-F",
     "zs_lp": "ZS-LP",
     "clap": "CLAP",
+    "lp_pp": "LP++",
 }
 TEXT_FREE = ("linear:none", "probe")  # image only: what text is judged against
 # pipeline.adapter.methods.NO_PRIOR (a test holds them equal): the report reads evaluate's tables

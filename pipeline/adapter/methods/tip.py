@@ -62,6 +62,7 @@ class TipCaches:
     runs: pd.DataFrame  # alpha and beta per run
     class_ids: list[int]
     fingerprint: dict | None
+    what: str = "Tip-Adapter caches"  # the summary's noun (not saved: each method's loader sets it)
 
     def logits(self, features):
         import torch
@@ -96,7 +97,7 @@ class TipCaches:
     def summary(self) -> str:
         from pipeline.adapter.few_shot import budget_summary
 
-        return budget_summary(self.runs, "Tip-Adapter caches")
+        return budget_summary(self.runs, self.what)
 
 
 class HeldOutCaches:
@@ -168,18 +169,18 @@ def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
                      pd.DataFrame(rows), inputs.class_ids.tolist(), inputs.fingerprint)
 
 
-def load_tip(folder: Path, fingerprint: dict | None) -> TipCaches:
+def load_tip(folder: Path, fingerprint: dict | None, what: str = "Tip-Adapter caches") -> TipCaches:
     from safetensors.torch import load_file
 
     from pipeline.clip.fingerprint import check_same_clip
 
     info = json.loads((Path(folder) / INFO_FILE).read_text())
-    check_same_clip(fingerprint, info.get("clip_fingerprint"), f"the Tip-Adapter caches in {folder}",
+    check_same_clip(fingerprint, info.get("clip_fingerprint"), f"the {what} in {folder}",
                     "train them again on this CLIP's features (the `train_adapter` stage)")
     tensors = load_file(str(Path(folder) / CACHE_FILE))
     runs = pd.read_parquet(Path(folder) / "runs.parquet").set_index("run").loc[info["runs"]]
     return TipCaches(tensors["zero_shot"], tensors["keys"], tensors["key_labels"], info["starts"],
-                     runs.reset_index(), info["class_ids"], info["clip_fingerprint"])
+                     runs.reset_index(), info["class_ids"], info["clip_fingerprint"], what)
 
 
 ADAPTER_METHODS.register("tip", settings=TipAdapter, doc=TipAdapter.__doc__)(
