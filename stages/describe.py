@@ -1,8 +1,10 @@
-"""Stages `describe@<set>` and `describe_file@<set>`: one set of class descriptions into
-<out>/<set>.parquet (class_id, class_name, text, source, prompt_id, sample_index), from the
-backend `describe.sets.<set>` (an LLM, class attributes) or `describe.files.<set>` (an imported
-file, the stage's dependency) names. One stage per set, so a new prompt asks the LLM only for
-that set; `train_adapter.descriptions` names the set the adapters train on,
+"""Stages `describe@<set>`, `describe_file@<set>` and `describe_control@<set>`: one set of class
+descriptions into <out>/<set>.parquet (class_id, class_name, text, source, prompt_id,
+sample_index), from the backend `describe.sets.<set>` (an LLM, class attributes) or
+`describe.files.<set>` (an imported file, the stage's dependency) names, or the control
+`describe.controls.<set>` makes from its real set (<out>/<of>.parquet, the stage's dependency).
+One stage per set, so a new prompt asks the LLM only for that set; `train_adapter.descriptions`
+names the set the adapters train on,
 `zeroshot.descriptions` the sets scored the CBD way. Both stages run this one command.
 
 The LLM's answers are cached outside the workspace, deliberately not a DVC output
@@ -25,7 +27,7 @@ PROMPTS = Path("prompts/describe")  # relative to the project root, like dvc.yam
 
 
 def main(name: Optional[str] = typer.Argument(None, help="The set to write, a key of "
-                                              "describe.sets or describe.files. Default: "
+                                              "describe.sets, files or controls. Default: "
                                               "train_adapter.descriptions."),
          index: Path = artifact_option("data", "index", help="Index tables of `data`."),
          out: Path = artifact_option("describe", help="Folder of the description sets: writes "
@@ -39,24 +41,31 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
                                       "tokens and cost, and stop before spending anything."),
          params: Path = PARAMS_OPTION) -> None:
     """Write one set of class descriptions: an LLM (OpenAI or any OpenAI-compatible server,
-    cached), an imported CBD file, your own file, or offline sentences from class attributes."""
+    cached), an imported CBD file, your own file, offline sentences from class attributes, or a
+    control made from another set (WaffleCLIP's random descriptors, shuffled texts)."""
     settings = load_params(params)
     config = settings.describe
     name = settings.train_adapter.descriptions if name is None else name
     if name not in config.every_set:
-        raise ParamsError(f"describe.sets and describe.files have no set {name!r} "
+        raise ParamsError(f"describe.sets, files and controls have no set {name!r} "
                           f"(sets: {', '.join(config.every_set)})")
     classes, _ = read_parquet_with_metadata(require(index / "target_classes.parquet",
                                                     made_by="data"))
-    attributes = None
-    if config.every_set[name].backend == "attributes":
+    attributes = real = None
+    entry = config.every_set[name]
+    if entry.backend == "control":  # made from a real set, written by its own stage
+        from stages.layout import describe_stage
+
+        real, _ = read_parquet_with_metadata(require(out / f"{entry.of}.parquet",
+                                                     made_by=describe_stage(entry.of, config)))
+    if entry.backend == "attributes":
         attributes, _ = read_parquet_with_metadata(require(index / "target_attributes.parquet",
                                                            made_by="data"))
 
     from pipeline.describe import describe_set
 
     table = describe_set(name, config, classes, attributes, prompts=prompts, cache=cache,
-                         dry_run=dry_run, say=say("describe"))
+                         dry_run=dry_run, say=say("describe"), real=real)
     if table is None:  # a dry run
         return
     write_parquet(out / f"{name}.parquet", table)

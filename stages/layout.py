@@ -90,15 +90,18 @@ def shown_path(stage: str, name: str | None = None) -> str:
 
 def describe_stage(name: str, describe) -> str:
     """The stage that writes description set `name` (`describe`: the params section):
-    describe_file@<name> for an imported file, describe@<name> otherwise."""
-    return f"{'describe_file' if name in describe.files else 'describe'}@{name}"
+    describe_file@<name> for an imported file, describe_control@<name> for a control,
+    describe@<name> otherwise."""
+    stage = {"files": "describe_file", "controls": "describe_control"}.get(
+        describe.section_of(name), "describe")
+    return f"{stage}@{name}"
 
 
 def paths_entry(stage: str) -> str:
-    """The `paths` entry a stage (group) writes into: describe_file@ writes describe's,
-    extract_<set>@ extract's."""
+    """The `paths` entry a stage (group) writes into: describe_file@ and describe_control@
+    write describe's, extract_<set>@ extract's."""
     group = stage.split("@")[0]
-    if group == "describe_file":
+    if group in ("describe_file", "describe_control"):
         return "describe"
     return "extract" if group.startswith("extract_") else group
 

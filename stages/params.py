@@ -75,10 +75,10 @@ class Params(Section):
         unknown = [name for name in self.zeroshot.descriptions if name not in known]
         if unknown:
             raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
-                             f"describe.sets or describe.files ({', '.join(known)})")
+                             f"describe.sets, files or controls ({', '.join(known)})")
         if self.train_adapter.descriptions not in known:
             raise ValueError(f"train_adapter.descriptions: {self.train_adapter.descriptions!r} "
-                             f"is not one of describe.sets or describe.files "
+                             f"is not one of describe.sets, files or controls "
                              f"({', '.join(known)})")
         if NO_PRIOR in self.prior_sets():
             raise ValueError(f"train_adapter.priors: {NO_PRIOR!r} marks a method without a "
@@ -86,7 +86,7 @@ class Params(Section):
         unknown = [name for name in self.prior_sets() if name not in known]
         if unknown:
             raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "
-                             f"describe.sets or describe.files ({', '.join(known)})")
+                             f"describe.sets, files or controls ({', '.join(known)})")
         return self
 
     @model_validator(mode="after")

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from pipeline.common import InputError
 from pipeline.describe import DESCRIPTION_COLUMNS
 from pipeline.describe.attributes import attribute_phrase, describe_from_attributes
 
@@ -237,3 +240,84 @@ def test_cbd_rule_on_every_descriptor_of_the_real_cub_file(shared_data):
     clauses = ("which is ", "which has ", "which ")
     for name, descriptor in rendered:
         assert any(f"{name}, {clause}{descriptor}" in texts for clause in clauses), descriptor
+
+
+def real_descriptors():
+    classes = pd.DataFrame({"class_id": [1, 2, 3],
+                            "class_name": ["Black footed Albatross", "Cardinal", "Blue Jay"]})
+    texts = {1: ["Black footed Albatross, which is a seabird",
+                 "Black footed Albatross, which has long, narrow wings",
+                 "Black footed Albatross, which is a seabird"],  # repeated: counts once
+             2: ["Cardinal, which has a red crest", "Cardinal, which has a black mask"],
+             3: ["Blue Jay, which has blue plumage"]}
+    rows = [(c, classes.set_index("class_id").loc[c, "class_name"], t, "cbd", "cbd-import", i)
+            for c, ts in texts.items() for i, t in enumerate(ts)]
+    return pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS), classes
+
+
+def test_waffle_controls_follow_the_references_rules():
+    """WaffleCLIP's builder ("A photo of a [concept: a ]<class>, which ..."), its string shapes
+    measured on the class names, the real count per class, and every draw different."""
+    from pipeline.describe.controls import Shapes, control_table, waffle_words
+
+    real, classes = real_descriptors()
+    shapes = Shapes(classes["class_name"].tolist(), real["text"].tolist())
+    assert shapes.words_per_name == 2  # round(mean(3, 1, 2))
+    # longest words 9, 8, 4: ceil(mean) 7, rounded up to a multiple of round(mean spaces) + 1
+    assert (shapes.groups, shapes.group_length) == (2, 4)
+    assert set(shapes.characters) <= set("".join(real["text"])) - {" ", ",", "."}
+    # cut to round(mean of the names' mean word lengths 6.67, 8, 3.5) = 6
+    assert max(map(len, shapes.words)) == 6 and len(waffle_words()) == 4329
+
+    words = control_table(real, classes, "words", 3, None, None, seed=0)
+    assert words.groupby(["prompt_id", "class_id"]).size().unstack().values.tolist() == [
+        [2, 2, 1]] * 3  # the real set's distinct texts per class, in every draw
+    first = words[words["prompt_id"] == "words-draw0"]["text"].iloc[2]
+    assert first.startswith("A photo of a Cardinal, which ") and first.endswith(".")
+    draws = [set(words.loc[words["prompt_id"] == p, "text"]) for p in words["prompt_id"].unique()]
+    assert draws[0] != draws[1] and words.equals(control_table(real, classes, "words", 3, None,
+                                                               None, seed=0))
+
+    chars = control_table(real, classes, "characters", 1, "bird", None, seed=0)
+    clause = chars["text"].iloc[0].removeprefix("A photo of a bird: a Black footed Albatross, ")
+    groups = clause.removeprefix("which has ").removeprefix("which is ").rstrip(".").split(", ")
+    assert [len(g) for g in groups] == [4, 4]
+
+    waffle = control_table(real, classes, "waffle", 2, None, 4, seed=0)
+    per_class = waffle[waffle["prompt_id"] == "waffle-draw0"].groupby("class_id")["text"].apply(
+        lambda t: [x.split(", ", 1)[1] for x in t])
+    assert len(per_class[1]) == 8  # 4 pairs: word sequences and character strings alternate
+    assert per_class[1] == per_class[2] == per_class[3]  # one list shared by every class
+
+
+def test_the_shuffled_control_gives_every_class_another_class_texts_under_its_own_name():
+    from pipeline.describe.controls import control_table
+
+    real, classes = real_descriptors()
+    shuffled = control_table(real, classes, "shuffled", 5, None, None, seed=1)
+    own = {c: set(real.loc[real["class_id"] == c, "text"]) for c in (1, 2, 3)}
+    names = dict(zip(classes["class_id"], classes["class_name"]))
+    for (draw, c), texts in shuffled.groupby(["prompt_id", "class_id"])["text"]:
+        assert not set(texts) & own[c], (draw, c)  # never its own texts
+        assert all(names[c] in t for t in texts)  # the donor's name replaced by its own
+        donors = [d for d in own if d != c and {t.replace(names[c], names[d]) for t in texts}
+                  == own[d]]
+        assert len(donors) == 1, (draw, c)
+
+
+def test_a_control_needs_a_text_for_every_class_and_names_its_key(tmp_path):
+    from pipeline.describe import describe_set
+    from pipeline.describe.settings import Describe
+
+    real, classes = real_descriptors()
+    settings = Describe(controls={"noise": {"kind": "words", "of": "descriptors"}})
+    with pytest.raises(InputError, match=r"describe.controls.noise: the real description set "
+                       r"has no text for classes \[3\]"):
+        describe_set("noise", settings, classes, None, prompts=Path("."), cache=None,
+                     dry_run=False, say=print, real=real[real["class_id"] != 3])
+    made = describe_set("noise", settings, classes, None, prompts=Path("."), cache=None,
+                        dry_run=False, say=print, real=real)
+    assert set(made["source"]) == {"control"} and made["prompt_id"].nunique() == 7
+    assert settings.provenance("noise") == {
+        "kind": "words", "of": "descriptors", "draws": 7, "backend": "control",
+        "source": "control of descriptors", "prompt": "random words, 7 draw(s)"}

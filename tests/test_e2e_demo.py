@@ -220,7 +220,8 @@ def test_forced_repro_of_the_demo_changes_no_output(demo):
     mapped rows, as the stage loads them)."""
     before = output_hashes(demo)
     stages = stage_names(demo)
-    forced_stages = [s for s in stages if s.split("@")[0] in ("data", "describe", "report")
+    forced_stages = [s for s in stages if s.split("@")[0] in ("data", "describe",
+                                                               "describe_control", "report")
                      or s in (f"train_adapter@{BACKBONE}-linear", f"evaluate@{BACKBONE}",
                               f"zeroshot@{BACKBONE}")]  # zeroshot@demo-micro: the same code
     forced = run(demo, sys.executable, "-m", "dvc", "repro", "-f", "-s", *forced_stages)
@@ -427,16 +428,24 @@ def test_token_input_trains_the_qformer_and_the_adapters(demo, tmp_path):
 def test_zeroshot_baselines_score_every_backbone_above_chance(demo):
     results = pd.concat(pd.read_parquet(demo / "artifacts" / "zeroshot" / b / "results.parquet")
                         for b in ("demo-tiny", "demo-micro"))
-    assert set(results["method"]) == {"clip", "cbd", "linear_probe"}
+    assert set(results["method"]) == {"clip", "cbd", "cupl", "linear_probe"}
     assert (results["top1"] > 1.5 * CHANCE).all(), results[["backbone", "variant", "top1"]]
-    tiny = results[results["backbone"] == "demo-tiny"].set_index("variant")
+    tiny = results[(results["backbone"] == "demo-tiny") & (results["method"] != "cupl")
+                   ].set_index("variant")  # CuPL scores CBD's sets too: its rows apart
     # descriptions beat the class name on the demo (its species are named at random); the
     # linear probe on every train image is the upper reference
     assert tiny.loc["attributes", "top1"] > tiny.loc["paper", "top1"] + 20
     assert tiny.loc["logistic regression", "top1"] > tiny.loc["attributes", "top1"]
+    # WaffleCLIP's controls of the one-trait descriptors, 7 draws each: on the demo it is the
+    # descriptors' content that scores, not any text beside the class name
+    cbd = tiny[tiny["method"] == "cbd"]
+    controls = ["random_words", "random_characters", "waffle_bird", "shuffled"]
+    assert (cbd.loc[controls, "draws"] == 7).all() and (cbd.loc[controls, "top1_std"] > 0).all()
+    assert (cbd.loc["descriptors", "top1"] > cbd.loc[controls, "top1"] + 10).all(), cbd
+    assert cbd.loc[["attributes", "descriptors"], "top1_std"].isna().all()
     details = demo / "artifacts" / "zeroshot" / "demo-tiny" / "details"
     explanations = pd.read_parquet(details / "explanations.parquet")
-    assert set(explanations["descriptions"]) == {"attributes", "descriptors"}
+    assert set(explanations["descriptions"]) == {"attributes", "descriptors", *controls}
     assert len(pd.read_parquet(details / "linear_probe.parquet")) == 5  # a row per strength
     table = pd.read_csv(demo / "artifacts" / "report" / "zeroshot.csv")
     assert len(table) == len(results)

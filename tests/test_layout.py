@@ -132,9 +132,9 @@ def test_stages_use_only_the_public_names_of_each_package():
 
 
 def module_of(stage: str) -> str:
-    """The stages/ module a dvc.yaml stage (group) runs: describe_file@ runs describe's,
-    extract_<set>@ extract's."""
-    if stage == "describe_file":
+    """The stages/ module a dvc.yaml stage (group) runs: describe_file@ and describe_control@
+    run describe's, extract_<set>@ extract's."""
+    if stage in ("describe_file", "describe_control"):
         return "describe"
     return "extract" if stage.startswith("extract_") else stage
 

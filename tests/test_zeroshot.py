@@ -192,3 +192,51 @@ def test_a_template_file_with_an_unknown_key_is_refused(tmp_path):
     (tmp_path / "mine.yaml").write_text("templates: ['a {}']\ntemplate: ['a photo of {}']\n")
     with pytest.raises(InputError, match="unknown key"):
         load_template_set("mine", tmp_path)
+
+
+def hand_made_inputs(descriptions):
+    from pipeline.zeroshot.baselines import ZeroShotInputs
+
+    test_x = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]  # images at the three axes
+    return ZeroShotInputs(
+        backbone="b", class_names=["a", "b", "c"], train_x=test_x, train_y=np.arange(4) % 3,
+        test_x=test_x, test_y=torch.tensor([0, 1, 2, 2]), test_ids=np.arange(4),
+        test_paths=[Path(f"{i}.jpg") for i in range(4)], templates={},
+        descriptions=descriptions, device="cpu")
+
+
+def test_cupl_scores_the_mean_embedding_where_cbd_scores_the_mean_cosine():
+    """One set, two rules: class 0's texts are one on its axis and one far off it, class 1's two
+    near the middle of axes 0 and 1. CBD's mean cosine gives image 0 to class 1 (0.5 + 0.0 vs
+    0.6 + 0.6); CuPL's mean embedding, renormalised, gives it to class 0."""
+    from pipeline.zeroshot.baselines import BASELINES, TextFeatures
+
+    features = np.array([[1, 0, 0], [0, 0, 1], [0.6, 0.8, 0], [0.6, 0.8, 0], [0, 0, 1]],
+                        dtype=np.float32)
+    texts = TextFeatures(features, np.array([0, 0, 1, 1, 2]), list("vwxyz"), "file", "mine")
+    inputs = hand_made_inputs({"mine": texts})
+    (cbd,) = [s for s in BASELINES.get("cbd")(inputs, BASELINES.entry("cbd").settings(pictures=0))]
+    (cupl,) = BASELINES.get("cupl")(inputs, BASELINES.entry("cupl").settings())
+    assert torch.allclose(cbd.scores[0], torch.tensor([0.5, 0.6, 0.0]))
+    assert torch.allclose(cupl.scores[0], torch.tensor([2 ** -0.5, 0.6, 0.0]), atol=1e-6)
+    assert int(cbd.scores[0].argmax()) == 1 and int(cupl.scores[0].argmax()) == 0
+
+
+def test_a_control_set_is_scored_draw_by_draw_and_reported_as_mean_and_spread():
+    from pipeline.zeroshot.baselines import BASELINES, TextFeatures
+    from pipeline.zeroshot.run import _over_draws
+
+    right = np.eye(3, dtype=np.float32)
+    wrong = right[[1, 2, 0]]  # every class's text on the next axis
+    features = np.concatenate([right, wrong, right])
+    texts = TextFeatures(features, np.tile([0, 1, 2], 3), [f"t{i}" for i in range(9)],
+                         "control of x", "random words, 3 draw(s)", np.repeat([0, 1, 2], 3))
+    inputs = hand_made_inputs({"noise": texts})
+    (scored,) = BASELINES.get("cbd")(inputs, BASELINES.entry("cbd").settings(pictures=0))
+    assert len(scored.draws) == 3 and scored.texts == 3  # one draw's texts
+    assert torch.equal(scored.scores, scored.draws[0])
+    result = _over_draws(scored, inputs.test_y)
+    assert result["draws"] == 3
+    assert result["top1"] == pytest.approx(200 / 3)  # 100, 0, 100
+    assert result["top1_std"] == pytest.approx(np.std([100, 0, 100], ddof=1))
+    assert BASELINES.get("cupl")(inputs, BASELINES.entry("cupl").settings()) == []  # not a real set

@@ -46,12 +46,25 @@ class UnansweredRequests(InputError):
 
 def describe_set(name: str, settings: Describe, classes: pd.DataFrame,
                  attributes: pd.DataFrame | None, *, prompts: Path, cache: Path | None,
-                 dry_run: bool, say: Callable[[str], None]) -> pd.DataFrame | None:
-    """Description set `name` of `settings` (a key of describe.sets or describe.files) for
+                 dry_run: bool, say: Callable[[str], None],
+                 real: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """Description set `name` of `settings` (a key of describe.sets, files or controls) for
     `classes` (class_id, class_name); `attributes`: the class x attribute matrix (the attributes
-    backend). A dry run plans and says what it would ask, and returns None."""
+    backend); `real`: a control's real set, its table. A dry run plans and says what it would
+    ask, and returns None."""
     entry = settings.every_set[name]
-    key = f"describe.{'files' if name in settings.files else 'sets'}.{name}"
+    key = f"describe.{settings.section_of(name)}.{name}"
+    if entry.backend == "control":
+        if dry_run:
+            say(f"set {name!r} (a control of {entry.of!r}) makes no requests")
+            return None
+        from pipeline.describe.controls import control_table
+
+        try:
+            return control_table(real, classes, entry.kind, entry.draws, entry.concept,
+                                 entry.pairs, settings.seed)
+        except InputError as error:
+            raise InputError(f"{key}: {error}") from None
     if entry.backend == "openai":
         return _ask_llm(key, entry, settings, classes, prompts, cache or default_cache(),
                         dry_run, say)

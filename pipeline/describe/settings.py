@@ -1,5 +1,5 @@
-"""The `describe` section: the description sets (one `describe@<name>` or `describe_file@<name>`
-stage each) and the settings each backend shares."""
+"""The `describe` section: the description sets (one `describe@<name>`, `describe_file@<name>` or
+`describe_control@<name>` stage each) and the settings each backend shares."""
 
 from __future__ import annotations
 
@@ -90,6 +90,40 @@ class DescriptionSet(Section):
         return self
 
 
+CONTROL_KINDS = ("words", "characters", "waffle", "shuffled")  # pipeline/describe/controls.py
+
+
+class ControlSet(Section):
+    """A control description set, made from a real one (one `describe_control@<name>` stage):
+    WaffleCLIP's random descriptors, or the real texts shuffled across classes."""
+
+    kind: Literal["words", "characters", "waffle", "shuffled"]
+    of: str  # the real set: a key of describe.sets or describe.files
+    draws: int = Field(7, ge=1, le=100)  # independent draws, scored apart: mean ± std
+    concept: str | None = Field(None, min_length=1)  # "bird": "A photo of a bird: a <class>, ..."
+    pairs: int | None = Field(None, ge=1)  # waffle: (word, character) pairs; None: the real count
+
+    @property
+    def backend(self) -> str:
+        return "control"
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> ControlSet:
+        if self.pairs is not None and self.kind != "waffle":
+            raise ValueError(f"pairs is read by kind 'waffle' only, not {self.kind!r}")
+        if self.concept is not None and self.kind == "shuffled":
+            raise ValueError("concept is not read by kind 'shuffled' (it keeps the real texts)")
+        return self
+
+
+def _demo_controls() -> dict[str, ControlSet]:
+    # WaffleCLIP's controls of the demo's one-trait descriptors (CBD-like lists)
+    return {"random_words": ControlSet(kind="words", of="descriptors"),
+            "random_characters": ControlSet(kind="characters", of="descriptors"),
+            "waffle_bird": ControlSet(kind="waffle", of="descriptors", concept="bird"),
+            "shuffled": ControlSet(kind="shuffled", of="descriptors")}
+
+
 def _demo_sets() -> dict[str, DescriptionSet]:
     return {"attributes": DescriptionSet(backend="attributes"),
             "descriptors": DescriptionSet(backend="attributes", traits_per_sample=1),
@@ -109,6 +143,12 @@ class Describe(Section):
         default_factory=dict, description="imported files, one describe_file@<name> stage each "
         "(the file a dependency): {backend: cbd_json, path: data/cbd/descriptors_cub.json} or "
         "{backend: file, path: my_descriptions.yaml} ({class name: [texts]})")
+    controls: NamedOrEmpty[ControlSet] = Field(
+        default_factory=_demo_controls, description="control sets made from a real set of "
+        "sets or files, one describe_control@<name> stage each (pipeline/describe/controls.py): "
+        "{kind: words | characters | waffle | shuffled, of: <set>, draws: 7, concept: bird}; "
+        "WaffleCLIP's random descriptors (waffle: word and character pairs shared by every "
+        "class), or the real texts of another class")
     samples_per_class: int = Field(10, ge=1, description="attributes: sentences per class; "
                                    "openai: completions per class")
     seed: int = 0
@@ -116,15 +156,27 @@ class Describe(Section):
     openai: LLMSettings = Field(default_factory=LLMSettings)
 
     @property
-    def every_set(self) -> dict[str, DescriptionSet]:
-        """sets and files: every description set by name."""
-        return {**self.sets, **self.files}
+    def every_set(self) -> dict[str, DescriptionSet | ControlSet]:
+        """sets, files and controls: every description set by name."""
+        return {**self.sets, **self.files, **self.controls}
+
+    def section_of(self, name: str) -> str:
+        """'sets', 'files' or 'controls': where set `name` is declared."""
+        return next(key for key in ("files", "controls", "sets") if name in getattr(self, key))
 
     def provenance(self, name: str) -> dict:
         """How set `name` was made: its entry (set keys only) with `source` and `prompt`, a few
         words each ("backend openai", "prompt cbd"; "file descriptors_cub.json"; "4 attribute(s)
         per sentence")."""
         entry = self.every_set[name]
+        if isinstance(entry, ControlSet):
+            made = {"words": "random words", "characters": "random characters",
+                    "waffle": f"{entry.pairs or 'as many'} random word / character pairs shared "
+                    "by every class", "shuffled": "another class's texts"}[entry.kind]
+            concept = f", concept {entry.concept!r}" if entry.concept else ""
+            return {**entry.model_dump(exclude_none=True), "backend": "control",
+                    "source": f"control of {entry.of}",
+                    "prompt": f"{made}{concept}, {entry.draws} draw(s)"}
         if entry.prompt:
             prompt = f"prompt {entry.prompt}"
         elif entry.path:
@@ -158,4 +210,13 @@ class Describe(Section):
         both = sorted(set(self.sets) & set(self.files))
         if both:
             raise ValueError(f"{', '.join(map(repr, both))} named in both sets and files")
+        twice = sorted(set(self.controls) & (set(self.sets) | set(self.files)))
+        if twice:
+            raise ValueError(f"controls: {', '.join(map(repr, twice))} also named in sets or "
+                             "files")
+        for name, control in self.controls.items():
+            if control.of not in {**self.sets, **self.files}:
+                raise ValueError(f"controls.{name}.of: {control.of!r} is not a set of "
+                                 f"describe.sets or describe.files "
+                                 f"({', '.join({**self.sets, **self.files}) or 'none'})")
         return self

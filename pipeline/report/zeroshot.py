@@ -2,8 +2,10 @@
 
 A row of ours meets a published column by what it ran: CLIP with the paper's template set; CBD
 with a description set from CBD's prompt or CBD's published descriptor file; "domain examples"
-and "improved" with the reproduction study's two prompts. Published numbers exist for the
-openai weights of four backbones only; every other row shows "-" there.
+and "improved" with the reproduction study's two prompts; WaffleCLIP's with a `waffle` control
+(no concept prefix) and its shuffled control. Published numbers exist for the openai weights of
+a few backbones only; every other row shows "-" there. A control set's row is the mean ± std
+over its draws.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from pipeline.report.paper import ZERO_SHOT, ZERO_SHOT_LABELS, ZERO_SHOT_PRETRAI
 from pipeline.report.tables import format_number
 
 ZERO_SHOT_COLUMNS = ["backbone", "model", "pretrained", "method", "variant", "source", "prompt",
-                     "published_as", "top1", "paper_top1", "diff_top1", "top5", "paper_top5",
-                     "diff_top5"]
-METHOD_LABELS = {"clip": "CLIP zero-shot", "cbd": "CBD", "linear_probe": "linear probe"}
+                     "published_as", "top1", "top1_std", "paper_top1", "diff_top1", "top5",
+                     "top5_std", "paper_top5", "diff_top5", "draws"]
+METHOD_LABELS = {"clip": "CLIP zero-shot", "cbd": "CBD", "cupl": "CuPL (mean embedding)",
+                 "linear_probe": "linear probe"}
 PAPER_TEMPLATE_SET = "paper"  # prompts/templates/paper.yaml: the published CLIP row's template
+WAFFLE_CONCEPT = "bird"  # WaffleCLIP's CUB concept ("A photo of a bird: a ...")
+WAFFLE_PAIRS = 15  # its waffle_count: the published rows' pairs of random descriptors
 
 
 def published_as(method: str, variant: str, description_set: dict | None) -> str | None:
@@ -29,6 +34,14 @@ def published_as(method: str, variant: str, description_set: dict | None) -> str
     if method == "clip":
         return "clip" if variant == PAPER_TEMPLATE_SET else None
     if method != "cbd" or description_set is None:
+        return None
+    if description_set.get("backend") == "control":  # WaffleCLIP's published controls
+        kind, concept = description_set.get("kind"), description_set.get("concept")
+        if kind == "shuffled":
+            return kind
+        if kind == "waffle" and description_set.get("pairs") == WAFFLE_PAIRS and concept in (
+                None, WAFFLE_CONCEPT):
+            return "waffle" if concept is None else "waffle_concept"
         return None
     if description_set.get("backend") == "cbd_json":
         return "cbd"
@@ -44,6 +57,10 @@ def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict],
     results: the zeroshot stages' results.parquet rows, all backbones, in the order to show.
     published: False for a dataset the published numbers (CUB's) are not about."""
     table = results.copy()
+    for column, missing in (("top1_std", float("nan")), ("top5_std", float("nan")),
+                            ("draws", 1)):
+        if column not in table:  # results of a zeroshot stage before control sets
+            table[column] = missing
     table["published_as"] = [published_as(m, v, description_sets.get(v) if m == "cbd" else None)
                              if published else None
                              for m, v in zip(table["method"], table["variant"])]
@@ -69,6 +86,12 @@ def _row_label(row) -> str:
     return label
 
 
+def _ours(row, k: str) -> str:
+    """'52.40', or '52.40 ± 0.11' over a control set's draws."""
+    return (f"{row[k]:.2f} ± {row[f'{k}_std']:.2f}" if pd.notna(row[f"{k}_std"])
+            else f"{row[k]:.2f}")
+
+
 def zero_shot_markdown(table: pd.DataFrame, what_ran: str) -> str:
     """SPEC section 4's comparison as Markdown: per backbone, one line per baseline."""
     lines = ["# Zero-shot baselines: top-1 / top-5 %, ours vs the published numbers", "",
@@ -79,8 +102,8 @@ def zero_shot_markdown(table: pd.DataFrame, what_ran: str) -> str:
         lines.append(
             f"| {row['backbone']} ({row['model']}, {row['pretrained']}) | {_row_label(row)} | "
             f"{row['source']}: {row['prompt']} | "
-            f"{row['top1']:.2f} / {format_number(row['paper_top1'])} / "
-            f"{format_number(row['diff_top1'], '{:+.2f}')} | {row['top5']:.2f} / "
+            f"{_ours(row, 'top1')} / {format_number(row['paper_top1'])} / "
+            f"{format_number(row['diff_top1'], '{:+.2f}')} | {_ours(row, 'top5')} / "
             f"{format_number(row['paper_top5'])} / {format_number(row['diff_top5'], '{:+.2f}')} |")
     return "\n".join(lines) + "\n"
 
@@ -97,7 +120,7 @@ def zero_shot_html(table: pd.DataFrame, diff_style) -> str:
                  f'<td class="ratio">{html.escape(_row_label(row))}</td>',
                  f'<td class="ratio">{html.escape(f"{row.source}: {row.prompt}")}</td>']
         for k in ("top1", "top5"):
-            cells.append(f"<td>{row[k]:.2f}</td><td>{format_number(row[f'paper_{k}'])}</td>"
+            cells.append(f"<td>{_ours(row, k)}</td><td>{format_number(row[f'paper_{k}'])}</td>"
                          f"<td{diff_style(row[f'diff_{k}'])}>"
                          f"{format_number(row[f'diff_{k}'], '{:+.2f}')}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")

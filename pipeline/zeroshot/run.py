@@ -70,7 +70,7 @@ def score_baselines(backbone: str, features: Path, index: Path, settings: Zerosh
               for row in BASELINES.get(name)(inputs, baseline)]
     results = pd.DataFrame([{"method": s.method, "variant": s.variant, "texts": s.texts,
                              "source": s.source, "prompt": s.prompt,
-                             **accuracy(s.scores, inputs.test_y)} for s in scored])
+                             **_over_draws(s, inputs.test_y)} for s in scored])
     results = results.assign(backbone=backbone, model=card["model_name"],
                              pretrained=card.get("pretrained") or "trained here",
                              test_images=len(inputs.test_ids), classes=len(inputs.class_names))
@@ -91,6 +91,17 @@ def score_baselines(backbone: str, features: Path, index: Path, settings: Zerosh
                for _, row in results.iterrows()}
     return ZeroShotResult(results, {name: pd.concat(parts, ignore_index=True)
                                     for name, parts in tables.items()}, pictures, run, metrics)
+
+
+def _over_draws(scored, labels) -> dict:
+    """top1 / top5 % and their std over the draws of a control set (std NaN for one set)."""
+    each = [accuracy(scores, labels) for scores in (scored.draws or [scored.scores])]
+    out = {"draws": len(each)}
+    for k in ("top1", "top5"):
+        values = np.array([one[k] for one in each])
+        out[k] = float(values.mean())
+        out[f"{k}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return out
 
 
 def _inputs(backbone: str, features: Path, index: Path, settings: Zeroshot, fingerprint: dict,
@@ -143,11 +154,15 @@ def _count_templates(texts: TextFeatures) -> int:
 
 def _descriptor_texts(encoded, position: dict[int, int], name: str, made: dict) -> TextFeatures:
     """A description set's descriptors, each once per class: CBD scores a class by its list of
-    descriptors, so one LLM answer repeating another's must not count it twice."""
+    descriptors, so one LLM answer repeating another's must not count it twice. A control set's
+    draws (its prompt_ids) stay apart: each is a list of its own."""
     ids = encoded.ids
     _known_classes(ids, position, f"description set {name!r}")
-    first = ~ids.duplicated(["class_id", "text"]).to_numpy()
+    drawn = made.get("backend") == "control"
+    first = ~ids.duplicated(["prompt_id", "class_id", "text"] if drawn
+                            else ["class_id", "text"]).to_numpy()
     kept = ids[first]
     return TextFeatures(encoded.embeddings[first],
                         kept["class_id"].map(position).to_numpy(np.int64), kept["text"].tolist(),
-                        made["source"], made["prompt"])
+                        made["source"], made["prompt"],
+                        pd.factorize(kept["prompt_id"])[0] if drawn else None)

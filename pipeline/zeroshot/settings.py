@@ -24,10 +24,13 @@ class Zeroshot(Section):
         min_length=1, description="CLIP prompt sets: prompts/templates/<name>.yaml, or an "
         "ensemble open_clip ships (open_clip:OPENAI_IMAGENET_TEMPLATES, ...)")
     descriptions: Distinct[str] = Field(
-        default_factory=lambda: ["attributes", "descriptors"], description="description sets "
-        "(describe.sets or describe.files) scored the CBD way")
+        default_factory=lambda: ["attributes", "descriptors", "random_words",
+                                 "random_characters", "waffle_bird", "shuffled"],
+        description="description sets (describe.sets, files or controls) scored the CBD way "
+        "(and the real ones the CuPL way)")
     baselines: Annotated[dict[str, SerializeAsAny[Section]], Whole] = Field(
-        default_factory=lambda: _baselines({"clip": {}, "cbd": {}, "linear_probe": {}}),
+        default_factory=lambda: _baselines({"clip": {}, "cbd": {}, "cupl": {},
+                                            "linear_probe": {}}),
         min_length=1,
         description="the baselines scored, each with its settings (pipeline/zeroshot/baselines)")
     device: Device = "auto"

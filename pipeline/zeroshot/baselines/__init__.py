@@ -30,6 +30,17 @@ class TextFeatures:
     texts: list[str]
     source: str  # where the texts come from, in a few words ("templates", "backend openai")
     prompt: str  # how they were made ("3 template(s): 'a photo of a {}.' ...", "prompt cbd")
+    # (M,) the draw each text belongs to, for a control set of several independent draws
+    # (describe.controls: each draw a classifier of its own); None: one set
+    draw: np.ndarray | None = None
+
+    def draws(self) -> list[TextFeatures]:
+        """Each draw's texts as a set of its own (one draw: this set)."""
+        if self.draw is None:
+            return [self]
+        return [TextFeatures(self.features[self.draw == d], self.class_index[self.draw == d],
+                             [t for t, k in zip(self.texts, self.draw) if k == d], self.source,
+                             self.prompt) for d in np.unique(self.draw)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +74,12 @@ class Scored:
     texts: int  # texts it scored with (0: none)
     source: str
     prompt: str
-    scores: object  # (N_test, C) torch tensor of class scores
+    scores: object  # (N_test, C) torch tensor of class scores (of the first draw, if several)
     tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)  # name -> table
     pictures: list[Picture] = dataclasses.field(default_factory=list)
+    # every draw's scores, where the texts were drawn several times (a control set): the
+    # results give their mean and spread
+    draws: list | None = None
 
 
 __all__ = ["BASELINES", "Picture", "Scored", "TextFeatures", "ZeroShotInputs"]

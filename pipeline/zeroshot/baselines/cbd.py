@@ -2,6 +2,8 @@
 set of zeroshot.descriptions: a class's score is the mean cosine of the image with the class's
 descriptor texts ("Black-footed Albatross, which is a seabird"), the prediction its argmax.
 Descriptors repeated across an LLM's samples count once: CBD scores a class by its *list*.
+A control set (describe.controls: WaffleCLIP's random descriptors) is scored draw by draw, its
+row the mean and spread over the draws, its explanations and pictures of the first draw.
 Its explanations (the descriptors behind each decision, the very numbers the score averages)
 are a table, and a few decisions are drawn beside their images, half of them mistakes, as the
 paper's figures are; the pictures are of the first description set."""
@@ -31,7 +33,8 @@ def score_descriptions(inputs: ZeroShotInputs, settings: CbdSettings) -> list[Sc
     from pipeline.zeroshot.scoring import description_scores, picture_sample
 
     rows = []
-    for number, (name, texts) in enumerate(inputs.descriptions.items()):
+    for number, (name, drawn) in enumerate(inputs.descriptions.items()):
+        texts, *others = drawn.draws()  # a control's first draw is explained, every draw scored
         scores, similarities = description_scores(inputs.test_x, texts.features,
                                                   texts.class_index, len(inputs.class_names))
         why = explain(similarities, texts.class_index, texts.texts, scores, inputs.test_y,
@@ -47,7 +50,12 @@ def score_descriptions(inputs: ZeroShotInputs, settings: CbdSettings) -> list[Sc
                 pictures.append(Picture(f"{image_id}.png", png, {
                     "image_id": image_id, "file": f"{image_id}.png", "descriptions": name,
                     "correct": bool(correct[i])}))
+        draws = None
+        if others:
+            draws = [scores] + [description_scores(inputs.test_x, other.features,
+                                                   other.class_index, len(inputs.class_names))[0]
+                                for other in others]
         rows.append(Scored("cbd", name, len(texts.texts), texts.source, texts.prompt, scores,
                            tables={"explanations": why.assign(descriptions=name)},
-                           pictures=pictures))
+                           pictures=pictures, draws=draws))
     return rows
