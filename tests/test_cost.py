@@ -43,3 +43,21 @@ def test_a_qformer_step_is_timed_without_leaving_gradients():
     assert 0 < seconds < 5
     assert all(p.grad is None for p in model.parameters())
     assert np.isfinite(seconds)
+
+
+def test_a_qformer_step_is_timed_at_the_real_batch_size_after_a_warm_up(monkeypatch):
+    """Timing 32 texts and scaling to the batch overstated the demo's CPU training 30-55x:
+    the timed steps run the batch training will run, after one untimed step."""
+    torch.manual_seed(0)
+    model = TextToImageQFormer(QFormerConfig(text_width=16, image_width=16, num_queries=4,
+                                             hidden_size=32, num_layers=1, num_heads=2,
+                                             intermediate_size=64))
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward",
+                        lambda *a, **k: seen.append(len(a[0])) or forward(*a, **k))
+    seconds_per_step(model, PooledTexts(torch.randn(300, 16)), batch_size=256, repeats=3)
+    assert seen == [256] * 4  # the warm-up, then three timed steps
+    seen.clear()
+    seconds_per_step(model, PooledTexts(torch.randn(40, 16)), batch_size=256)
+    assert seen == [40] * 3  # fewer texts than a batch: all of them

@@ -49,17 +49,20 @@ def validation_metrics(model: TextToImageQFormer, text: TextView, images: torch.
 
 
 def seconds_per_step(model: TextToImageQFormer, text: TextView, batch_size: int,
-                     probe: int = 32) -> float:
-    """One training step's forward and backward pass on this machine, timed on the second of two
-    batches of `probe` texts and scaled to `batch_size` (the optimiser's update is not counted):
-    what a stage needs to say how long training would take before it starts. Leaves no
-    gradients behind."""
-    index = torch.arange(max(1, min(batch_size, len(text), probe)), device=text.device)
+                     repeats: int = 2) -> float:
+    """One training step's forward and backward pass on this machine at the real batch size
+    (`batch_size` texts, fewer only where there are fewer), after one warm-up step: the mean of
+    `repeats` timed steps (the optimiser's update is not counted). What a stage needs to say how
+    long training would take before it starts; timing a small batch and scaling it up
+    overstated CPU runs 30-55 times (small batches are all overhead). Leaves no gradients
+    behind."""
+    index = torch.arange(max(1, min(batch_size, len(text))), device=text.device)
     model.train()
-    for _ in range(2):
-        start = time.perf_counter()
+    model(*text.batch(index)).float().square().mean().backward()  # warm-up: allocations, caches
+    start = time.perf_counter()
+    for _ in range(repeats):
         model(*text.batch(index)).float().square().mean().backward()
-        seconds = time.perf_counter() - start
+    seconds = (time.perf_counter() - start) / repeats
     model.zero_grad(set_to_none=True)
     return seconds * batch_size / len(index)
 
