@@ -576,3 +576,28 @@ def test_tip_adapter_f_with_keys_that_cannot_move_chooses_as_tip_adapter():
     pd.testing.assert_frame_equal(frozen.runs[["budget", "alpha", "beta", "selected_by"]],
                                   tip[["budget", "alpha", "beta", "selected_by"]])
     assert len(set(zip(tip["alpha"], tip["beta"]))) > 1  # the budgets chose differently
+
+
+def test_lp_pp_with_one_step_count_runs_it_without_cross_validation(monkeypatch):
+    """eval_every = steps leaves one candidate: no fold is trained, every budget runs all the
+    steps, and the runs table says nothing was chosen."""
+    import pipeline.adapter.methods.lp_pp as lp_pp
+    from pipeline.adapter.settings import TrainAdapter
+    from pipeline.bench.few_shot import random_inputs
+
+    inputs = random_inputs(120, 4, 8, 3, seed=3, device=torch.device("cpu"))
+    protocol = TrainAdapter(methods={"linear": {}},
+                            budgets={"ratios": [100], "shots": [4], "shot_seeds": [1]})
+    heads = []
+    path = lp_pp.lp_pp_path
+    monkeypatch.setattr(lp_pp, "lp_pp_path", lambda x, y, mask, *a: heads.append(len(mask))
+                        or path(x, y, mask, *a))
+    runs = lp_pp.train_lp_pp(inputs, protocol,
+                             lp_pp.LinearProbePlusPlus(steps=30, eval_every=30)).runs
+    assert heads == [1, 1]  # each budget's one path on all its kept images
+    assert runs["steps"].tolist() == [30, 30]
+    assert (runs["selected_by"] == "none to choose").all()
+    heads.clear()
+    runs = lp_pp.train_lp_pp(inputs, protocol,
+                             lp_pp.LinearProbePlusPlus(steps=30, eval_every=10)).runs
+    assert heads == [3, 1, 3, 1] and runs["selected_by"].str.contains("CV").all()

@@ -46,7 +46,8 @@ class LinearProbePlusPlus(Section):
     alpha_every: int = Field(10, ge=1, description="steps on W and b between two steps on "
                              "the blend weights alpha (the reference's 10)")
     eval_every: int = Field(10, ge=1, description="the step counts tried under "
-                            "cross-validation: every eval_every steps up to `steps`")
+                            "cross-validation: every eval_every steps up to `steps` (as many as "
+                            "steps: none, all steps run)")
 
     @model_validator(mode="after")
     def _some_candidate(self) -> LinearProbePlusPlus:
@@ -122,8 +123,8 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         everything = torch.ones(1, len(x), device=x.device)
-        if part.fold is None:
-            chosen, accuracy = settings.steps, None
+        if part.fold is None or settings.eval_every * 2 > settings.steps:
+            chosen, accuracy = settings.steps, None  # none to hold out, or one candidate
         else:
             fold = torch.as_tensor(part.fold, device=x.device)
             count = int(part.fold.max()) + 1
@@ -141,7 +142,10 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
                                   chosen)[-1]
         weights.append(weight[0])
         biases.append(bias[0])
-        rows.append(run_row("lp_pp", part, "descriptions", "none", {"steps": chosen}, accuracy))
+        one_candidate = settings.eval_every * 2 > settings.steps  # nothing to choose
+        rows.append({**run_row("lp_pp", part, "descriptions", "none",
+                               {} if one_candidate else {"steps": chosen}, accuracy),
+                     "steps": chosen})
     return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(rows),
                              inputs.class_ids.tolist(), inputs.fingerprint, "LP++ probes")
 
