@@ -175,7 +175,8 @@ def test_oxford_pets_breeds_are_named_as_torchvision_names_them(tmp_path):
     check_index(target, [  # Abyssinian_99 and the .mat file: in no list, not indexed
         ("images/Abyssinian_1.jpg", 1, "train"), ("images/Abyssinian_2.jpg", 1, "train"),
         ("images/Abyssinian_3.jpg", 1, "test"), ("images/american_bulldog_10.jpg", 2, "train"),
-        ("images/american_bulldog_11.jpg", 2, "train"), ("images/american_bulldog_12.jpg", 2, "test"),
+        ("images/american_bulldog_11.jpg", 2, "train"),
+        ("images/american_bulldog_12.jpg", 2, "test"),
         ("images/staffordshire_bull_terrier_3.jpg", 3, "train"),
         ("images/staffordshire_bull_terrier_4.jpg", 3, "test")])
 
@@ -315,8 +316,8 @@ def test_an_image_listed_twice_is_refused_naming_both_places(tmp_path, name):
 
 
 MISSING = {"oxford_pets": "images/american_bulldog_12.jpg", "flowers102": "jpg/image_00005.jpg",
-           "fgvc_aircraft": "data/images/0034309.jpg", "food101": "images/baby_back_ribs/1000101.jpg",
-           "stanford_cars": "cars_test/00002.jpg"}
+           "fgvc_aircraft": "data/images/0034309.jpg",
+           "food101": "images/baby_back_ribs/1000101.jpg", "stanford_cars": "cars_test/00002.jpg"}
 
 
 @pytest.mark.parametrize("name", list(TREES))
