@@ -5,6 +5,11 @@ from conftest import REPO
 from stages.params import Params, ParamsError, load_params
 from stages.preset import preset, render_params
 
+SUITE = {  # issue 22: the suite's presets: (format, domain)
+    "oxford-pets": ("oxford_pets", "pet"), "flowers102": ("flowers102", "flower"),
+    "fgvc-aircraft": ("fgvc_aircraft", "aircraft"), "food101": ("food101", "food")}
+PRESETS = ["cub-paper", "stanford-cars", *SUITE]
+
 
 def write(tmp_path, edit):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -38,12 +43,31 @@ def test_shipped_params_are_the_defaults_and_the_presets_are_valid():
     assert cars.train_qformer == paper.train_qformer and cars.clip == paper.clip
 
 
+@pytest.mark.parametrize("name", SUITE)
+def test_the_suite_presets_read_their_set_with_the_domain_prompts(name):
+    """Issue 22: one preset per set of the suite, in its own format, with the template set and
+    the LLM prompt named for its domain; the rest is cub-paper's."""
+    from pipeline.describe.prompts import load_prompt
+    from pipeline.features import load_template_set
+
+    (format, domain), paper = SUITE[name], preset("cub-paper", REPO / "presets")
+    suite = preset(name, REPO / "presets")
+    assert (suite.data.target.format, suite.data.captions) == (format, None)
+    assert suite.zeroshot.templates[0] == domain
+    assert suite.describe.every_set["llm"].prompt == domain
+    assert load_template_set(domain, REPO / "prompts" / "templates") == [
+        "a photo of {}, a type of food." if domain == "food" else
+        f"a photo of a {{}}, a type of {domain}."]  # CoOp's (and CLIP's) template for the set
+    assert "{class_name}" in load_prompt(domain, REPO / "prompts" / "describe").user
+    assert suite.train_qformer == paper.train_qformer and suite.clip == paper.clip
+
+
 def rendered(name: str) -> dict:
     """The params file `fgvc preset <name>` writes, as YAML reads it."""
     return yaml.safe_load(render_params(preset(name, REPO / "presets"), name))
 
 
-@pytest.mark.parametrize("name", ["demo", "cub-paper", "stanford-cars"])
+@pytest.mark.parametrize("name", ["demo", *PRESETS])
 def test_prompts_live_in_files_not_params(name):
     """`dvc exp show` lists every params key: prompt texts there hid every metric."""
     def values(tree):
@@ -63,7 +87,7 @@ def test_every_preset_writes_the_keys_the_demo_has():
                                              and prefix + k not in named
                                              for x in keys(v, prefix + k + ".")}
     demo = keys(yaml.safe_load((REPO / "params.yaml").read_text()))
-    for name in ("cub-paper", "stanford-cars"):
+    for name in PRESETS:
         assert keys(rendered(name)) == demo, name
 
 
@@ -83,7 +107,7 @@ def leaves(tree, prefix=""):
     return flat
 
 
-@pytest.mark.parametrize("name", ["cub-paper", "stanford-cars"])
+@pytest.mark.parametrize("name", PRESETS)
 def test_a_preset_holds_only_what_differs(name):
     changes = yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
     base = preset(changes.pop("extends", "demo"), REPO / "presets").model_dump()

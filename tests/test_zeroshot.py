@@ -37,7 +37,8 @@ def test_open_clip_template_sets_are_read_from_open_clip():
         zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES[0]("Cardinal")
     assert len(load_template_set("open_clip:SIMPLE_IMAGENET_TEMPLATES", TEMPLATES)) == 7
     names = template_set_names(TEMPLATES)
-    assert names[:3] == ["car", "classname", "paper"]  # the files, sorted, then open_clip's
+    assert names[:7] == ["aircraft", "car", "classname", "flower", "food", "paper",
+                         "pet"]  # the files, sorted, then open_clip's
     assert "open_clip:OPENAI_IMAGENET_TEMPLATES" in names
 
 

@@ -1,5 +1,7 @@
 """Datasets as index tables (the `data` stage): target formats by registry (`formats`: CUB-200-2011,
-ImageFolder-style `<class>/<image>` folders), per-image captions in Reed's layout, COCO 2014
+ImageFolder-style `<class>/<image>` folders, and the sets that list their images in files:
+Oxford-IIIT Pet, Flowers-102, FGVC-Aircraft, Food-101, Stanford Cars, whose shared parsing is
+`listed`), per-image captions in Reed's layout, COCO 2014
 with Karpathy's split, the check that every listed image exists (`checks`), the stage's entry
 (`index`), and the procedurally drawn demo world, written in the real layouts and read by the
 same readers. `settings`: the `data` params section.

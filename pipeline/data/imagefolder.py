@@ -1,5 +1,6 @@
 """Reader of `root/<class>/<image>` folders (torchvision's ImageFolder layout), the target format
-for datasets that are not CUB-shaped: Stanford Cars, FGVC-Aircraft, Flowers-102, your own.
+for datasets with no format of their own: your own, or a copy already in class folders (as
+Kaggle's Stanford Cars by class).
 
 The split comes from one of:
 - `root/train/<class>/<image>` and `root/test/<class>/<image>` (no split file), or
