@@ -38,7 +38,8 @@ class TargetSettings(Section):
     """What every target format reads: its folder under data.root. A format adds its own keys."""
 
     format: str = Field(description="the layout: a name of pipeline/data/formats "
-                        "(cub, imagefolder)")
+                        "(cub, imagefolder, oxford_pets, flowers102, fgvc_aircraft, food101, "
+                        "stanford_cars)")
     path: str = Field(description="its folder, under data.root")
 
     @field_validator("path")
