@@ -150,6 +150,39 @@ def test_a_manifest_edited_out_of_shape_is_one_line_not_a_traceback(tmp_path, ed
     assert "\n" not in str(refused.value)
 
 
+def test_bench_read_times_both_reads_and_their_ratio(tmp_path):
+    """`fgvc bench read` at a tiny size: both reads timed on one random set written by the
+    store's writer, and their ratio; the set is gone afterwards."""
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "read", "--rows", "3000", "--width", "32",
+                                      "--shard-rows", "1024", "--repeats", "2", "--dir",
+                                      str(tmp_path), "--json", str(tmp_path / "bench.json")])
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert (figures["rows"], figures["width"], figures["shards"]) == (3000, 32, 3)
+    for way in ("unverified", "verified"):
+        assert len(figures["seconds"][way]) == 2 and all(t > 0 for t in figures["seconds"][way])
+        assert re.search(rf"^{way} +\d+\.\d{{3}} +\d+\.\d{{3}}", result.output, re.M)
+    ratio = figures["best"]["verified"] / figures["best"]["unverified"]
+    assert figures["ratio"] == pytest.approx(ratio)
+    assert f"verified / unverified = {ratio:.3f} (best)" in result.output
+    assert f"verifying costs {100 * (ratio - 1):+.1f}% of the read" in result.output
+    assert "goal at COCO's size" not in result.output  # said only at COCO's size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # the set removed
+
+
+def test_a_shard_must_account_for_every_row_of_its_span(tmp_path):
+    ids, emb = make(n=10)
+    plan = plan_for(ids)
+    with pytest.raises(ValueError, match="spans 10 rows but got 9 embeddings and 0 skipped"):
+        write_shard(tmp_path, plan, 0, ids.iloc[:9], emb[:9].astype(np.float32))
+    info = write_shard(tmp_path, plan, 0, ids.iloc[:9], emb[:9], [{"row": 9, "reason": "bad"}])
+    assert info.rows == 9 and info.errors == [{"row": 9, "reason": "bad"}]
+
+
 @pytest.fixture(scope="module")
 def two_clips(tmp_path_factory):
     """Two real CLIPs saved as the `clip` stage saves them: the same tiny architecture and
