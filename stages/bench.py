@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from pipeline.bench import CUB_SIZE
+from pipeline.bench import COCO_CAPTIONS, CUB_SIZE
 from pipeline.common import InputError
 from stages.common import PARAMS_OPTION, chosen_backbone, one_line_errors, resolve_device
 from stages.layout import (backbone_option, backbone_path, require, require_data_root,
@@ -210,3 +210,37 @@ def qformer(
             dataclasses.asdict(result),
             pairs_per_second={w: result.pairs_per_second(w) for w in result.seconds},
             tflops={w: result.tflops(w) for w in result.seconds}), indent=2))
+
+
+@app.command("read")
+@one_line_errors
+def read(
+    rows: int = typer.Option(COCO_CAPTIONS["rows"], min=1, help="Rows of the random set (COCO's "
+                             "captions: 113,287 images x 5 = 566,435)."),
+    width: int = typer.Option(COCO_CAPTIONS["width"], min=1, help="Embedding width (512: "
+                              "ViT-B-32)."),
+    shard_rows: int = typer.Option(COCO_CAPTIONS["shard_rows"], min=1, help="Rows per shard "
+                                   "(the cub-paper preset's extract.shard_rows)."),
+    precision: str = typer.Option("float16", help="float16 | float32, as extract.precision."),
+    repeats: int = typer.Option(5, min=1, help="Read this many times each way, interleaved; "
+                                "the best and the median of each are reported."),
+    seed: int = typer.Option(0, help="Seed of the random embeddings."),
+    workdir: Path = typer.Option(None, "--dir", help="Write the set under this folder (it needs "
+                                 "the set's size free; removed after). Default: the system's "
+                                 "temporary folder."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+) -> None:
+    """What verifying shard checksums costs a reader: `read_feature_set` as every stage calls it
+    (each shard hashed as it is read) against the same read unverified, on a random set of
+    COCO captions' size written by the store's writer, timed in one run."""
+    from pipeline.bench import bench_read
+
+    if workdir is not None and not workdir.is_dir():
+        raise InputError(f"--dir: {workdir} is not a folder")
+    print(f"bench read: {rows:,} random rows x width {width} ({precision}), shards of "
+          f"{shard_rows:,} rows, {repeats} read(s) each way")
+    result = bench_read(rows=rows, width=width, shard_rows=shard_rows, precision=precision,
+                        repeats=repeats, seed=seed, workdir=workdir)
+    print(result.report())
+    if json_out:
+        json_out.write_text(json.dumps(result.as_json(), indent=2))

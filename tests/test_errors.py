@@ -295,3 +295,33 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
                            f"with CLIP fgvc-demo-tiny (trained here, weights {ours}), but the "
                            f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
     assert not (by_hand / "x").exists()  # nothing written by a refused stage
+
+
+def test_a_damaged_feature_set_stops_a_stage_that_reads_it_in_one_line(by_hand):
+    """Issue 23: a byte flipped in a finished shard, then a manifest cut short: the stage
+    reading the set (zeroshot: target_images first) stops in one line naming the file, the set
+    and how to rebuild it, and writes nothing. The files are put back."""
+    folder = "artifacts/extract/demo-tiny/target_images"
+    shard, manifest = by_hand / folder / "shard-00000.parquet", by_hand / folder / "manifest.json"
+    before = {path: path.read_bytes() for path in (shard, manifest)}
+    rebuild = "re-run `extract` for it (or `dvc checkout` it from the cache)"
+    try:
+        data = bytearray(before[shard])
+        data[len(data) // 2] ^= 0x01
+        shard.write_bytes(bytes(data))
+        result = fgvc(by_hand, "zeroshot", "--out", "x")
+        assert result.returncode == 1
+        assert one_error_line(result) == (
+            f"error: {folder}/shard-00000.parquet is damaged (its bytes do not have the checksum "
+            f"the manifest of the feature set {folder} recorded): {rebuild}")
+        shard.write_bytes(before[shard])
+        manifest.write_bytes(before[manifest][:40])
+        result = fgvc(by_hand, "zeroshot", "--out", "x")
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert line.startswith(f"error: {folder}/manifest.json is damaged (not JSON: ")
+        assert line.endswith(rebuild)
+    finally:
+        for path, content in before.items():
+            path.write_bytes(content)
+    assert not (by_hand / "x").exists()

@@ -55,7 +55,7 @@ def test_streaming_reader_equals_whole_read(tmp_path):
     ids, emb = make(n=40)
     write_feature_set(tmp_path / "a", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=16,
                       precision="float32")
-    parts = list(iter_shards(tmp_path / "a", FINGERPRINT, verify=True))
+    parts = list(iter_shards(tmp_path / "a", FINGERPRINT))
     assert [len(part_ids) for part_ids, _ in parts] == [16, 16, 8]
     np.testing.assert_array_equal(np.concatenate([e for _, e in parts]), emb)
     np.testing.assert_array_equal(read_feature_set(tmp_path / "a").embeddings, emb)
@@ -84,15 +84,94 @@ def test_resume_keeps_only_shards_whose_inputs_and_model_match(tmp_path):
     assert not list((tmp_path / "fs").iterdir())
 
 
-def test_shard_checksums_catch_corruption(tmp_path):
-    ids, emb = make(n=30)
-    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10, precision="float16")
-    shard = tmp_path / "fs" / "shard-00001.parquet"
+def flip_an_embedding_byte(shard):
+    """Flip one byte inside the first stored embedding value: the file still parses as a shard
+    of the same shape, only a checksum can tell."""
+    first = pq.read_table(shard).column("embedding")[0].values[0].as_py()
     data = bytearray(shard.read_bytes())
-    data[20] ^= 0xFF
+    at = bytes(data).index(np.float16(first).tobytes())
+    data[at] ^= 0x01
     shard.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="shard-00001.parquet does not match the checksum"):
-        read_feature_set(tmp_path / "fs", verify=True)
+
+
+def test_every_read_verifies_shard_checksums(tmp_path):
+    """Issue 23: bytes flipped in a finished set's shard. Every reader's default refuses it in
+    one line naming the shard, the set and how to rebuild it; the same read unverified would
+    have returned the changed number without a word."""
+    ids, emb = make(n=30)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=10,
+                      precision="float16")
+    intact = read_feature_set(tmp_path / "fs", FINGERPRINT)
+    shard = tmp_path / "fs" / "shard-00001.parquet"
+    flip_an_embedding_byte(shard)
+    expected = (f"{shard} is damaged (its bytes do not have the checksum the manifest of the "
+                f"feature set {tmp_path / 'fs'} recorded): re-run `extract` for it (or `dvc "
+                "checkout` it from the cache)")
+    with pytest.raises(InputError) as refused:
+        read_feature_set(tmp_path / "fs", FINGERPRINT)
+    assert str(refused.value) == expected  # one line
+    with pytest.raises(InputError) as refused:
+        list(iter_shards(tmp_path / "fs", FINGERPRINT))
+    assert str(refused.value) == expected
+    changed = read_feature_set(tmp_path / "fs", FINGERPRINT, verify=False)
+    differs = np.argwhere(changed.embeddings != intact.embeddings)
+    assert len(differs) == 1 and 10 <= differs[0][0] < 20  # one number, in shard 1's rows
+
+
+def test_a_verified_read_is_the_unverified_read(tmp_path):
+    ids, emb = make(n=45)
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT, shard_rows=16,
+                      precision="float16")
+    verified = read_feature_set(tmp_path / "fs", FINGERPRINT)
+    unverified = read_feature_set(tmp_path / "fs", FINGERPRINT, verify=False)
+    pd.testing.assert_frame_equal(verified.ids, unverified.ids)
+    np.testing.assert_array_equal(verified.embeddings, unverified.embeddings)
+    assert verified.manifest == unverified.manifest
+    np.testing.assert_allclose(verified.embeddings, emb, atol=2e-3, rtol=2e-3)  # float16
+    for (a_ids, a), (b_ids, b) in zip(iter_shards(tmp_path / "fs"),
+                                      iter_shards(tmp_path / "fs", verify=False), strict=True):
+        pd.testing.assert_frame_equal(a_ids, b_ids)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("edit", [
+    {"width": None}, {"rows": "23"}, {"fingerprint": []}, {"rows": 24},
+    {"shards": [{"file": "shard-00000.parquet"}]},
+    {"shards": [{"file": "../elsewhere.parquet", "sha256": "0"}]}])
+def test_a_manifest_edited_out_of_shape_is_one_line_not_a_traceback(tmp_path, edit):
+    ids, emb = make()
+    write_feature_set(tmp_path / "fs", ids, emb, name="x", fingerprint=FINGERPRINT,
+                      shard_rows=1024, precision="float16")
+    path = tmp_path / "fs" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))} is damaged .*: re-run "
+                                         "`extract` for it") as refused:
+        read_feature_set(tmp_path / "fs")
+    assert "\n" not in str(refused.value)
+
+
+def test_bench_read_times_both_reads_and_their_ratio(tmp_path):
+    """`fgvc bench read` at a tiny size: both reads timed on one random set written by the
+    store's writer, and their ratio; the set is gone afterwards."""
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "read", "--rows", "3000", "--width", "32",
+                                      "--shard-rows", "1024", "--repeats", "2", "--dir",
+                                      str(tmp_path), "--json", str(tmp_path / "bench.json")])
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert (figures["rows"], figures["width"], figures["shards"]) == (3000, 32, 3)
+    for way in ("unverified", "verified"):
+        assert len(figures["seconds"][way]) == 2 and all(t > 0 for t in figures["seconds"][way])
+        assert re.search(rf"^{way} +\d+\.\d{{3}} +\d+\.\d{{3}}", result.output, re.M)
+    ratio = figures["best"]["verified"] / figures["best"]["unverified"]
+    assert figures["ratio"] == pytest.approx(ratio)
+    assert f"verified / unverified = {ratio:.3f} (best)" in result.output
+    assert f"verifying costs {100 * (ratio - 1):+.1f}% of the read" in result.output
+    assert "goal at COCO's size" not in result.output  # said only at COCO's size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # the set removed
 
 
 def test_a_shard_must_account_for_every_row_of_its_span(tmp_path):
@@ -150,7 +229,7 @@ def test_features_of_another_model_are_refused(tmp_path, two_clips):
         next(iter_shards(tmp_path / "fs", b))
 
     # With CLIP A's fingerprint the set reads, and it holds A's features, which B's are not.
-    features = read_feature_set(tmp_path / "fs", a, verify=True)
+    features = read_feature_set(tmp_path / "fs", a)
     assert features.ids["image_id"].tolist() == CAPTIONS["image_id"].tolist()
     assert [len(ids) for ids, _ in iter_shards(tmp_path / "fs", a)] == [3, 3, 1]
     with torch.no_grad():
@@ -166,7 +245,7 @@ def test_extracting_with_another_model_recomputes_every_shard(tmp_path, two_clip
     again = extract_captions(clip_b, tmp_path / "fs")
     assert (again.computed_shards, again.reused_shards) == (3, 0)
     assert again.manifest["fingerprint"] == clip_b.fingerprint
-    read_feature_set(tmp_path / "fs", clip_b.fingerprint, verify=True)
+    read_feature_set(tmp_path / "fs", clip_b.fingerprint)
     with pytest.raises(FingerprintMismatch, match="differs in: weights_sha256"):
         read_feature_set(tmp_path / "fs", clip_a.fingerprint)
 
