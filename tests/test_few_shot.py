@@ -601,3 +601,16 @@ def test_lp_pp_with_one_step_count_runs_it_without_cross_validation(monkeypatch)
     runs = lp_pp.train_lp_pp(inputs, protocol,
                              lp_pp.LinearProbePlusPlus(steps=30, eval_every=10)).runs
     assert heads == [3, 1, 3, 1] and runs["selected_by"].str.contains("CV").all()
+
+
+def test_adapters_train_with_subnormals_flushed_and_torch_is_left_as_it_was():
+    """Subnormal floats (probabilities of classes a converged probe rules out) run many times
+    slower on the CPU: training flushes them to zero, and only while it trains."""
+    from pipeline.adapter.few_shot import denormals_flushed
+
+    tiny = torch.tensor([1e-39])  # below float32's normal range, above its smallest subnormal
+    assert (tiny * 1.5).item() > 0
+    with denormals_flushed():
+        if torch.set_flush_denormal(True):  # the CPU can (x86 with SSE3: every CI machine)
+            assert (tiny * 1.5).item() == 0.0
+    assert (tiny * 1.5).item() > 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.adapter.few_shot import denormals_flushed
 from pipeline.adapter.inputs import load_adapter_inputs
 from pipeline.adapter.methods import ADAPTER_METHODS, METHOD_FILE, NO_PRIOR, method_record
 from pipeline.adapter.settings import TrainAdapter
@@ -81,13 +82,14 @@ def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: T
         return inputs[descriptions]
 
     trained = {}
-    for name in methods:
-        method = ADAPTER_METHODS.get(name)
-        if method.uses_prior:
-            trained[name] = {prior: method.train(inputs_with(prior), settings,
-                                                 settings.methods[name])
-                             for prior in settings.priors}
-        else:
-            trained[name] = {NO_PRIOR: method.train(inputs_with(settings.descriptions), settings,
-                                                    settings.methods[name])}
+    with denormals_flushed():
+        for name in methods:
+            method = ADAPTER_METHODS.get(name)
+            if method.uses_prior:
+                trained[name] = {prior: method.train(inputs_with(prior), settings,
+                                                     settings.methods[name])
+                                 for prior in settings.priors}
+            else:
+                trained[name] = {NO_PRIOR: method.train(inputs_with(settings.descriptions),
+                                                        settings, settings.methods[name])}
     return TrainedMethods(trained, fingerprint)

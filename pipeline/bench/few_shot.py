@@ -115,7 +115,7 @@ def bench_few_shot(protocol, *, train: int, classes: int, width: int,
     methods, default all) on `random_inputs`, after the baseline fit."""
     import torch
 
-    from pipeline.adapter.few_shot import protocol_budgets
+    from pipeline.adapter.few_shot import denormals_flushed, protocol_budgets
     from pipeline.adapter.logistic import fit_logistic_heads
     from pipeline.adapter.methods import ADAPTER_METHODS
     from pipeline.common import InputError
@@ -152,14 +152,15 @@ def bench_few_shot(protocol, *, train: int, classes: int, width: int,
         synchronize()
         return time.perf_counter() - start
 
-    probe(2 * classes, 5)  # warm-up: the first call pays the kernels' and allocator's start
-    baseline = probe(train, probe_settings.max_iter)
     times = []
-    for name in timed:
-        synchronize()
-        start = time.perf_counter()
-        trained = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name])
-        synchronize()
-        times.append(MethodTime(name, time.perf_counter() - start, len(trained.runs)))
+    with denormals_flushed():  # as train_adapters trains them
+        probe(2 * classes, 5)  # warm-up: the first call pays the kernels' and allocator's start
+        baseline = probe(train, probe_settings.max_iter)
+        for name in timed:
+            synchronize()
+            start = time.perf_counter()
+            trained = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name])
+            synchronize()
+            times.append(MethodTime(name, time.perf_counter() - start, len(trained.runs)))
     return FewShotBench(train, classes, width, len(protocol_budgets(protocol)),
                         torch.get_num_threads(), str(torch_device), baseline, times, skipped)

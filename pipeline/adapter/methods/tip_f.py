@@ -63,7 +63,10 @@ def fine_tune_keys(x, y, zero_shot, settings: TipAdapterF, seed: int):
     values = F.one_hot(y.long(), len(zero_shot)).to(x.dtype)
     keys = x.clone().requires_grad_(True)
     batches = -(-len(x) // settings.batch_size)
-    optimizer = torch.optim.AdamW([keys], lr=settings.lr, eps=ADAMW_EPS)
+    # fused: one pass over the keys a step, not one per moment (the same update: a quarter of
+    # the time fine-tuning took at CUB's size went to unfused AdamW steps)
+    optimizer = torch.optim.AdamW([keys], lr=settings.lr, eps=ADAMW_EPS,
+                                  fused=keys.device.type in ("cpu", "cuda"))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * batches)
     generator = torch.Generator().manual_seed(seed)
     base = CLIP_LOGIT_SCALE * x @ zero_shot.T
