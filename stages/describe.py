@@ -53,7 +53,7 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
                                                     made_by="data"))
     attributes = real = None
     entry = config.every_set[name]
-    if entry.backend == "control":  # made from a real set, written by its own stage
+    if entry.backend == "control" and not dry_run:  # made from a real set, by its own stage
         from stages.layout import describe_stage
 
         real, _ = read_parquet_with_metadata(require(out / f"{entry.of}.parquet",

@@ -76,17 +76,20 @@ class Params(Section):
         if unknown:
             raise ValueError(f"zeroshot.descriptions: {', '.join(map(repr, unknown))} not in "
                              f"describe.sets, files or controls ({', '.join(known)})")
-        if self.train_adapter.descriptions not in known:
+        # the adapters train on real texts: a control's draws would pool into one prototype
+        real = {**self.describe.sets, **self.describe.files}
+        if self.train_adapter.descriptions not in real:
             raise ValueError(f"train_adapter.descriptions: {self.train_adapter.descriptions!r} "
-                             f"is not one of describe.sets, files or controls "
-                             f"({', '.join(known)})")
+                             f"is not one of describe.sets or describe.files "
+                             f"({', '.join(real)}; controls are scored zero-shot only)")
         if NO_PRIOR in self.prior_sets():
             raise ValueError(f"train_adapter.priors: {NO_PRIOR!r} marks a method without a "
                              "prior: name the description set otherwise")
-        unknown = [name for name in self.prior_sets() if name not in known]
+        unknown = [name for name in self.prior_sets() if name not in real]
         if unknown:
             raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "
-                             f"describe.sets, files or controls ({', '.join(known)})")
+                             f"describe.sets or describe.files ({', '.join(real)}; controls "
+                             "are scored zero-shot only)")
         return self
 
     @model_validator(mode="after")

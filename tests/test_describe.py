@@ -321,3 +321,29 @@ def test_a_control_needs_a_text_for_every_class_and_names_its_key(tmp_path):
     assert settings.provenance("noise") == {
         "kind": "words", "of": "descriptors", "draws": 7, "backend": "control",
         "source": "control of descriptors", "prompt": "random words, 7 draw(s)"}
+
+
+def test_the_shuffled_control_renames_a_cbd_file_as_it_writes_the_names():
+    """CBD's file writes "Black-footed Albatross" for CUB's "Black footed Albatross": the
+    control must still put the receiving class's name in, and never inside another word."""
+    from pipeline.describe.controls import control_table, name_pattern
+    from pipeline.describe.imported import describe_from_cbd
+
+    classes = pd.DataFrame({"class_id": [1, 2, 3], "class_name": [
+        "Black footed Albatross", "Brewers Blackbird", "rose"]})
+    import json
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "descriptors.json"
+        path.write_text(json.dumps({"Black-footed Albatross": ["a seabird"],
+                                    "Brewer's Blackbird": ["glossy black plumage"],
+                                    "Rose": ["a rosette of petals"]}))
+        real = describe_from_cbd(path, classes)
+    assert real["text"].tolist()[0] == "Black-footed Albatross, which is a seabird"
+    shuffled = control_table(real, classes, "shuffled", 3, None, None, seed=0)
+    names = dict(zip(classes["class_id"], classes["class_name"]))
+    for class_id, text in zip(shuffled["class_id"], shuffled["text"]):
+        assert text.startswith(f"{names[class_id]}, which "), text
+        others = [n for c, n in names.items() if c != class_id and n != "rose"]
+        assert not any(name_pattern(n).search(text) for n in others), text
+    assert any("rosette" in t for t in shuffled["text"])  # "rose" replaced, not inside words

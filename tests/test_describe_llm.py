@@ -38,7 +38,7 @@ def setup(tmp_path, classes, base_url, **openai):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # set "d" writes <out>/d.parquet: --out is the test's folder
     params["describe"].update(sets={"d": {"backend": "openai", "prompt": "paper"}},
-                              samples_per_class=2)
+                              controls={}, samples_per_class=2)
     params["train_adapter"]["descriptions"] = "d"
     params["zeroshot"]["descriptions"] = []
     params["describe"]["openai"].update(

@@ -217,8 +217,9 @@ def by_hand(tmp_path_factory) -> Path:
     params = yaml.safe_load((project / "params.yaml").read_text())
     main, *others = params["clip"]["backbones"]  # the first is the adapter chain's, the default
     scored = ["target_images", "templates", "descriptions"]
-    describe = [["describe", s] for s in params["describe"]["sets"]
-                if s != params["train_adapter"]["descriptions"]]
+    describe = [["describe", s] for s in [*params["describe"]["sets"],
+                                          *params["describe"]["controls"]]
+                if s != params["train_adapter"]["descriptions"]]  # controls after their sets
     for command in (["demo", "world"], ["data"], ["clip"], *(["clip", b] for b in others),
                     ["describe"], *describe,
                     *(["extract", s] for s in scored + ["coco_images", "coco_captions",

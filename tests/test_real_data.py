@@ -64,7 +64,8 @@ def project(tmp_path_factory) -> Path:
     params["clip"].update(adapter_backbones=["demo-micro"],
                           backbones={"demo-micro": params["clip"]["backbones"]["demo-micro"]})
     params["clip"]["demo_train"].update(epochs=1, batch_size=32)
-    params["describe"].update(sets={}, files={"own": {"backend": "file", "path": "data/own.yaml"}})
+    params["describe"].update(sets={}, controls={},
+                              files={"own": {"backend": "file", "path": "data/own.yaml"}})
     params["extract"]["shard_rows"] = 16  # 72 target images: 5 shards
     params["train_qformer"].update(epochs=1, batch_size=64)
     params["train_adapter"].update(descriptions="own", priors=["own"], methods={"linear": {

@@ -200,15 +200,19 @@ def test_zero_shot_rows_meet_the_published_numbers_they_reproduce():
 
 
 def test_waffle_controls_meet_waffleclips_published_rows_and_show_their_spread():
-    """WaffleCLIP published 15 pairs, with and without "bird", and its swapped control: a control
-    made the same way meets its row (mean ± std over the draws); with other pairs, none."""
-    sets = {"waffle": {"backend": "control", "kind": "waffle", "pairs": 15},
-            "waffle_bird": {"backend": "control", "kind": "waffle", "pairs": 15,
-                            "concept": "bird"},
-            "waffle_5": {"backend": "control", "kind": "waffle", "pairs": 5},
-            "waffle_car": {"backend": "control", "kind": "waffle", "pairs": 15, "concept": "car"},
-            "shuffled": {"backend": "control", "kind": "shuffled"},
-            "words": {"backend": "control", "kind": "words"}}
+    """WaffleCLIP published 15 pairs, with and without "bird", and its swapped control, all of
+    CBD's file: a control made the same way meets its row (mean ± std over the draws); with
+    other pairs, another concept or of another set, none."""
+    cbd = {"backend": "control", "of": "cbd"}  # made from CBD's file, as WaffleCLIP's were
+    sets = {"cbd": {"backend": "cbd_json", "path": "x.json"},
+            "llm": {"backend": "openai", "prompt": "cbd"},
+            "waffle": dict(cbd, kind="waffle", pairs=15),
+            "waffle_bird": dict(cbd, kind="waffle", pairs=15, concept="bird"),
+            "waffle_5": dict(cbd, kind="waffle", pairs=5),
+            "waffle_car": dict(cbd, kind="waffle", pairs=15, concept="car"),
+            "waffle_llm": {"backend": "control", "of": "llm", "kind": "waffle", "pairs": 15},
+            "shuffled": dict(cbd, kind="shuffled"),
+            "words": dict(cbd, kind="words")}
     rows = baseline_rows("b32", "ViT-B-32", "openai", {s: 52.0 for s in sets})
     for row in rows:
         if row["method"] == "cbd":
@@ -218,7 +222,7 @@ def test_waffle_controls_meet_waffleclips_published_rows_and_show_their_spread()
         "waffle", 52.39, 83.75]
     assert table.loc["waffle_bird", "paper_top1"] == 52.83
     assert table.loc["shuffled", ["published_as", "paper_top1"]].tolist() == ["shuffled", 52.52]
-    assert table.loc[["waffle_5", "waffle_car", "words"], "published_as"].isna().all()
+    assert table.loc[["waffle_5", "waffle_car", "waffle_llm", "words"], "published_as"].isna().all()
     markdown = zero_shot_markdown(zero_shot_table(pd.DataFrame(rows), sets), "Dataset: x.")
     assert "| CBD: waffle (= WaffleCLIP) | s: p | 52.00 ± 0.25 / 52.39 / -0.39 |" in markdown
     assert "CLIP zero-shot: paper (= CLIP) | s: p | 50.00 / 52.00 / -2.00 |" in markdown  # one set: no ±

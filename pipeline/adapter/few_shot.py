@@ -30,11 +30,13 @@ CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature, as zero-shot CLIP applie
 
 @contextlib.contextmanager
 def denormals_flushed():
-    """CPU float arithmetic with subnormal numbers flushed to zero inside, torch's default
-    (kept) after. Trained to convergence, softmax probabilities and cache terms of the wrong
-    classes sink below float32's normal range, and the CPU then computes with them many times
-    slower: LP++'s steps on CUB's 100% budget ran 226 ms each, 75 ms flushed, the same weights.
-    The difference is below 1e-38 a number: nothing a classifier's argmax can see."""
+    """CPU float arithmetic with subnormal numbers flushed to zero inside, torch's default (off)
+    after. Trained to convergence, softmax probabilities and cache terms of the wrong classes
+    sink below float32's normal range, and the CPU then computes with them many times slower:
+    LP++'s steps on CUB's 100% budget ran 226 ms each, 75 ms flushed, the same weights. The
+    difference is below 1e-38 a number: nothing a classifier's argmax can see. The flag is the
+    calling thread's: with `train_adapter.cpu_threads: 1` (the default) all the arithmetic is
+    flushed; torch's other intra-op threads are not."""
     supported = torch.set_flush_denormal(True)
     try:
         yield

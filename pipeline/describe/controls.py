@@ -11,21 +11,27 @@ Each text is built as the reference's `structured_descriptor_builder` builds it,
 (`descriptor_sentence`: "which is ...", "which has ..."), and `draws` independent draws of every
 set are written (prompt_id `<kind>-draw<k>`), so CBD's score is reported as mean ± std over them.
 Kinds, the reference mode each follows in brackets:
-- `words`: each class gets as many descriptors as its real set has distinct texts, each a
-  sequence of random words from WaffleCLIP's word list (shipped: waffle_words.txt), as many words
-  as a class name has on average, each cut to the class names' mean word length;
-- `characters`: the same count of random character strings, drawn from the characters of the
-  real set's words, shaped like a class name (its mean word count of groups, together as many
-  characters as its mean longest word, rounded up to a multiple of the groups; `waffle`'s shape);
+- `words`: each class gets its own draw of as many descriptors as its real set has distinct
+  texts, each a sequence of random words from WaffleCLIP's word list (shipped:
+  waffle_words.txt), as many words as a class name has on average, each cut to the class
+  names' mean word length (the words of `waffle`, drawn per class as `adaptive_randomness`
+  does; the cut list's duplicates count once);
+- `characters`: the same count of random character strings per class
+  (`adaptive_random_characters`), drawn from the characters of the real set's words, shaped like
+  a class name (its mean word count of groups, together as many characters as its mean longest
+  word, rounded up to a multiple of the groups; `waffle`'s shape);
 - `waffle`: WaffleCLIP itself: `pairs` pairs of (random words, random characters), one list shared
   by every class (`waffle`);
-- `shuffled`: every class takes another class's real texts, that class's name in them replaced
-  by its own (`swapped_descriptions`, here a permutation without fixed points, so no class keeps
-  its own texts).
+- `shuffled`: every class takes another class's real texts, that class's name in them (as the
+  set writes it: `name_pattern`) replaced by its own (`swapped_descriptions`, here a
+  permutation without fixed points, so no class keeps its own texts).
 
 Where we differ: strings come from numpy's seeded generator, not the reference's global numpy
 state, so the exact strings differ; `pairs` defaults to half the real set's mean descriptor count
-(the same number of texts), where the reference's default is 15 pairs.
+(the same number of texts), where the reference's default is 15 pairs; class names are the
+dataset's (CUB's folder names, 57 of which CBD's file writes otherwise), and the real set's texts
+keep their own form (CBD's "<class>, which ...", without the reference's "A photo of a "
+prefix that its own CBD rows carry).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from pipeline.describe.prompts import descriptor_sentence
 from pipeline.describe.table import DESCRIPTION_COLUMNS
 
 WORDS_FILE = Path(__file__).with_name("waffle_words.txt")
+# each kind draws from its own stream, its position here: append new kinds, never reorder
 KINDS = ("words", "characters", "waffle", "shuffled")
 _STREAM = 0x77616666  # "waff": the controls' own stream of describe.seed
 
@@ -90,6 +97,19 @@ class Shapes:
                          for _ in range(self.groups))
 
 
+def name_pattern(class_name: str) -> re.Pattern:
+    """The dataset's class name as a description set may write it, whole words only: any case,
+    hyphens, underscores or spaces between its words, and a possessive's apostrophe ("Black
+    footed Albatross" finds "Black-footed Albatross", "Brewers Blackbird" "Brewer's Blackbird";
+    "rose" is not found in "rosette"), as the importer matches names (`normalize_name`)."""
+    def word(w: str) -> str:
+        if len(w) > 1 and w[-1] in "sS":
+            return re.escape(w[:-1]) + r"['\u2019]?" + w[-1]
+        return re.escape(w) + r"(?:['\u2019]s)?"
+    words = [word(w) for w in re.split(r"[\s_\-]+", re.sub(r"['\u2019]", "", class_name)) if w]
+    return re.compile(r"(?<!\w)" + r"[\s_\-]+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
 def derangement(count: int, rng) -> np.ndarray:
     """A random permutation of range(count) with no fixed point (count >= 2)."""
     while True:
@@ -115,6 +135,7 @@ def control_table(real: pd.DataFrame, classes: pd.DataFrame, kind: str, draws: i
         raise InputError("a shuffled control needs two classes or more")
     shapes = Shapes(classes["class_name"].tolist(), real["text"].tolist())
     names = dict(zip(classes["class_id"], classes["class_name"]))
+    patterns = {c: name_pattern(name) for c, name in names.items()}
     order = list(classes["class_id"])
     rows = []
     for draw in range(draws):
@@ -127,7 +148,7 @@ def control_table(real: pd.DataFrame, classes: pd.DataFrame, kind: str, draws: i
             texts = {c: [build_text(concept, names[c], d) for d in shared] for c in order}
         elif kind == "shuffled":
             donors = [order[i] for i in derangement(len(order), rng)]
-            texts = {c: [t.replace(names[d], names[c]) for t in
+            texts = {c: [patterns[d].sub(lambda _, name=names[c]: name, t) for t in
                          real.loc[real["class_id"] == d, "text"]] for c, d in zip(order, donors)}
         else:
             draw_one = shapes.random_words if kind == "words" else shapes.random_characters

@@ -90,9 +90,6 @@ class DescriptionSet(Section):
         return self
 
 
-CONTROL_KINDS = ("words", "characters", "waffle", "shuffled")  # pipeline/describe/controls.py
-
-
 class ControlSet(Section):
     """A control description set, made from a real one (one `describe_control@<name>` stage):
     WaffleCLIP's random descriptors, or the real texts shuffled across classes."""

@@ -27,16 +27,19 @@ WAFFLE_CONCEPT = "bird"  # WaffleCLIP's CUB concept ("A photo of a bird: a ...")
 WAFFLE_PAIRS = 15  # its waffle_count: the published rows' pairs of random descriptors
 
 
-def published_as(method: str, variant: str, description_set: dict | None) -> str | None:
+def published_as(method: str, variant: str, description_set: dict | None,
+                 real_sets: dict[str, dict] | None = None) -> str | None:
     """The published column a row of ours reproduces (a ZERO_SHOT key), if any.
-    description_set: the describe.sets or describe.files entry of a CBD row ({backend, prompt,
-    path, ...})."""
+    description_set: the describe.sets, files or controls entry of a CBD row ({backend, prompt,
+    path, ...}); real_sets: every set's entry by name (a control's real set, `of`)."""
     if method == "clip":
         return "clip" if variant == PAPER_TEMPLATE_SET else None
     if method != "cbd" or description_set is None:
         return None
-    if description_set.get("backend") == "control":  # WaffleCLIP's published controls
+    if description_set.get("backend") == "control":  # WaffleCLIP's, of CBD's descriptor file
         kind, concept = description_set.get("kind"), description_set.get("concept")
+        if (real_sets or {}).get(description_set.get("of"), {}).get("backend") != "cbd_json":
+            return None
         if kind == "shuffled":
             return kind
         if kind == "waffle" and description_set.get("pairs") == WAFFLE_PAIRS and concept in (
@@ -61,8 +64,8 @@ def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict],
                             ("draws", 1)):
         if column not in table:  # results of a zeroshot stage before control sets
             table[column] = missing
-    table["published_as"] = [published_as(m, v, description_sets.get(v) if m == "cbd" else None)
-                             if published else None
+    table["published_as"] = [published_as(m, v, description_sets.get(v) if m == "cbd" else None,
+                                          description_sets) if published else None
                              for m, v in zip(table["method"], table["variant"])]
     for k, i in (("top1", 0), ("top5", 1)):
         table[f"paper_{k}"] = [

@@ -94,7 +94,8 @@ def score_baselines(backbone: str, features: Path, index: Path, settings: Zerosh
 
 
 def _over_draws(scored, labels) -> dict:
-    """top1 / top5 % and their std over the draws of a control set (std NaN for one set)."""
+    """top1 / top5 % and their sample std (ddof 1; WaffleCLIP's CSVs give numpy's ddof-0 std)
+    over the draws of a control set (std NaN for one set)."""
     each = [accuracy(scores, labels) for scores in (scored.draws or [scored.scores])]
     out = {"draws": len(each)}
     for k in ("top1", "top5"):

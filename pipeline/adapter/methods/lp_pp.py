@@ -51,9 +51,12 @@ class LinearProbePlusPlus(Section):
 
     @model_validator(mode="after")
     def _some_candidate(self) -> LinearProbePlusPlus:
-        if self.eval_every > self.steps:
-            raise ValueError(f"eval_every ({self.eval_every}) is more than steps "
-                             f"({self.steps}): no step count to try")
+        if self.steps % self.eval_every:
+            raise ValueError(f"steps ({self.steps}) is not a multiple of eval_every "
+                             f"({self.eval_every}): the step counts tried must end at steps")
+        if self.alpha_every > self.steps:
+            raise ValueError(f"alpha_every ({self.alpha_every}) is more than steps "
+                             f"({self.steps}): the blend weights would never move")
         return self
 
 
@@ -123,7 +126,7 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         everything = torch.ones(1, len(x), device=x.device)
-        if part.fold is None or settings.eval_every * 2 > settings.steps:
+        if part.fold is None or settings.eval_every == settings.steps:
             chosen, accuracy = settings.steps, None  # none to hold out, or one candidate
         else:
             fold = torch.as_tensor(part.fold, device=x.device)
@@ -142,7 +145,7 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
                                   chosen)[-1]
         weights.append(weight[0])
         biases.append(bias[0])
-        one_candidate = settings.eval_every * 2 > settings.steps  # nothing to choose
+        one_candidate = settings.eval_every == settings.steps  # nothing to choose
         rows.append({**run_row("lp_pp", part, "descriptions", "none",
                                {} if one_candidate else {"steps": chosen}, accuracy),
                      "steps": chosen})

@@ -20,7 +20,9 @@ cross-validation over the kept images: each fold's images scored by keys fine-tu
 reference would, on the other folds' images alone (each class's cache term scaled to its full
 cache's size, as `tip` does), the final keys fine-tuned on all of them. One un-augmented feature
 per image (the reference averages 10 augmented views for the
-keys and draws augmented batches). T is the description set's CBD classifier.
+keys and draws augmented batches). The alpha and beta grids are `alphas` x `betas` (the
+reference searches 200 x 20 points of [0.1, search_scale]). T is the description set's CBD
+classifier.
 """
 
 from __future__ import annotations

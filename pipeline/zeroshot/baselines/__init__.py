@@ -71,7 +71,7 @@ class Scored:
 
     method: str
     variant: str
-    texts: int  # texts it scored with (0: none)
+    texts: int  # texts it scored with (0: none; a control's: one draw's)
     source: str
     prompt: str
     scores: object  # (N_test, C) torch tensor of class scores (of the first draw, if several)
