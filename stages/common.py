@@ -3,7 +3,9 @@ device, and turning the mistakes a user can make into one line on stderr instead
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 
 import typer
@@ -70,7 +72,32 @@ def one_line_errors(command):
 
             tqdm.write(INTERRUPTED, file=sys.stderr)  # on a line of its own, below any bar
             raise typer.Exit(130) from None  # the shell's code for a run ended by SIGINT
+        except OSError as error:
+            if error.errno not in UNWRITABLE:
+                raise  # anything else is a bug and keeps its traceback
+            print(unwritable_line(error), file=sys.stderr)
+            raise typer.Exit(1) from None
     return run
+
+
+# A write the disk refused: full, over quota, read-only, forbidden. Outputs are written to a
+# temporary name and renamed when whole, so what the run finished stays and nothing half-written
+# stands under a final name.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def unwritable_line(error: OSError) -> str:
+    """One line for a refused write: 'error: cannot write <path>: No space left on device (free
+    space there, then rerun: ...)'; the path where the error names it (pyarrow's do not)."""
+    reason = os.strerror(error.errno)
+    if error.errno in (errno.EACCES, errno.EPERM):  # a read may be refused too
+        return f"error: {error.filename or 'a file'}: {reason} (fix its permissions, then rerun)"
+    where = f" {error.filename}" if error.filename else ""
+    place = "there" if error.filename else "on the disk the outputs go to"
+    need = {errno.ENOSPC: f"free space {place}", errno.EDQUOT: f"free space {place} within your "
+            "quota", errno.EROFS: "write to a writable folder"}[error.errno]
+    return (f"error: cannot write{where}: {reason} ({need}, then rerun: what was finished is "
+            "kept, and nothing half-written stands under a final name)")
 
 
 INTERRUPTED = ("interrupted (outputs are renamed into place only when whole): a rerun starts "

@@ -428,3 +428,31 @@ def test_a_long_failure_list_says_how_many_it_left_out(tmp_path):
     assert "error: 55 request(s) got no usable answer:" in result.output
     assert result.output.count("): empty answer") == 50
     assert "... and 5 more (the first 50 are listed)" in result.output
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_an_answer_that_cannot_be_stored_stops_the_asking_at_once(tmp_path):
+    """The answer cache on a full disk (Linux's /dev/full: every write fails with ENOSPC, for
+    real): the first answer that cannot be kept stops the run in one line naming the cache,
+    before a second request is paid for, and nothing is written. With room again, the rerun
+    asks for everything (nothing was stored) and succeeds."""
+    classes = [f"Bird {i}" for i in range(20)]
+    cache = tmp_path / "cache" / "answers.jsonl"
+    cache.parent.mkdir()
+    cache.symlink_to("/dev/full")
+    with ScriptedLLM() as llm:
+        setup(tmp_path, classes, llm.base_url, concurrency=shipped("concurrency"))
+        result = describe(tmp_path)
+        assert result.exit_code == 1, result.output
+        lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert lines == [f"error: cannot store an answer in the answer cache {cache} (No space "
+                         "left on device): nothing more was asked; make room there (or name "
+                         "another cache: --cache, $FGVC_CACHE_DIR) and rerun: the 0 answers "
+                         "stored are not asked again"], result.output
+        assert "Traceback" not in result.output
+        assert len(llm.calls) == 1  # of 40: the first answer could not be kept
+        assert not (tmp_path / "d.parquet").exists()
+        cache.unlink()
+        rerun = describe(tmp_path)
+        assert rerun.exit_code == 0, rerun.output
+        assert len(llm.calls) == 1 + 40

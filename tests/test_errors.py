@@ -326,3 +326,31 @@ def test_a_damaged_feature_set_stops_a_stage_that_reads_it_in_one_line(by_hand):
         for path, content in before.items():
             path.write_bytes(content)
     assert not (by_hand / "x").exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 4 KB filesystem (a tmpfs this test mounts): every write past it fails, ENOSPC."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip()[:80]}): needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_stops_extraction_in_one_line_and_leaves_nothing_half_written(by_hand,
+                                                                                 full_disk):
+    result = fgvc(by_hand, "extract", "target_images", "--out", str(full_disk / "features"))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot write"), result.stderr
+    assert "No space left on device (free space" in errors[0]
+    assert "what was finished is kept" in errors[0]
+    final = [p.name for p in full_disk.rglob("*") if p.is_file()
+             and (p.name.startswith("shard-") and p.suffix == ".parquet"
+                  or p.name == "manifest.json")]
+    assert final == []  # no shard or manifest under its final name, whole or not

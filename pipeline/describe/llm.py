@@ -43,7 +43,12 @@ class Unreachable(Exception):
     through the client's retries to fail alike, so the run stops."""
 
 
-STOPPING_ERRORS = FATAL_ERRORS + (Unreachable,)
+class Unstorable(Exception):
+    """An answer came back but cannot be written to the answer cache (a full disk, a quota, a
+    read-only or forbidden folder): asking on would pay for answers thrown away."""
+
+
+STOPPING_ERRORS = FATAL_ERRORS + (Unreachable, Unstorable)
 
 
 class LLMError(InputError):
@@ -167,6 +172,11 @@ async def _ask_all(pending, template, cache, settings, api_key, report, progress
             errors += await _until_fatal(start(pending[1:]))
     finally:
         await client.close()
+    unstorable = [e for e in errors if isinstance(e, Unstorable)]
+    if unstorable:
+        raise InputError(f"{unstorable[0]}: nothing more was asked; make room there (or name "
+                         "another cache: --cache, $FGVC_CACHE_DIR) and rerun: the "
+                         f"{len(cache)} answers stored are not asked again")
     unreachable = [e for e in errors if isinstance(e, Unreachable)]
     if unreachable:  # exit code 1, not LLMError's 2: the network, not a setting, may be at fault
         raise InputError(f"cannot reach the server {settings.host} ({settings.url}): "
@@ -245,12 +255,17 @@ async def _ask(client, bound, stop, request: Request, template: PromptTemplate,
                 reason = "empty answer" if not text.strip() else f"unparseable answer: {text[:80]!r}"
                 continue
             report.answered += 1
-            cache.put(request.key, {
-                "class_name": request.class_name, "sample_index": request.sample_index,
-                "model": settings.model, "host": settings.host, "answer": text,
-                "finish_reason": finish, "prompt_tokens": tokens[0],
-                "completion_tokens": tokens[1],
-                "answered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            record = {"class_name": request.class_name, "sample_index": request.sample_index,
+                      "model": settings.model, "host": settings.host, "answer": text,
+                      "finish_reason": finish, "prompt_tokens": tokens[0],
+                      "completion_tokens": tokens[1],
+                      "answered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            try:
+                cache.put(request.key, record)
+            except OSError as error:  # the first answer that cannot be kept stops the asking
+                stop.set()
+                raise Unstorable(f"cannot store an answer in the answer cache {cache.path} "
+                                 f"({error.strerror or error})") from error
             reason = ""
             break
     if reason:
