@@ -456,3 +456,32 @@ def test_an_answer_that_cannot_be_stored_stops_the_asking_at_once(tmp_path):
         rerun = describe(tmp_path)
         assert rerun.exit_code == 0, rerun.output
         assert len(llm.calls) == 1 + 40
+
+
+def test_a_second_run_on_the_same_answer_cache_stops_in_one_line_before_asking(tmp_path):
+    """One writer at a time: while another process holds the cache (here this test, with the
+    lock the stage takes), describe asks nothing and says who holds it; once it is free, the
+    same command runs."""
+    import fcntl
+
+    cache = tmp_path / "cache" / "answers.jsonl"
+    cache.parent.mkdir()
+    with ScriptedLLM() as llm:
+        setup(tmp_path, ["Alpha Finch", "Beta Warbler"], llm.base_url)
+        with open(f"{cache}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = subprocess.run(
+                [sys.executable, "-c", "from stages.cli import main; main()", "describe",
+                 "--index", str(tmp_path / "index"), "--out", str(tmp_path), "--cache",
+                 str(cache), "--params", str(tmp_path / "params.yaml")],
+                cwd=REPO, capture_output=True, text=True,
+                env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert held.returncode == 1, held.stderr
+        assert held.stderr.strip().splitlines()[-1] == (
+            f"error: the answer cache {cache} is in use by another describe run (it holds "
+            f"{cache}.lock): wait for it to finish (its answers are then not asked again), or "
+            "name another cache (--cache, $FGVC_CACHE_DIR)")
+        assert llm.calls == [] and not (tmp_path / "d.parquet").exists()
+        result = describe(tmp_path)  # the lock released: the same command runs
+        assert result.exit_code == 0, result.output
+        assert len(llm.calls) == 4

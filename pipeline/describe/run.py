@@ -12,6 +12,8 @@ would depend on which requests a flaky network let through.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -95,10 +97,7 @@ def describe_set(name: str, settings: Describe, classes: pd.DataFrame,
 
 def _ask_llm(key: str, entry: DescriptionSet, settings: Describe, classes: pd.DataFrame,
              prompts: Path, cache_path: Path, dry_run: bool, say) -> pd.DataFrame | None:
-    from tqdm import tqdm
-
-    from pipeline.describe.answer_cache import AnswerCache
-    from pipeline.describe.llm import ask_all, descriptions_table, estimate, plan_requests
+    from pipeline.describe.answer_cache import one_writer
     from pipeline.describe.prompts import load_prompt
 
     try:
@@ -106,6 +105,17 @@ def _ask_llm(key: str, entry: DescriptionSet, settings: Describe, classes: pd.Da
     except InputError as error:
         raise InputError(f"{key}.prompt: {error}") from None
     llm, samples = settings.openai, entry.samples_per_class or settings.samples_per_class
+    with contextlib.nullcontext() if dry_run else one_writer(cache_path):
+        return _ask_with_cache(template, llm, samples, classes, cache_path, dry_run, say)
+
+
+def _ask_with_cache(template, llm, samples: int, classes: pd.DataFrame, cache_path: Path,
+                    dry_run: bool, say) -> pd.DataFrame | None:
+    from tqdm import tqdm
+
+    from pipeline.describe.answer_cache import AnswerCache
+    from pipeline.describe.llm import ask_all, descriptions_table, estimate, plan_requests
+
     cache = AnswerCache(cache_path)
     if cache.damaged_lines:
         say(f"ignored {cache.damaged_lines} damaged line(s) in {cache_path} (a run killed "
