@@ -194,3 +194,45 @@ def test_a_class_missing_from_a_split_is_one_warning_naming_it():
     images["split"] = ["train", "test"] * 2
     images["class_id"] = [1, 1, 2, 2]  # Gamma in neither split
     assert [line.split(": ", 1)[1] for line in index.one_split_classes()] == ["3: Gamma"] * 2
+
+
+def spaced_tree(root):
+    """Train and test class folders, one of them with spaces in its name."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("Acura TL 2012/a.jpg", "Alpha_Finch/b.jpg"):
+            (root / split / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(root / split / name)
+    return root
+
+
+def test_a_class_names_file_names_folders_with_spaces_and_refuses_what_contradicts():
+    """Issue 23: a folder whose name has spaces could not be named (the line split at its first
+    space), and the error blamed data.target.path; an unknown folder, a folder named twice and
+    two classes of one name after cleaning are refused, each naming data.target.class_names."""
+    import pathlib
+    import tempfile
+
+    from pipeline.data.formats.imagefolder import ImageFolderTarget, read_folders
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = pathlib.Path(folder)
+        spaced_tree(root / "cars")
+        target = ImageFolderTarget(format="imagefolder", path="cars", class_names="names.txt")
+        for text in ("Acura TL 2012 Acura TL Sedan 2012\nAlpha_Finch Alpha finch\n",
+                     "Acura TL 2012\tAcura TL Sedan 2012\nAlpha_Finch\tAlpha finch\n"):
+            (root / "names.txt").write_text(text)
+            classes = read_folders(root, target).classes
+            assert classes["class_name"].tolist() == ["Acura TL Sedan 2012", "Alpha finch"]
+        for text, why in [
+                ("Acura TL 2012 x\nAlpha_Finch y\nBeta_Tern z\n", "line 3 names folder "
+                 "'Beta_Tern', which the tree has no images in"),
+                ("Acura TL 2012 x\nAlpha_Finch y\nAlpha_Finch z\n", "line 3 names folder "
+                 "'Alpha_Finch' a second time"),
+                ("Acura TL 2012 Finch\nAlpha_Finch finch\n", "folders 'Acura TL 2012' and "
+                 "'Alpha_Finch' have the same class name 'finch' after cleaning")]:
+            (root / "names.txt").write_text(text)
+            with pytest.raises(DatasetLayoutError, match=why) as error:
+                read_folders(root, target)
+            assert error.value.key == "class_names"

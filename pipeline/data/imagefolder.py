@@ -50,6 +50,7 @@ def read_imagefolder(root: Path, split_file: Path | None = None,
     class_dirs = sorted(images["class_dir"].unique())
     names = _read_class_names(Path(class_names), class_dirs) if class_names else {
         d: d.replace("_", " ") for d in class_dirs}
+    _distinct_names(names, "data.target.class_names" if class_names else None)
     classes = pd.DataFrame({"class_id": np.arange(1, len(class_dirs) + 1, dtype=np.int32),
                             "class_dir": class_dirs,
                             "class_name": [names[d] for d in class_dirs]})
@@ -113,16 +114,54 @@ def _read_split_file(split_file: Path, root: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def _distinct_names(names: dict[str, str], from_file: str | None) -> None:
+    """Two folders whose class names are one after cleaning (case, '_', runs of spaces) are two
+    classes no prompt can tell apart: refused, naming both."""
+    seen: dict[str, str] = {}
+    for folder, name in names.items():
+        clean = " ".join(name.replace("_", " ").split()).lower()
+        if clean in seen:
+            fix = (f"name them apart in {from_file}" if from_file else
+                   "rename a folder, or name them apart in a class names file "
+                   "(data.target.class_names)")
+            raise DatasetLayoutError(f"folders {seen[clean]!r} and {folder!r} have the same class "
+                                     f"name {name!r} after cleaning: {fix}",
+                                     key="class_names" if from_file else None)
+        seen[clean] = folder
+
+
 def _read_class_names(names_file: Path, class_dirs: list[str]) -> dict[str, str]:
+    """{folder: name} from lines '<folder> <name>' or '<folder><TAB><name>' (a folder whose
+    name has spaces: the tab form, or the longest folder of the tree the line starts with); a
+    line without a name keeps the folder's ('_' read as a space). Every folder must be named
+    once, and every line must name a folder of the tree: errors name data.target.class_names."""
     if not names_file.is_file():
-        raise DatasetLayoutError(f"missing class names file {names_file}")
-    names = {}
-    for line in names_file.read_text().splitlines():
-        if line.strip():
-            folder, _, name = line.strip().partition(" ")
-            names[folder] = name.strip() or folder.replace("_", " ")
+        raise DatasetLayoutError(f"missing class names file {names_file}", key="class_names")
+    known = set(class_dirs)
+    by_length = sorted(class_dirs, key=len, reverse=True)
+    names: dict[str, str] = {}
+    for number, line in enumerate(names_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        if "\t" in line:
+            folder, _, name = line.partition("\t")
+        else:
+            text = line.strip()
+            folder = next((d for d in by_length if text == d or text.startswith(d + " ")),
+                          text.partition(" ")[0])
+            name = text[len(folder):]
+        folder, name = folder.strip(), name.strip()
+        where = f"{names_file}: line {number}"
+        if folder not in known:
+            raise DatasetLayoutError(f"{where} names folder {folder!r}, which the tree has no "
+                                     "images in (a folder whose name has spaces: separate it "
+                                     "from its name with a tab)", key="class_names")
+        if folder in names:
+            raise DatasetLayoutError(f"{where} names folder {folder!r} a second time",
+                                     key="class_names")
+        names[folder] = name or folder.replace("_", " ")
     unnamed = [d for d in class_dirs if d not in names]
     if unnamed:
         raise DatasetLayoutError(f"{names_file} names no class for folder(s) "
-                                 f"{', '.join(unnamed[:20])}")
+                                 f"{', '.join(unnamed[:20])}", key="class_names")
     return names
