@@ -3,6 +3,7 @@ of the report command, not a stage: DVC's API stays out of the library)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 WORKSPACE = "workspace"
@@ -19,7 +20,12 @@ def compare_revs(rev_a: str, rev_b: str, table_path: Path, out_file: Path | None
         cells = compare_table1(table_a, table_b)
     except ValueError as error:
         raise InputError(f"{error} ({table_path})") from None
-    markdown = compare_markdown(cells, params_diff(params_a, params_b), rev_a, rev_b)
+    from pipeline.report.compare import dataset_of, mismatches
+
+    datasets = (dataset_of(params_a), dataset_of(params_b))
+    for line in mismatches(cells, datasets):
+        print(f"report: WARNING: {line}", file=sys.stderr)
+    markdown = compare_markdown(cells, params_diff(params_a, params_b), rev_a, rev_b, datasets)
     print(markdown, end="")
     if out_file is not None:
         write_text(out_file, markdown)

@@ -256,6 +256,9 @@ def test_report_stage_writes_every_output(tmp_path):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "table1.csv")
     assert len(table) == 60 * len(adapters) and set(table["backbone"]) == set(adapters)
+    # 4 decimals: --compare computes B - A from these (2 put one change at -1.66 and -1.67)
+    first = (out / "table1.csv").read_text().splitlines()[1].split(",")
+    assert len(first[table.columns.get_loc("top1")].split(".")[1]) == 4
     pngs = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
     assert set(pngs) == {f"table1_{b}_{s}.png" for b in adapters
                          for s in ("class_balanced", "global")} | {
@@ -422,3 +425,24 @@ def test_the_report_names_a_method_without_prior_as_the_adapters_do():
     from pipeline.report import few_shot
 
     assert few_shot.NO_PRIOR == NO_PRIOR
+
+
+def test_compare_names_each_side_and_warns_loudly_when_they_are_not_comparable():
+    from pipeline.report.compare import dataset_of, mismatches
+
+    a = table1(fake_results(selections=("class_balanced",)))
+    cub = {"data": {"root": "data", "target": {"format": "cub", "path": "CUB_200_2011"}}}
+    cars = {"data": {"root": "data", "target": {"format": "imagefolder", "path": "cars"}}}
+    datasets = (dataset_of(cub), dataset_of(cars))
+    assert datasets == ("cub data/CUB_200_2011", "imagefolder data/cars")
+    cells = compare_table1(a, a)
+    markdown = compare_markdown(cells, params_diff(cub, cars), "main", "cars", datasets)
+    assert "A: cub data/CUB_200_2011; B: imagefolder data/cars." in markdown
+    assert ("**WARNING: A and B are not the same dataset (A: cub data/CUB_200_2011; B: "
+            "imagefolder data/cars): B − A compares different test sets.**") in markdown
+    assert "CUB top-1" not in markdown
+    assert mismatches(cells, (datasets[0], datasets[0])) == []
+    tiny, b16 = a.assign(backbone="demo-tiny"), a.assign(backbone="ViT-B-16")
+    assert mismatches(compare_table1(tiny, b16), None) == [
+        "A and B have other backbones (A: demo-tiny; B: ViT-B-16): their cells are not compared"]
+

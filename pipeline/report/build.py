@@ -103,7 +103,8 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
                 files[f"plot/{source}.csv"] = points.to_csv(index=False, float_format="%.2f")
     cells = pd.concat(tables, ignore_index=True)
     cells = cells[["backbone", "method"] + [c for c in cells if c not in ("backbone", "method")]]
-    files["table1.csv"] = cells.to_csv(index=False, float_format="%.2f")
+    # 4 decimals: `--compare` computes B - A from these (2 made one change -1.66 here, -1.67 there)
+    files["table1.csv"] = cells.to_csv(index=False, float_format="%.4f")
     files["table1.md"] = "\n".join(table1_markdown(block_cells, context)
                                    for block_cells, context, _ in blocks)
     baselines = pd.concat([run.results for run in zeroshot.values()], ignore_index=True)

@@ -71,11 +71,39 @@ def _value(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, name_b: str) -> str:
-    """The comparison as Markdown: per selection a row per cell, then the differing params."""
+def dataset_of(params: dict[str, Any]) -> str:
+    """What an experiment's test set is, from its params: '<format> <root>/<path>'."""
+    data = params.get("data") or {}
+    target = data.get("target") or {}
+    if not target:
+        return "(its params name no dataset)"
+    return f"{target.get('format')} {data.get('root')}/{target.get('path')}"
+
+
+def mismatches(cells: pd.DataFrame, datasets: tuple[str, str] | None) -> list[str]:
+    """What makes B − A compare unlike things: another dataset, other backbones."""
+    found = []
+    if datasets and datasets[0] != datasets[1]:
+        found.append(f"A and B are not the same dataset (A: {datasets[0]}; B: {datasets[1]}): "
+                     "B − A compares different test sets")
+    sides = [set(cells.loc[cells[f"top1_{k}"].notna(), "backbone"]) - {""} for k in "ab"]
+    if all(sides) and sides[0] != sides[1]:
+        found.append(f"A and B have other backbones (A: {', '.join(sorted(sides[0]))}; B: "
+                     f"{', '.join(sorted(sides[1]))}): their cells are not compared")
+    return found
+
+
+def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, name_b: str,
+                     datasets: tuple[str, str] | None = None) -> str:
+    """The comparison as Markdown: what each side ran on, a loud warning where the two are not
+    comparable, per selection a row per cell, then the differing params. B − A is computed from
+    the tables' unrounded values (table1.csv keeps 4 decimals)."""
     a, b = _value(name_a), _value(name_b)
-    lines = [f"# Table 1: {a} (A) vs {b} (B)", "",
-             "CUB top-1 % of the adapter per Table-1 cell; B − A in points."]
+    lines = [f"# Table 1: {a} (A) vs {b} (B)", ""]
+    if datasets:
+        lines += [f"A: {_value(datasets[0])}; B: {_value(datasets[1])}.", ""]
+    lines += [f"**WARNING: {_value(line)}.**" for line in mismatches(cells, datasets)]
+    lines += ["Top-1 % of the adapter per Table-1 cell; B − A in points."]
     both = cells.dropna(subset=["diff"])
     if len(both):
         lines.append(f"Over the {len(both)} cells both have: mean B − A {both['diff'].mean():+.2f}, "
