@@ -12,7 +12,8 @@ WORKSPACE = "workspace"
 def compare_revs(rev_a: str, rev_b: str, table_path: Path, out_file: Path | None) -> None:
     """Table 1 and the params of two experiments, read through DVC at each rev."""
     from pipeline.common import InputError, write_text
-    from pipeline.report import compare_markdown, compare_table1, params_diff
+    from pipeline.report import (compare_markdown, compare_table1, dataset_of, mismatches,
+                                 params_diff)
 
     (table_a, params_a), (table_b, params_b) = (load_experiment(rev, table_path)
                                                 for rev in (rev_a, rev_b))
@@ -20,8 +21,6 @@ def compare_revs(rev_a: str, rev_b: str, table_path: Path, out_file: Path | None
         cells = compare_table1(table_a, table_b)
     except ValueError as error:
         raise InputError(f"{error} ({table_path})") from None
-    from pipeline.report.compare import dataset_of, mismatches
-
     datasets = (dataset_of(params_a), dataset_of(params_b))
     for line in mismatches(cells, datasets):
         print(f"report: WARNING: {line}", file=sys.stderr)

@@ -61,7 +61,8 @@ def main(evaluate: Optional[Path] = typer.Option(
         runs[b] = ZeroShotRun(pd.read_parquet(folder / "results.parquet"), run, pictures)
     described = {name: settings.describe.provenance(name) for name in settings.describe.every_set}
     report = build_report(adapters, runs, described, settings.train_adapter.descriptions,
-                          paper=settings.data.target.format == "cub", settings=settings.report)
+                          paper=settings.data.target.format == "cub", settings=settings.report,
+                          reference_only=settings.data.is_demo)
     report.save(out)
     for line in report.lines:
         say("report")(line)

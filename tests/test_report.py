@@ -446,3 +446,13 @@ def test_compare_names_each_side_and_warns_loudly_when_they_are_not_comparable()
     assert mismatches(compare_table1(tiny, b16), None) == [
         "A and B have other backbones (A: demo-tiny; B: ViT-B-16): their cells are not compared"]
 
+
+
+def test_the_demo_shows_the_papers_numbers_as_a_reference_without_colour():
+    """A made-up world in CUB's layout: CUB's published numbers stay beside ours, labelled a
+    reference, and no difference is coloured (red and green would read as findings)."""
+    cells = table1(fake_results(selections=("class_balanced",)))
+    cells.loc[0, ["top1", "diff_top1"]] = [86.07, 1.0]
+    page = summary_html([(cells, RunContext(colour_diffs=False), {})])
+    assert "background: rgba" not in page and "<td>+1.00</td>" in page
+    assert "CUB's paper (reference)" in page and "<td>85.07</td>" in page

@@ -77,9 +77,14 @@ class Data(Section):
     karpathy_json: str | None = Field("dataset_coco.json", description="Karpathy's split, in "
                                       "the coco folder; null: annotations/")
 
+    @property
+    def is_demo(self) -> bool:
+        """Is data.root a world of demo@<name> (made up, in the real datasets' layouts)?"""
+        return Path(self.root).name in self.demo
+
     def dataset_name(self, classes: int) -> str:
         """What the target is, in a few words (run.json, every table of the report)."""
-        if Path(self.root).name in self.demo:  # a world of demo@<name>
+        if self.is_demo:  # a world of demo@<name>
             return f"demo world ({classes} made-up bird species, drawn)"
         name = "CUB-200-2011" if self.target.format == "cub" else self.target.path
         return f"{name} ({classes} classes)"

@@ -9,7 +9,8 @@ from pipeline.config import lazy_exports
 
 _EXPORTS = {
     "ReportFiles": "build", "ZeroShotRun": "build", "build_report": "build",
-    "compare_markdown": "compare", "compare_table1": "compare", "params_diff": "compare",
+    "compare_markdown": "compare", "compare_table1": "compare", "dataset_of": "compare",
+    "mismatches": "compare", "params_diff": "compare",
     "TABLE1": "paper", "ZERO_SHOT": "paper", "Report": "settings", "diff_style": "summary",
     "png_data_uri": "summary", "summary_html": "summary", "RunContext": "tables",
     "plot_series": "tables", "selections": "tables", "table1": "tables",

@@ -66,11 +66,12 @@ def describe_set(name: str, entry: dict) -> str:
 
 def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun],
                  described: dict[str, dict], adapter_descriptions: str, paper: bool,
-                 settings: Report) -> ReportFiles:
+                 settings: Report, reference_only: bool = False) -> ReportFiles:
     """The report of `adapters` (adapter backbone -> its evaluate results) and `zeroshot`
     (every backbone -> its run), given how each description set was made (`described`: set ->
     its describe entry), the adapters' description set, and whether the published numbers are
-    about this dataset (`paper`: CUB)."""
+    about this dataset (`paper`: CUB; `reference_only`: shown, but only as a reference, their
+    differences not coloured: the demo's made-up world in CUB's layout)."""
     files, blocks, tables, lines = {}, [], [], []
     entry = described[adapter_descriptions]
     for number, (backbone, results) in enumerate(adapters.items()):
@@ -83,7 +84,8 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
             references=tuple((f"{METHOD_LABELS.get(row.method, row.method)}: {row.variant}",
                               float(row.top1), float(row.top5))
                              for row in zeroshot[backbone].results.itertuples()),
-            paper=paper, best_prior=best_text_prior(results, adapter_descriptions),
+            paper=paper, colour_diffs=not reference_only,
+            best_prior=best_text_prior(results, adapter_descriptions),
             prior=adapter_descriptions)
         # The published numbers are CUB's: beside another target's they would mislead.
         cells = table1(results[results["method"] == PAPER_METHOD], **({} if paper else

@@ -54,7 +54,9 @@ def table1_html(cells: pd.DataFrame, selection: str, context: RunContext = RunCo
     labels = context.labels(cells)
     head = ('<tr><th rowspan="2">(image, text) %</th>'
             + "".join(f'<th colspan="3">{html.escape(label)}</th>' for label in labels.values())
-            + "</tr><tr>" + "<th>ours</th><th>paper</th><th>diff</th>" * len(labels) + "</tr>")
+            + "</tr><tr>" + ("<th>ours</th><th>paper</th><th>diff</th>" if context.colour_diffs
+                             else "<th>ours</th><th>CUB's paper (reference)</th><th>diff</th>")
+            * len(labels) + "</tr>")
     rows = []
     for ratio in range(100, -1, -10):
         row = [f'<td class="ratio">({ratio}, {100 - ratio})</td>']
@@ -64,8 +66,9 @@ def table1_html(cells: pd.DataFrame, selection: str, context: RunContext = RunCo
                 continue
             cell = group.loc[(ratio, source)]
             std = "" if pd.isna(cell["top1_std"]) else f" ± {cell['top1_std']:.2f}"
+            style = diff_style(cell["diff_top1"]) if context.colour_diffs else ""
             row.append(f"<td>{cell['top1']:.2f}{std}</td><td>{format_number(cell['paper_top1'])}</td>"
-                       f"<td{diff_style(cell['diff_top1'])}>{format_number(cell['diff_top1'], '{:+.2f}')}</td>")
+                       f"<td{style}>{format_number(cell['diff_top1'], '{:+.2f}')}</td>")
         rows.append("<tr>" + "".join(row) + "</tr>")
     return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
 

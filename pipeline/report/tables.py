@@ -30,6 +30,9 @@ class RunContext:
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
     paper: bool = True  # False: a dataset the paper's numbers (CUB's) are not about
+    # False: the published numbers shown as a reference only, their differences not coloured
+    # (the demo: a made-up world in CUB's layout, where red and green would read as findings)
+    colour_diffs: bool = True
     # the best text-prior few-shot method per ratio (pipeline.report.few_shot.best_text_prior),
     # a column beside the class-balanced cells; None: no few-shot method trained
     best_prior: pd.DataFrame | None = None
