@@ -13,6 +13,7 @@ The LLM's answers are cached outside the workspace, deliberately not a DVC outpu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -68,6 +69,8 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
                          dry_run=dry_run, say=say("describe"), real=real)
     if table is None:  # a dry run
         return
-    write_parquet(out / f"{name}.parquet", table)
+    # what wrote it travels with the table: model and server of an LLM set (issue 25)
+    write_parquet(out / f"{name}.parquet", table,
+                  {"fgvc.made_by": json.dumps(config.made_by(name), sort_keys=True)})
     print(f"describe: set {name!r}: {len(table)} descriptions for {table['class_id'].nunique()} "
           f"classes (backend {config.every_set[name].backend}); e.g. {table['text'].iloc[0]!r}")

@@ -485,3 +485,19 @@ def test_a_second_run_on_the_same_answer_cache_stops_in_one_line_before_asking(t
         result = describe(tmp_path)  # the lock released: the same command runs
         assert result.exit_code == 0, result.output
         assert len(llm.calls) == 4
+
+
+def test_the_descriptions_table_says_which_model_and_server_wrote_it(tmp_path):
+    from pipeline.common import read_parquet_with_metadata
+
+    with ScriptedLLM() as llm:
+        setup(tmp_path, ["Alpha Finch"], llm.base_url, temperature=0.3)
+        result = describe(tmp_path)
+        assert result.exit_code == 0, result.output
+        host = llm.base_url.split("//")[1].split("/")[0]
+    _, metadata = read_parquet_with_metadata(tmp_path / "d.parquet")
+    made = json.loads(metadata["fgvc.made_by"])
+    assert {k: made[k] for k in ("backend", "prompt", "model", "server", "temperature",
+                                 "samples_per_class")} == {
+        "backend": "openai", "prompt": "prompt paper", "model": shipped("model"),
+        "server": host, "temperature": 0.3, "samples_per_class": 2}

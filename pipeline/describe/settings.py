@@ -186,6 +186,18 @@ class Describe(Section):
         return {**entry.model_dump(exclude_none=True), "source": f"backend {entry.backend}",
                 "prompt": prompt}
 
+    def made_by(self, name: str) -> dict:
+        """What wrote set `name`, for its table's metadata: its provenance and, for an LLM set,
+        the model, the server actually asked, the temperature, the token limit and the samples
+        per class (the answer cache keys answers by them)."""
+        made = self.provenance(name)
+        entry = self.every_set[name]
+        if entry.backend == "openai":
+            made.update(model=self.openai.model, server=self.openai.host,
+                        temperature=self.openai.temperature, max_tokens=self.openai.max_tokens,
+                        samples_per_class=entry.samples_per_class or self.samples_per_class)
+        return made
+
     @model_validator(mode="before")
     @classmethod
     def _backends_sit_in_their_section(cls, raw):
