@@ -47,6 +47,16 @@ def list_lines(path: Path, layout: str) -> list[tuple[int, str]]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
+def class_list(path: Path, layout: str, what: str) -> dict[str, int]:
+    """{entry: 1-based class id} of a list with one class per line (its order the ids'), an
+    entry listed twice being one error naming it (`what`: "class", "variant")."""
+    entries = [line for _, line in list_lines(path, layout)]
+    twice = sorted({e for e in entries if entries.count(e) > 1})
+    if twice:
+        raise DatasetLayoutError(f"{path}: {what} {twice[0]!r} is listed twice", key="path")
+    return {entry: i for i, entry in enumerate(entries, start=1)}
+
+
 def read_mat(path: Path, layout: str, *names: str) -> dict[str, np.ndarray]:
     """The variables `names` of a MATLAB file (scipy's reader, singleton dimensions squeezed:
     a 1 x N vector is N values, a struct array N records), each at least one-dimensional."""

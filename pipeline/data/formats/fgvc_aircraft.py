@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
-from pipeline.data.listed import Listed, class_table, index_listed, list_lines
+from pipeline.data.listed import Listed, class_list, class_table, index_listed, list_lines
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = ("FGVC-Aircraft: fgvc-aircraft-2013b.tar.gz extracted in data.target.path, or its data/ "
@@ -32,12 +32,8 @@ def read_fgvc_aircraft(data_root: Path, settings: FgvcAircraftTarget) -> TargetD
     """FGVC-Aircraft's listed images and its variants; no attributes."""
     root = Path(data_root) / settings.path
     data = "data/" if (root / "data").is_dir() else ""  # the archive's folder, or data/ itself
-    variants = [line for _, line in list_lines(root / data / "variants.txt", LAYOUT)]
-    twice = sorted({v for v in variants if variants.count(v) > 1})
-    if twice:
-        raise DatasetLayoutError(f"{root / data / 'variants.txt'}: variant {twice[0]!r} is listed "
-                                 "twice", key="path")
-    ids = {variant: i for i, variant in enumerate(variants, start=1)}
+    ids = class_list(root / data / "variants.txt", LAYOUT, "variant")
+    variants = list(ids)
     listed = []
     for file, split in LISTS.items():
         path = root / data / file

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
-from pipeline.data.listed import Listed, class_table, index_listed, list_lines
+from pipeline.data.listed import Listed, class_list, class_table, index_listed, list_lines
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = "Food-101: food-101.tar.gz extracted, its food-101/ folder as data.target.path"
@@ -27,12 +27,8 @@ class Food101Target(TargetSettings):
 def read_food101(data_root: Path, settings: Food101Target) -> TargetDataset:
     """Food-101's listed images and its 101 classes; no attributes."""
     root = Path(data_root) / settings.path
-    folders = [line for _, line in list_lines(root / "meta" / "classes.txt", LAYOUT)]
-    twice = sorted({f for f in folders if folders.count(f) > 1})
-    if twice:
-        raise DatasetLayoutError(f"{root / 'meta' / 'classes.txt'}: class {twice[0]!r} is "
-                                 "listed twice", key="path")
-    ids = {folder: i for i, folder in enumerate(folders, start=1)}
+    ids = class_list(root / "meta" / "classes.txt", LAYOUT, "class")
+    folders = list(ids)
     listed = []
     for file, split in LISTS.items():
         path = root / "meta" / file

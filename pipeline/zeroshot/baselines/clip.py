@@ -16,9 +16,15 @@ class ClipZeroShot(Section):
 @BASELINES.register("clip", settings=ClipZeroShot)
 def score_templates(inputs: ZeroShotInputs, settings: ClipZeroShot) -> list[Scored]:
     """CLIP zero-shot, one row per template set."""
+    return ensemble_rows("clip", inputs, inputs.templates)
+
+
+def ensemble_rows(method: str, inputs: ZeroShotInputs, sets: dict) -> list[Scored]:
+    """One row of `method` per text set of `sets` (name -> TextFeatures), each scored as CLIP
+    scores a prompt ensemble: by the class's mean normalised text embedding, renormalised."""
     from pipeline.zeroshot.scoring import template_scores
 
-    return [Scored("clip", name, len(texts.texts), texts.source, texts.prompt,
+    return [Scored(method, name, len(texts.texts), texts.source, texts.prompt,
                    template_scores(inputs.test_x, texts.features, texts.class_index,
                                    len(inputs.class_names)))
-            for name, texts in inputs.templates.items()]
+            for name, texts in sets.items()]

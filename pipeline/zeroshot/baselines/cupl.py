@@ -28,9 +28,7 @@ class CuplSettings(Section):
 @BASELINES.register("cupl", settings=CuplSettings)
 def score_prompt_lists(inputs: ZeroShotInputs, settings: CuplSettings) -> list[Scored]:
     """CuPL, one row per real description set of zeroshot.descriptions."""
-    from pipeline.zeroshot.scoring import template_scores
+    from pipeline.zeroshot.baselines.clip import ensemble_rows
 
-    return [Scored("cupl", name, len(texts.texts), texts.source, texts.prompt,
-                   template_scores(inputs.test_x, texts.features, texts.class_index,
-                                   len(inputs.class_names)))
-            for name, texts in inputs.descriptions.items() if texts.draw is None]
+    return ensemble_rows("cupl", inputs, {name: texts for name, texts in
+                                          inputs.descriptions.items() if texts.draw is None})
