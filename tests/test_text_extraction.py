@@ -162,6 +162,28 @@ def test_a_damaged_shard_is_computed_again_never_adopted(clip, tmp_path):
     assert extract(clip, tmp_path / "fs", tokens=False).damaged == []  # and now it is kept
 
 
+def test_a_killed_runs_damaged_shard_is_computed_again(clip, tmp_path):
+    """Issue 23: a run killed before its manifest leaves shards whose only record is the resume
+    log written beside the set as each shard lands. A shard damaged since is computed again (the
+    log's checksum, not the shard's own bytes, decides); with no record anywhere (log gone too)
+    nothing is adopted and every shard is computed again. Both end in the first run's bytes."""
+    from pipeline.features.store import resume_log_path
+
+    extract(clip, tmp_path / "fs", tokens=False)
+    shards = {p.name: p.read_bytes() for p in (tmp_path / "fs").glob("shard-*.parquet")}
+    (tmp_path / "fs" / "manifest.json").unlink()  # as if killed before the manifest
+    flip_a_data_byte(tmp_path / "fs" / LOST)
+    again = extract(clip, tmp_path / "fs", tokens=False)
+    assert (again.computed_shards, again.reused_shards, again.damaged) == (1, 1, [LOST])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "fs").glob("shard-*.parquet")} == shards
+
+    (tmp_path / "fs" / "manifest.json").unlink()
+    resume_log_path(tmp_path / "fs").unlink()
+    unrecorded = extract(clip, tmp_path / "fs", tokens=False)
+    assert (unrecorded.computed_shards, unrecorded.reused_shards) == (2, 0)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "fs").glob("shard-*.parquet")} == shards
+
+
 @pytest.mark.parametrize("damage", ["truncated shard", "missing shard", "truncated manifest",
                                     "manifest of another shape"])
 def test_a_damaged_set_is_one_error_naming_the_file(clip, tmp_path, damage):

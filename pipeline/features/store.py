@@ -202,9 +202,12 @@ def write_shard(folder: Path, plan: ShardPlan, index: int, ids: pd.DataFrame,
     with atomic_path(Path(folder) / shard_file(index)) as tmp:
         pq.write_table(table, tmp, compression="zstd")
         info = ShardInfo(index, len(ids), plan.keys[index], errors, sha256_file(tmp))
-        if plan.local_keys:  # logged before the rename: a shard under its final name is logged
-            append_record(resume_log_path(folder), str(index),
-                          {"local_key": plan.local_keys[index], "sha256": info.sha256})
+        # logged before the rename: a shard under its final name has a record of its checksum
+        # even when the run is killed before it writes the manifest
+        record = {"input_key": plan.keys[index], "sha256": info.sha256}
+        if plan.local_keys:
+            record["local_key"] = plan.local_keys[index]
+        append_record(resume_log_path(folder), str(index), record)
     return info
 
 
@@ -252,9 +255,10 @@ def resume(folder: Path, plan: ShardPlan) -> Resumed:
 
     A shard is kept when its header (model fingerprint, width, precision, shard size, variant)
     and the key of its inputs match the plan, its row count adds up, and its bytes still have
-    the checksum recorded when it was written (in the set's manifest, or the resume log of a
-    set with machine-local keys) where one was recorded: a shard damaged since is computed again,
-    never adopted. Temp files, stale shards and the manifest (rewritten at the end) are removed.
+    the checksum recorded when it was written: in the set's manifest, or else in the resume log
+    every shard is recorded in as it is written (a killed run's folder has no manifest). A shard
+    damaged since is computed again, never adopted; so is a shard with no record anywhere (a
+    manifest never adopts a checksum it did not compute from what it encoded). Temp files, stale shards and the manifest (rewritten at the end) are removed.
     A folder holding anything else is not a feature set (a mistyped --out?) and is refused before
     anything is deleted.
     """
@@ -269,7 +273,7 @@ def resume(folder: Path, plan: ShardPlan) -> Resumed:
         raise InputError(f"{folder} holds files that are not part of a feature set "
                          f"({', '.join(foreign[:5])}{more}): refusing to write features there (pick "
                          "an empty folder or this set's own)")
-    log = JsonlStore(resume_log_path(folder)) if plan.local_keys else None
+    log = JsonlStore(resume_log_path(folder))
     recorded = _recorded_checksums(folder)
     for path in sorted(folder.iterdir()):
         header = _read_header(path) if path.suffix == ".parquet" else None
@@ -281,9 +285,10 @@ def resume(folder: Path, plan: ShardPlan) -> Resumed:
                 and header.get("token_width") == plan.token_width  # absent on both: None
                 and header["num_rows"] + len(header["errors"]) == plan.span_rows(index)):
             checksum = sha256_file(path)
-            if recorded.get(path.name, checksum) != checksum:
+            expected = recorded.get(path.name) or _logged_checksum(log, plan, index)
+            if expected is not None and expected != checksum:
                 damaged.append(path.name)
-            elif _locally_current(log, plan, index, checksum):
+            elif expected is not None and _locally_current(log, plan, index, checksum):
                 kept[index] = ShardInfo(index, header["num_rows"], header["key"],
                                         header["errors"], checksum)
                 continue
@@ -301,7 +306,13 @@ def _recorded_checksums(folder: Path) -> dict[str, str]:
         return {}
 
 
-def _locally_current(log: JsonlStore | None, plan: ShardPlan, index: int, checksum: str) -> bool:
+def _logged_checksum(log: JsonlStore, plan: ShardPlan, index: int) -> str | None:
+    """The checksum this machine logged when it wrote shard `index` from the plan's inputs."""
+    entry = log.get(str(index)) or {}
+    return entry.get("sha256") if entry.get("input_key") == plan.keys[index] else None
+
+
+def _locally_current(log: JsonlStore, plan: ShardPlan, index: int, checksum: str) -> bool:
     """With machine-local facts in the plan, a shard is kept only if this machine wrote it from
     inputs that still have them (a pulled or copied shard is recomputed: the safe side)."""
     if not plan.local_keys:
