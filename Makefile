@@ -10,7 +10,7 @@ export DVC_NO_ANALYTICS := 1
 .PHONY: demo test install
 
 demo: install
-	dvc repro
+	@start=$$(date +%s) && dvc repro && echo "make demo: dvc repro took $$(( $$(date +%s) - start )) s"
 
 test: install
 	python -m pytest
