@@ -36,6 +36,8 @@ RENAMED = {
     "extract.class_prompts": "zeroshot.templates (a template set in prompts/templates/: "
                              "zeroshot scores the zero-shot row of every backbone)",
     "train_adapter.llm_per_image": "train_adapter.descriptions_per_image",
+    "train_adapter.budgets.shot_seeds": "train_adapter.budgets.seeds (the seeds of every "
+                                        "few-shot budget, ratios included)",
     **{f"train_adapter.{key}": f"{_LINEAR}.{key}" for key in (
         "text_mapping", "steps", "batch_size", "lr", "weight_decay", "normalize",
         "logit_scale", "early_stopping")},

@@ -52,7 +52,7 @@ TINY = {
     "describe": dict(samples_per_class=3),
     "train_qformer": dict(epochs=1, batch_size=64),
     "train_adapter.methods.linear": dict(steps=10, batch_size=16),
-    "train_adapter.budgets": dict(ratios=[50, 100], shots=[1, 4], shot_seeds=[1]),
+    "train_adapter.budgets": dict(ratios=[50, 100], shots=[1, 4], seeds=[1]),
 }
 
 

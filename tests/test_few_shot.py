@@ -218,7 +218,7 @@ def test_no_test_label_reaches_a_chosen_value_or_a_weight(features):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train_adapter"].update(selection=["class_balanced"], seeds=[0, 1], methods=dict(
         FEW_SHOT, linear={"steps": 20}), budgets={"ratios": [10, 100], "shots": [1, 4],
-                                                  "shot_seeds": [1, 2], "folds": 3})
+                                                  "seeds": [1, 2], "folds": 3})
     (features / "params.yaml").write_text(yaml.safe_dump(params))
     qformer = write_qformer(features / "qformer")
     common = ["--params", str(features / "params.yaml"), "--features",
@@ -270,7 +270,7 @@ def test_a_misleading_prior_is_switched_off_where_the_kept_images_show_it(featur
 
     settings = TrainAdapter(
         seeds=[0], priors=["attributes", "attributes_weak"], methods={"probe": {}, "ensemble": {}},
-        budgets={"ratios": [100], "shots": [1, 4], "shot_seeds": [1, 2], "folds": 3})
+        budgets={"ratios": [100], "shots": [1, 4], "seeds": [1, 2], "folds": 3})
     trained = train_adapters(features / "extract" / BACKBONE, FINGERPRINT,
                              write_qformer(tmp_path / "qformer"), settings, "cpu")
     trained.save(tmp_path / "adapters")
@@ -280,7 +280,7 @@ def test_a_misleading_prior_is_switched_off_where_the_kept_images_show_it(featur
     (probe,), (_, weak) = loaded["probe"], loaded["ensemble"]
     assert weak.runs["run"].str.endswith("-attributes_weak").all()
     by_cv = weak.runs["selected_by"].str.contains("CV").to_numpy()
-    assert by_cv.sum() == 3  # 4 shots over two seeds, and 100%; 1 shot is fixed in advance
+    assert by_cv.sum() == 4  # 4 shots and 100%, each over two seeds; 1 shot is fixed in advance
     assert (weak.runs.loc[by_cv, "alpha"] == 0.0).all()
     assert torch.equal(weak.weight[by_cv], probe.weight[by_cv])
     assert (weak.runs.loc[~by_cv, "alpha"] == 1.0).all()  # fixed_alpha: the misleading text in
@@ -364,10 +364,10 @@ def test_bench_few_shot_times_every_few_shot_method_on_every_budget(tmp_path):
     from pipeline.adapter.settings import TrainAdapter
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train_adapter"]["budgets"] = {"ratios": [50, 100], "shots": [1, 2], "shot_seeds": [1, 2]}
+    params["train_adapter"]["budgets"] = {"ratios": [50, 100], "shots": [1, 2], "seeds": [1, 2]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cells = len(protocol_budgets(TrainAdapter(**params["train_adapter"])))
-    assert cells == 2 + 2 * 2  # train_adapter.seeds is [0]
+    assert cells == (2 + 2) * 2  # every budget over budgets.seeds
     torch.set_num_threads(2)  # what the bench must set from train_adapter.cpu_threads (1)
     out = run_by_hand(tmp_path, "bench", "few_shot", "--train", "120", "--classes", "6",
                       "--width", "16", "--params", "params.yaml", "--json", "bench.json")
@@ -380,7 +380,7 @@ def test_bench_few_shot_times_every_few_shot_method_on_every_budget(tmp_path):
     assert all(m["classifiers"] == cells and m["seconds"] > 0 for m in figures["methods"])
     assert (figures["train"], figures["classes"], figures["width"]) == (120, 6, 16)
     assert figures["baseline_seconds"] > 0 and figures["threads"] == 1  # cpu_threads applies
-    assert "120 train images x 6 classes, width 16, 6 budget cells" in out
+    assert "120 train images x 6 classes, width 16, 8 budget cells" in out
     assert "not timed: linear (it trains on texts the Q-Former maps" in out
     assert all(f"{m:<12}" in out for m in few_shot)
     assert "goal at CUB's size" not in out  # said only at CUB's size
@@ -438,7 +438,7 @@ def test_every_few_shot_method_trains_the_same_bytes_with_or_without_the_mapped_
         plain.fingerprint, mapped=True)
     assert mapped.raw_start == images + plain.table.texts
     protocol = TrainAdapter(methods=dict(FEW_SHOT, linear={}),
-                            budgets={"ratios": [50], "shots": [1, 4], "shot_seeds": [1]})
+                            budgets={"ratios": [50], "shots": [1, 4], "seeds": [1]})
 
     def saved(inputs, name, out):
         trained = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name])
@@ -460,7 +460,7 @@ def test_tip_adapter_chooses_the_grid_point_held_out_logits_score_best():
 
     inputs = random_inputs(240, 6, 16, 3, seed=2, device=torch.device("cpu"))
     protocol = TrainAdapter(methods={"linear": {}},
-                            budgets={"ratios": [50, 100], "shots": [4, 8], "shot_seeds": [1]})
+                            budgets={"ratios": [50, 100], "shots": [4, 8], "seeds": [0]})
     settings = TipAdapter()
     runs = train_tip(inputs, protocol, settings).runs.set_index("budget")
     zero_shot = text_prototypes(inputs, "none")
@@ -571,7 +571,7 @@ def test_tip_adapter_f_with_keys_that_cannot_move_chooses_as_tip_adapter():
 
     inputs = random_inputs(240, 6, 16, 3, seed=2, device=torch.device("cpu"))
     protocol = TrainAdapter(methods={"linear": {}},
-                            budgets={"ratios": [50, 100], "shots": [1, 4, 8], "shot_seeds": [1]})
+                            budgets={"ratios": [50, 100], "shots": [1, 4, 8], "seeds": [1]})
     tip = train_tip(inputs, protocol, TipAdapter()).runs
     frozen = train_tip_f(inputs, protocol, TipAdapterF(lr=1e-12, epochs=1))
     pd.testing.assert_frame_equal(frozen.runs[["budget", "alpha", "beta", "selected_by"]],
@@ -588,7 +588,7 @@ def test_lp_pp_with_one_step_count_runs_it_without_cross_validation(monkeypatch)
 
     inputs = random_inputs(120, 4, 8, 3, seed=3, device=torch.device("cpu"))
     protocol = TrainAdapter(methods={"linear": {}},
-                            budgets={"ratios": [100], "shots": [4], "shot_seeds": [1]})
+                            budgets={"ratios": [100], "shots": [4], "seeds": [1]})
     heads = []
     path = lp_pp.lp_pp_path
     monkeypatch.setattr(lp_pp, "lp_pp_path", lambda x, y, mask, *a: heads.append(len(mask))

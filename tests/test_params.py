@@ -304,6 +304,7 @@ def linear(p):
     (lambda p: p["train_adapter"].update(steps=500), "train_adapter.steps: renamed: it is train_adapter.methods.linear.steps now"),
     (lambda p: p["train_qformer"].update(num_queries=8), "train_qformer.num_queries: renamed: it is train_qformer.model.num_queries now"),
     (lambda p: p["zeroshot"].update(linear_probe={}), "zeroshot.linear_probe: renamed: it is zeroshot.baselines.linear_probe now"),
+    (lambda p: p["train_adapter"]["budgets"].update(shot_seeds=[1]), "train_adapter.budgets.shot_seeds: renamed: it is train_adapter.budgets.seeds"),
 ])
 def test_invalid_params_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as error:

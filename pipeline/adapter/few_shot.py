@@ -46,10 +46,10 @@ def denormals_flushed():
 
 
 def protocol_budgets(protocol) -> list[Budget]:
-    """The budgets of a `TrainAdapter` section: its ratios over `seeds`, its shots over
-    `budgets.shot_seeds`."""
+    """The budgets of a `TrainAdapter` section: its ratios and its shots, each over
+    `budgets.seeds` (the paper's linear grid keeps `train_adapter.seeds`)."""
     b = protocol.budgets
-    return budget_list(b.ratios, protocol.seeds, b.shots, b.shot_seeds)
+    return budget_list(b.ratios, b.seeds, b.shots, b.seeds)
 
 
 @dataclasses.dataclass(frozen=True)

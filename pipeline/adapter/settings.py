@@ -30,12 +30,13 @@ class Budgets(Section):
 
     ratios: Distinct[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=lambda: [10, 30, 50, 100],
-        description="percent of each class's train images (the paper's ratios), over "
-        "train_adapter.seeds")
+        description="percent of each class's train images (the paper's ratios)")
     shots: Distinct[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [1, 2, 4, 8, 16],
-        description="images per class (the CoOp / Tip-Adapter protocol), over shot_seeds")
-    shot_seeds: Distinct[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+        description="images per class (the CoOp / Tip-Adapter protocol)")
+    seeds: Distinct[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1,
+                                 description="every budget (ratio and shot count) is drawn and "
+                                 "trained once per seed: cells are mean ± std over them")
     folds: int = Field(3, ge=2, description="cross-validation folds over a budget's kept images "
                        "(fewer where a class has fewer images; none at 1 image: then each "
                        "method's value fixed in advance)")

@@ -106,9 +106,9 @@ def few_shot_markdown(table: pd.DataFrame, heading: str) -> str:
     """Methods as rows, budgets as columns, 'mean ± std' cells; the best of a column in bold."""
     budgets = budgets_in_order(table)
     best = table.groupby("budget")["top1"].max()
-    lines = [f"## {heading}", "", "top-1 %, mean ± std over the seeds (k-shot: "
-             "budgets.shot_seeds; ratios: train_adapter.seeds); every hyper-parameter chosen "
-             "on the budget's kept images only.", "",
+    lines = [f"## {heading}", "", "top-1 %, mean ± std over the seeds "
+             "(train_adapter.budgets.seeds); every hyper-parameter chosen on the budget's kept "
+             "images only.", "",
              "| method | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
     for (method, prior), group in table.groupby(["method", "prior"], sort=False):
         cells = {row.budget: (f"**{cell_text(row)}**" if row.top1 == best[row.budget]
