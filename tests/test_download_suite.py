@@ -220,3 +220,23 @@ def test_a_placed_cars_file_that_is_not_the_published_one_is_refused(tmp_path, m
         dl.fetch_source(dl.SOURCES["cars_test_annos_withlabels.mat"], data, log=lambda _: None)
     assert not (data / "stanford_cars").exists()
     assert (data / "cars_test_annos_withlabels.mat.bad").read_bytes() == b"not the labels"
+
+
+@pytest.mark.parametrize("name, fetch", [("oxford-pets", "pets coco karpathy cbd"),
+                                         ("stanford-cars", "cars coco karpathy"),
+                                         ("cub-paper", "all")])
+def test_a_missing_data_root_names_the_download_of_the_presets_set(tmp_path, name, fetch):
+    import yaml
+
+    from conftest import REPO
+
+    out = tmp_path / "params.yaml"
+    result = runner.invoke(app, ["preset", name, "--out", str(out),
+                                 "--presets", str(REPO / "presets")])
+    assert result.exit_code == 0, result.output
+    params = yaml.safe_load(out.read_text())
+    params["data"]["root"] = str(tmp_path / "nowhere")
+    out.write_text(yaml.safe_dump(params))
+    result = runner.invoke(app, ["data", "--params", str(out), "--out", str(tmp_path / "i")])
+    assert result.exit_code == 1
+    assert f"`fgvc download {fetch} --to {tmp_path / 'nowhere'}`" in result.output
