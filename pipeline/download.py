@@ -16,7 +16,6 @@ Cars, whose official site is gone: `ManualStepRequired` says where to get each f
 put it; once it is there the same code checks and extracts it. `fetch_dataset` brings every file
 of one dataset into place, then reads a fine-grained set with its `data.target.format` reader
 (`TARGETS`), so a layout the readers would refuse shows at download time.
-
 """
 
 from __future__ import annotations
@@ -66,6 +65,17 @@ class ManualStepRequired(InputError):
             f"  (or extract it yourself: tar -xzf {source.filename}, and move the {target.name}/ "
             f"folder it holds to {target})"])
 
+    @classmethod
+    def of_dataset(cls, dataset: str, root: Path, missing: list[Source]) -> ManualStepRequired:
+        """One step for the files of a dataset still missing, its instructions a table of
+        all its files (`manual_instructions`)."""
+        step = cls(missing[0], root)
+        files = "file" if len(missing) == 1 else "files"
+        step.args = (f"{dataset}: {len(missing)} {files} to place by hand under {root} "
+                     f"({', '.join(source.filename for source in missing)}): see above",)
+        step.instructions = manual_instructions(dataset, root, missing)
+        return step
+
 
 def manual_instructions(dataset: str, root: Path, missing: list[Source]) -> str:
     """What to place where for a dataset of several manual files (Stanford Cars): each file
@@ -74,7 +84,7 @@ def manual_instructions(dataset: str, root: Path, missing: list[Source]) -> str:
     sources = dataset_sources(dataset)
     lines = [f"{dataset}: a manual step: {sources[0].why_manual}. Put each file still "
              f"missing at the first path shown (it is checked against its published size and "
-             "sha256, then unpacked), or what it unpacks to at the second:"]
+             "sha256, then unpacked or moved into place), or what it unpacks to at the second:"]
     for source in sources:
         state = "missing" if source in missing else "in place"
         placed = " (or " + ", ".join(str(root / also) for also in source.also) + ")" \
@@ -147,12 +157,7 @@ def fetch_dataset(dataset: str, root: Path, mirror: str | None = None, *,
     if missing and len(dataset_sources(dataset)) == 1:
         raise missing[0]
     if missing:  # one table for the dataset's files, what is there and what is not
-        step = missing[0]
-        step.instructions = manual_instructions(dataset, root, [m.source for m in missing])
-        files = "file" if len(missing) == 1 else "files"
-        step.args = (f"{dataset}: {len(missing)} {files} to place by hand under {root} "
-                     f"({', '.join(m.source.filename for m in missing)}): see above",)
-        raise step
+        raise ManualStepRequired.of_dataset(dataset, root, [step.source for step in missing])
     if dataset in TARGETS:
         log(check_target(dataset, root))
 
