@@ -240,3 +240,13 @@ def test_a_missing_data_root_names_the_download_of_the_presets_set(tmp_path, nam
     result = runner.invoke(app, ["data", "--params", str(out), "--out", str(tmp_path / "i")])
     assert result.exit_code == 1
     assert f"`fgvc download {fetch} --to {tmp_path / 'nowhere'}`" in result.output
+
+
+def test_the_cars_instructions_in_data_md_are_what_the_command_prints(tmp_path, monkeypatch):
+    from conftest import REPO
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["download", "cars", "--to", "data"])
+    doc = (REPO / "docs" / "data.md").read_text()
+    start = doc.index("```\ncars: a manual step") + 4
+    assert doc[start:doc.index("```", start)].strip() == result.output.strip()
