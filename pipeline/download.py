@@ -159,7 +159,13 @@ def fetch_dataset(dataset: str, root: Path, mirror: str | None = None, *,
     if missing:  # one table for the dataset's files, what is there and what is not
         raise ManualStepRequired.of_dataset(dataset, root, [step.source for step in missing])
     if dataset in TARGETS:
-        log(check_target(dataset, root))
+        try:
+            log(check_target(dataset, root))
+        except InputError as error:  # a DatasetLayoutError: the reader's one line
+            format, path, _ = TARGETS[dataset]
+            raise InputError(f"{dataset}: what is in place does not read as format {format}: "
+                             f"{error}. Delete {Path(root) / path} and run the download again "
+                             "(or check the mirror, or the copy you placed)") from None
 
 
 def check_target(dataset: str, root: Path) -> str:

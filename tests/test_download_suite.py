@@ -250,3 +250,20 @@ def test_the_cars_instructions_in_data_md_are_what_the_command_prints(tmp_path, 
     doc = (REPO / "docs" / "data.md").read_text()
     start = doc.index("```\ncars: a manual step") + 4
     assert doc[start:doc.index("```", start)].strip() == result.output.strip()
+
+
+def test_an_archive_its_reader_refuses_is_one_error_naming_the_missing_file(
+        server, tmp_path, monkeypatch):
+    tree = aircraft_tree(tmp_path / "src" / "fgvc-aircraft-2013b")
+    (tree / "data" / "images_variant_test.txt").unlink()  # a broken mirror's archive
+    serve(server, monkeypatch, {"fgvc-aircraft-2013b.tar.gz": packed(tree, "fgvc-aircraft-2013b")})
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["download", "aircraft", "--to", str(data),
+                                 "--mirror", server.url])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1
+    missing = data / "fgvc-aircraft-2013b" / "data" / "images_variant_test.txt"
+    assert error[0].startswith("error: aircraft: what is in place does not read as format "
+                               f"fgvc_aircraft: missing file {missing}")
+    assert f"Delete {data / 'fgvc-aircraft-2013b'} and run the download again" in error[0]
