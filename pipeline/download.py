@@ -1,7 +1,8 @@
 """Fetching the real datasets from their official sources, laid out as the readers expect.
 
-`SOURCES` is the one table of what is fetched: one `Source` a file (address, size, checksum,
-what to keep of it and where). `fetch_source` brings one into place under a root folder:
+`pipeline.sources.SOURCES` is the one table of what is fetched: one `Source` a file (address,
+size, checksum, what to keep of it and where). `fetch_source` brings one into place under a root
+folder:
 
 - a resumable download (HTTP Range on `<file>.part`; a server that ignores Range is read from
   the start again), hashed while it streams, renamed from `.part` only once the checksum
@@ -10,8 +11,11 @@ what to keep of it and where). `fetch_source` brings one into place under a root
   so that a killed run never leaves a folder a reader would take for complete;
 - a target already there is skipped, so running it again costs nothing.
 
-Google Drive wants a browser, so Reed et al.'s captions are a manual step: `ManualStepRequired`
-says where to get the file and where to put it; once it is there the same code extracts it.
+Google Drive wants a browser, so Reed et al.'s captions are a manual step, and so is Stanford
+Cars, whose official site is gone: `ManualStepRequired` says where to get each file and where to
+put it; once it is there the same code checks and extracts it. `fetch_dataset` brings every file
+of one dataset into place, then reads a fine-grained set with its `data.target.format` reader
+(`TARGETS`), so a layout the readers would refuse shows at download time.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import tarfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -34,84 +37,15 @@ import urllib3
 from tqdm import tqdm
 
 from pipeline.common import InputError
+from pipeline.sources import (DATASETS, KNOWN, SOURCES, SUITE, TARGETS, Source,
+                              dataset_sources)
 
-__all__ = ["DATASETS", "SOURCES", "ManualStepRequired", "Source", "dataset_sources", "download",
-           "extract", "fetch_source", "place", "verify"]
+__all__ = ["DATASETS", "KNOWN", "SOURCES", "SUITE", "TARGETS", "ManualStepRequired", "Source",
+           "check_target", "dataset_sources", "download", "extract", "fetch_dataset",
+           "fetch_source", "manual_instructions", "place", "verify"]
 
 CHUNK = 1 << 20
 TIMEOUT = (15, 60)  # seconds: to connect, and between two reads
-
-
-@dataclass(frozen=True)
-class Source:
-    """One file to fetch. `extract` pairs a member of the archive with its path inside
-    `target`: a member ending in `/` is a folder (everything under it), `**/` in front lets it
-    sit under any folders, "" as the path is the target itself. No `extract`: the file itself
-    is the target."""
-
-    dataset: str                  # cub | reed | coco | karpathy | cbd
-    url: str                      # the official address
-    filename: str                 # saved as <root>/<filename>; a mirror serves <mirror>/<filename>
-    size: int | None              # bytes; None: not published
-    checksum: str | None          # "md5:<hex>" or "sha256:<hex>"; None: unknown (size checked)
-    target: str                   # relative to the root: there once done
-    extract: tuple[tuple[str, str], ...] = ()
-    manual: bool = False          # the host needs a browser: the user fetches the file
-
-
-REED_DRIVE = ("https://drive.google.com/file/d/0B0ywwgffWnLLZW9uVHNjb2JmNlE/view"
-              "?resourcekey=0-8y2UVmBHAlG26HafWYNoFQ")
-
-SOURCES: dict[str, Source] = {source.filename: source for source in (
-    # md5 as in torchvision-style loaders (e.g. ContinualAI/avalanche cub200.py); the size is
-    # the one TFDS records (url_checksums/caltech_birds2011.txt). attributes.txt sits beside
-    # CUB_200_2011/ in the archive: it goes into CUB_200_2011/attributes/ with the rest.
-    Source("cub", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
-           "CUB_200_2011.tgz", 1_150_585_339, "md5:97eceeb196236b17998738112f37df78",
-           "CUB_200_2011",
-           (("CUB_200_2011/", ""), ("attributes.txt", "attributes/attributes.txt"))),
-    # On Google Drive, linked from github.com/reedscot/cvpr2016 ("birds"). Its size and checksum
-    # are published nowhere: the archive is checked by holding a text_c10/ folder. Only that
-    # folder is kept (one <class>/<image>.txt of 10 captions per CUB image).
-    Source("reed", REED_DRIVE, "cvpr2016_cub.tar.gz", None, None, "text_c10",
-           (("**/text_c10/", ""),), manual=True),
-    # COCO 2014: sizes and sha256 as TFDS records them (url_checksums/coco2014.txt).
-    Source("coco", "http://images.cocodataset.org/zips/train2014.zip", "train2014.zip",
-           13_510_573_713,
-           "sha256:ede4087e640bddba550e090eae701092534b554b42b05ac33f0300b984b31775",
-           "coco/train2014", (("train2014/", ""),)),
-    Source("coco", "http://images.cocodataset.org/zips/val2014.zip", "val2014.zip",
-           6_645_013_297,
-           "sha256:fe9be816052049c34717e077d9e34aa60814a55679f804cd043e3cbee3b9fde0",
-           "coco/val2014", (("val2014/", ""),)),
-    # Only the caption files are kept (instances and keypoints are 0.8 GB nothing reads).
-    Source("coco", "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
-           "annotations_trainval2014.zip", 252_872_794,
-           "sha256:031296bbc80c45a1d1f76bf9a90ead27e94e99ec629208449507a4917a3bf009",
-           "coco/annotations", (("annotations/captions_train2014.json", "captions_train2014.json"),
-                                ("annotations/captions_val2014.json", "captions_val2014.json"))),
-    # Karpathy's splits (TFDS url_checksums/coco_captions.txt); only dataset_coco.json is kept.
-    Source("karpathy", "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
-           "caption_datasets.zip", 36_745_453,
-           "sha256:4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817",
-           "coco/dataset_coco.json", (("**/dataset_coco.json", ""),)),
-    # CBD's published descriptors, pinned to the repository's commit d1a3d89 (2023-12-28).
-    Source("cbd", "https://raw.githubusercontent.com/sachit-menon/classify_by_description_release/"
-                  "d1a3d8920af89bd0d6a692ed3afeb277df46e082/descriptors/descriptors_cub.json",
-           "descriptors_cub.json", 49_292,
-           "sha256:983966040fd8747d89ee9b0f311eeab3b5f4b318e062dd0529c9bb57e2282597",
-           "cbd/descriptors_cub.json"),
-)}
-
-DATASETS = ("cub", "reed", "coco", "karpathy", "cbd")
-
-
-def dataset_sources(dataset: str, sources: dict[str, Source] | None = None) -> list[Source]:
-    """The files of one dataset, in table order."""
-    chosen = [s for s in (SOURCES if sources is None else sources).values() if s.dataset == dataset]
-    if not chosen:
-        raise InputError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
-    return chosen
 
 
 class ManualStepRequired(InputError):
@@ -121,15 +55,46 @@ class ManualStepRequired(InputError):
         archive, target = Path(root) / source.filename, Path(root) / source.target
         super().__init__(f"{source.dataset}: download {source.filename} by hand from "
                          f"{source.url} and put it at {archive}, then run this again")
+        self.source = source
         self.instructions = "\n".join([
-            f"{source.dataset}: {source.filename} is on a host that needs a browser "
-            "(Google Drive), so it is a manual step:",
+            f"{source.dataset}: {source.filename} is a manual step: {source.why_manual}.",
             f"  1. open {source.url}",
             f"     and download {source.filename}",
             f"  2. put it at {archive}",
             f"  3. run the download again: it checks the archive and extracts it to {target}",
             f"  (or extract it yourself: tar -xzf {source.filename}, and move the {target.name}/ "
             f"folder it holds to {target})"])
+
+    @classmethod
+    def of_dataset(cls, dataset: str, root: Path, missing: list[Source]) -> ManualStepRequired:
+        """One step for the files of a dataset still missing, its instructions a table of
+        all its files (`manual_instructions`)."""
+        step = cls(missing[0], root)
+        files = "file" if len(missing) == 1 else "files"
+        step.args = (f"{dataset}: {len(missing)} {files} to place by hand under {root} "
+                     f"({', '.join(source.filename for source in missing)}): see above",)
+        step.instructions = manual_instructions(dataset, root, missing)
+        return step
+
+
+def manual_instructions(dataset: str, root: Path, missing: list[Source]) -> str:
+    """What to place where for a dataset of several manual files (Stanford Cars): each file
+    of the table, whether it is in place, and where it or what it unpacks to goes."""
+    root = Path(root)
+    sources = dataset_sources(dataset)
+    lines = [f"{dataset}: a manual step: {sources[0].why_manual}. Put each file still "
+             f"missing at the first path shown (it is checked against its published size and "
+             "sha256, then unpacked or moved into place), or what it unpacks to at the second:"]
+    for source in sources:
+        state = "missing" if source in missing else "in place"
+        placed = " (or " + ", ".join(str(root / also) for also in source.also) + ")" \
+            if source.also else ""
+        unpacked = (f"{source.target}/: {source.holds}" if source.extract
+                    else f"{source.target}{placed}: {source.holds}")
+        lines.append(f"  [{state}] {root / source.filename}  or  {root / unpacked}")
+    lines.append(f"then run the download of {dataset} again: it checks the files, unpacks the "
+                 "archives and reads the layout as the data stage will")
+    return "\n".join(lines)
 
 
 # --- one source ---------------------------------------------------------------------------------
@@ -139,12 +104,25 @@ def fetch_source(source: Source, root: Path, mirror: str | None = None, *,
     """Bring `source` into place under `root`: download (unless there), verify, extract."""
     root = Path(root)
     target = root / source.target
-    if target.exists():
-        log(f"{source.dataset}: {target} is already there, skipped")
+    there = next((path for path in (target, *(root / also for also in source.also))
+                  if path.exists()), None)
+    if there is not None:
+        log(f"{source.dataset}: {there} is already there, skipped")
         return
     url = f"{mirror.rstrip('/')}/{source.filename}" if mirror else source.url
     if not source.extract:
-        download(url, target, source.size, source.checksum, log=log, retries=retries, wait=wait)
+        placed = root / source.filename
+        if source.manual and placed.is_file() and placed != target:  # the user's copy
+            log(f"{source.dataset}: checking {placed}, already there")
+            verify(placed, source.size, source.checksum, url,
+                   _hash_file(placed, source.checksum))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            placed.replace(target)
+        elif source.manual and not mirror:
+            raise ManualStepRequired(source, root)
+        else:
+            download(url, target, source.size, source.checksum, log=log, retries=retries,
+                     wait=wait)
         log(f"{source.dataset}: {target} done")
         return
     archive = root / source.filename
@@ -163,6 +141,49 @@ def fetch_source(source: Source, root: Path, mirror: str | None = None, *,
     else:
         log(f"{source.dataset}: {target} done ({archive} kept: this run did not download it; "
             "delete it when you like)")
+
+
+def fetch_dataset(dataset: str, root: Path, mirror: str | None = None, *,
+                  log: Callable[[str], None] = print, **retry) -> None:
+    """Every file of `dataset` into place under `root`, then (a fine-grained set) its layout
+    read by its reader. Files that are a manual step and missing: `ManualStepRequired`, once
+    the rest is in place, with the instructions for all of them."""
+    missing = []
+    for source in dataset_sources(dataset):
+        try:
+            fetch_source(source, root, mirror, log=log, **retry)
+        except ManualStepRequired as step:
+            missing.append(step)
+    if missing and len(dataset_sources(dataset)) == 1:
+        raise missing[0]
+    if missing:  # one table for the dataset's files, what is there and what is not
+        raise ManualStepRequired.of_dataset(dataset, root, [step.source for step in missing])
+    if dataset in TARGETS:
+        try:
+            log(check_target(dataset, root))
+        except InputError as error:  # a DatasetLayoutError: the reader's one line
+            format, path, _ = TARGETS[dataset]
+            raise InputError(f"{dataset}: what is in place does not read as format {format}: "
+                             f"{error}. Delete {Path(root) / path} and run the download again "
+                             "(or check the mirror, or the copy you placed)") from None
+
+
+def check_target(dataset: str, root: Path) -> str:
+    """Read a downloaded fine-grained set as the data stage will (its preset's format and
+    path): one line of counts, beside the published ones where they differ."""
+    from pipeline.data.formats import TARGET_FORMATS  # pandas, scipy: only when checking
+
+    format, path, published = TARGETS[dataset]
+    entry = TARGET_FORMATS.entry(format)
+    target = entry.value(Path(root), entry.settings(format=format, path=path))
+    splits = target.images["split"].value_counts()
+    counts = (int(splits.get("train", 0)), int(splits.get("test", 0)), len(target.classes))
+    line = (f"{dataset}: {Path(root) / path} reads as data.target.format {format}: "
+            f"{counts[0]:,} train / {counts[1]:,} test images, {counts[2]} classes")
+    if counts != published:
+        line += (f" (published: {published[0]:,} / {published[1]:,}, {published[2]}: "
+                 "not the whole set?)")
+    return line
 
 
 # --- downloading --------------------------------------------------------------------------------

@@ -22,11 +22,18 @@ class Dataset(str, Enum):
     coco = "coco"
     karpathy = "karpathy"
     cbd = "cbd"
+    pets = "pets"
+    flowers102 = "flowers102"
+    aircraft = "aircraft"
+    food101 = "food101"
+    cars = "cars"
     all = "all"
 
 
 def main(dataset: List[Dataset] = typer.Argument(..., help="What to fetch: one or more of cub, "
-                                                 "reed, coco, karpathy, cbd, or all."),
+                                                 "reed, coco, karpathy, cbd, pets, flowers102, "
+                                                 "aircraft, food101, cars, or all (the first "
+                                                 "five)."),
          to: Path = typer.Option(Path("data"), "--to", help="The folder the datasets go into "
                                  "(data.root of the presets). The names inside are fixed, as "
                                  "the presets' data.target.path, data.captions and data.coco expect."),
@@ -45,24 +52,35 @@ def main(dataset: List[Dataset] = typer.Argument(..., help="What to fetch: one o
 
     karpathy: Karpathy's COCO split, 37 MB download, 0.41 GB on disk -> coco/dataset_coco.json
 
-    cbd: CBD's published CUB descriptors, 49 KB -> cbd/descriptors_cub.json
+    cbd: CBD's published descriptors of CUB, Oxford-IIIT Pet and Food-101, 80 KB
+    -> cbd/descriptors_{cub,pets,food101}.json
+
+    pets: Oxford-IIIT Pet, 0.81 GB -> oxford_pets/{images,annotations}/
+
+    flowers102: Flowers-102, 0.34 GB -> oxford_flowers/{jpg/,imagelabels.mat,setid.mat}
+
+    aircraft: FGVC-Aircraft 2013b, 2.8 GB -> fgvc-aircraft-2013b/data/
+
+    food101: Food-101, 5.0 GB (10 GB free while it unpacks) -> food-101/{images,meta}/
+
+    cars: Stanford Cars, a manual step (its site is gone): it says which files go where and
+    checks them -> stanford_cars/{cars_train,cars_test,devkit}/
 
     Downloads resume where they stopped and must match the published checksums; Reed's
     archive has no published checksum or size, so it is only checked for its text_c10/ folder.
     Archives unpack through a temporary folder, then are deleted.
     coco needs about 27 GB free while it unpacks.
-    What is already there is skipped: running it again costs nothing.
+    What is already there is skipped: running it again costs nothing. A fine-grained set is
+    then read as the data stage reads it, and its counts printed.
     """
-    from pipeline.download import (DATASETS, ManualStepRequired, dataset_sources,
-                                        fetch_source)
+    from pipeline.download import DATASETS, ManualStepRequired, fetch_dataset
 
     chosen = [name for choice in dataset
               for name in (DATASETS if choice is Dataset.all else (choice.value,))]
     manual = []
     for name in dict.fromkeys(chosen):  # each once, in the order given
         try:
-            for source in dataset_sources(name):
-                fetch_source(source, to, mirror)
+            fetch_dataset(name, to, mirror)
         except ManualStepRequired as step:  # the others go on; the exit code says it
             print(step.instructions, file=sys.stderr)
             manual.append(step)

@@ -150,4 +150,17 @@ def require_data_root(data) -> Path:
                            f"{root.name!r} there: add it to data.demo, or point data.root at "
                            "your data")
     raise MissingInput(f"data.root: {root} is not a folder (get the datasets with `fgvc download "
-                       f"all --to {root}`, or make it a link to where they are)")
+                       f"{download_names(data.target)} --to {root}`, or make it a link to where "
+                       "they are)")
+
+
+def download_names(target) -> str:
+    """What `fgvc download` fetches for a target: `all` for CUB, a suite set's name (with
+    COCO for the Q-Former, and CBD's files where the set has some) for the set's preset."""
+    from pipeline.sources import SOURCES, TARGETS
+
+    for name, (format, path, _) in TARGETS.items():
+        if (format, path) == (target.format, target.path):
+            cbd = f"descriptors_{name}.json" in SOURCES
+            return f"{name} coco karpathy" + " cbd" * cbd
+    return "all"

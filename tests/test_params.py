@@ -39,7 +39,7 @@ def test_shipped_params_are_the_defaults_and_the_presets_are_valid():
     assert paper.describe.files["cbd"].path == "data/cbd/descriptors_cub.json"
     assert paper.train_qformer.model.hidden_size == 768 and paper.train_adapter.seeds == [0, 1, 2]
     cars = preset("stanford-cars", REPO / "presets")  # extends cub-paper
-    assert (cars.data.target.format, cars.data.captions) == ("imagefolder", None)
+    assert (cars.data.target.format, cars.data.captions) == ("stanford_cars", None)
     assert cars.train_qformer == paper.train_qformer and cars.clip == paper.clip
 
 
@@ -60,6 +60,29 @@ def test_the_suite_presets_read_their_set_with_the_domain_prompts(name):
         f"a photo of a {{}}, a type of {domain}."]  # CoOp's (and CLIP's) template for the set
     assert "{class_name}" in load_prompt(domain, REPO / "prompts" / "describe").user
     assert suite.train_qformer == paper.train_qformer and suite.clip == paper.clip
+
+
+DOWNLOADS = {"oxford-pets": "pets", "flowers102": "flowers102", "fgvc-aircraft": "aircraft",
+             "food101": "food101", "stanford-cars": "cars"}  # preset -> `fgvc download <set>`
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_the_presets_read_what_fgvc_download_writes(name):
+    """Each set's preset reads the folder `fgvc download` fills, in its format, and CBD's
+    published descriptors where CBD published some (CUB, Pets, Food-101), scored zero-shot."""
+    from pipeline.sources import SOURCES, TARGETS
+
+    chosen = preset(name, REPO / "presets")
+    if name in DOWNLOADS:
+        format, path, _ = TARGETS[DOWNLOADS[name]]
+        assert (chosen.data.target.format, chosen.data.target.path) == (format, path)
+    downloaded = {f"{chosen.data.root}/{source.target}" for source in SOURCES.values()}
+    cbd = {key: entry.path for key, entry in chosen.describe.files.items()
+           if entry.backend == "cbd_json"}
+    assert set(cbd.values()) <= downloaded
+    assert (list(cbd), bool(cbd)) == (["cbd"] * bool(cbd),
+                                      name in {"cub-paper", "oxford-pets", "food101"})
+    assert all(key in chosen.zeroshot.descriptions for key in cbd)
 
 
 def rendered(name: str) -> dict:
