@@ -1,0 +1,269 @@
+"""CoOp's split files (`split_zhou_<Name>.json`, Zhou et al.'s CoOp `datasets/oxford_pets.py`
+`read_split`) as `data.target.coop_split` (issue 22 item 2, issue 23's checks of user files):
+small trees the tests make in each set's real layout (as CoOp's DATASETS.md places the files),
+a split file written beside them, the index it gives, and each faulty file's one error line."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy.io import savemat
+
+from pipeline.data.cub import DatasetLayoutError
+from pipeline.data.formats import IMAGE_COLUMNS, TARGET_FORMATS
+
+
+def jpeg(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), "gray").save(path)
+
+
+def lines(path: Path, *rows: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{row}\n" for row in rows))
+
+
+def write_split(root: Path, split: dict, name: str) -> str:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(json.dumps(split))
+    for entries in split.values():
+        for path, _, _ in entries:
+            jpeg(root / PREFIX[name] / path)
+    return name
+
+
+PREFIX = {"split_zhou_OxfordPets.json": "images", "split_zhou_OxfordFlowers.json": "jpg",
+          "split_zhou_Food101.json": "images", "split_zhou_StanfordCars.json": "."}
+
+PETS_SPLIT = {  # labels 0-based, breeds lower case, as CoOp's read_data writes them
+    "train": [["Abyssinian_1.jpg", 0, "abyssinian"], ["american_bulldog_10.jpg", 1,
+                                                       "american_bulldog"],
+              ["staffordshire_bull_terrier_3.jpg", 2, "staffordshire_bull_terrier"]],
+    "val": [["Abyssinian_2.jpg", 0, "abyssinian"], ["american_bulldog_11.jpg", 1,
+                                                     "american_bulldog"]],
+    "test": [["Abyssinian_3.jpg", 0, "abyssinian"],
+             ["staffordshire_bull_terrier_4.jpg", 2, "staffordshire_bull_terrier"]]}
+
+
+def pets_tree(root: Path) -> str:
+    """oxford_pets/: images/, annotations/ (the class list comes from them) and the split."""
+    lines(root / "annotations" / "trainval.txt", "Abyssinian_1 1 1 1", "Abyssinian_2 1 1 1",
+          "american_bulldog_10 2 2 1", "staffordshire_bull_terrier_3 3 2 2")
+    lines(root / "annotations" / "test.txt", "Abyssinian_3 1 1 1", "american_bulldog_11 2 2 1",
+          "staffordshire_bull_terrier_4 3 2 2")
+    jpeg(root / "images" / "Abyssinian_99.jpg")  # in no list: not indexed
+    return write_split(root, PETS_SPLIT, "split_zhou_OxfordPets.json")
+
+
+def flowers_tree(root: Path) -> str:
+    """oxford_flowers/ as CoOp has it: jpg/ and the split (no setid.mat: CoOp draws its own)."""
+    return write_split(root, {
+        "train": [["image_00001.jpg", 0, "pink primrose"],
+                  ["image_00003.jpg", 1, "hard-leaved pocket orchid"]],
+        "val": [["image_00005.jpg", 2, "canterbury bells"]],
+        "test": [["image_00002.jpg", 0, "pink primrose"],
+                 ["image_00004.jpg", 101, "blackberry lily"]]}, "split_zhou_OxfordFlowers.json")
+
+
+def food_tree(root: Path) -> str:
+    """food-101/: images/<class>/, meta/classes.txt and the split (its paths keep '.jpg')."""
+    lines(root / "meta" / "classes.txt", "apple_pie", "baby_back_ribs", "huevos_rancheros")
+    return write_split(root, {
+        "train": [["apple_pie/1005649.jpg", 0, "apple_pie"],
+                  ["huevos_rancheros/1001445.jpg", 2, "huevos_rancheros"]],
+        "val": [["baby_back_ribs/1000101.jpg", 1, "baby_back_ribs"]],
+        "test": [["apple_pie/1011328.jpg", 0, "apple_pie"]]}, "split_zhou_Food101.json")
+
+
+CAR_NAMES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Ram C/V Cargo Van Minivan 2012"]
+
+
+def cars_tree(root: Path) -> str:
+    """stanford_cars/: devkit/cars_meta.mat (the class list), cars_train/, cars_test/, the
+    split, whose paths are under the set's own folder and whose names put the year first."""
+    names = np.empty((1, len(CAR_NAMES)), dtype=object)
+    names[0, :] = CAR_NAMES
+    (root / "devkit").mkdir(parents=True)
+    savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
+    return write_split(root, {
+        "train": [["cars_train/00001.jpg", 0, "2000 AM General Hummer SUV"],
+                  ["cars_train/00002.jpg", 2, "2012 Ram C/V Cargo Van Minivan"]],
+        "val": [["cars_train/00003.jpg", 1, "2012 Acura RL Sedan"]],
+        "test": [["cars_test/00001.jpg", 2, "2012 Ram C/V Cargo Van Minivan"]]},
+        "split_zhou_StanfordCars.json")
+
+
+TREES = {"oxford_pets": pets_tree, "flowers102": flowers_tree, "food101": food_tree,
+         "stanford_cars": cars_tree}
+
+
+def read(name: str, data_root: Path, split: str | None):
+    entry = TARGET_FORMATS.entry(name)
+    return entry.value(data_root, entry.settings(format=name, path="target", coop_split=split))
+
+
+def made(name: str, tmp_path: Path):
+    return read(name, tmp_path, TREES[name](tmp_path / "target"))
+
+
+def index_rows(target) -> list[tuple[str, int, str, str]]:
+    images = target.images
+    assert list(images.columns) == IMAGE_COLUMNS
+    assert images["image_id"].tolist() == list(range(1, len(images) + 1))
+    assert (images["image_id"].dtype, images["class_id"].dtype) == (np.int64, np.int32)
+    return list(zip(images["path"], images["class_id"], images["class_name"], images["split"]))
+
+
+def test_oxford_pets_from_coops_split_with_its_val_part_and_names(tmp_path):
+    target = made("oxford_pets", tmp_path)
+    assert index_rows(target) == [
+        ("images/Abyssinian_1.jpg", 1, "abyssinian", "train"),
+        ("images/Abyssinian_2.jpg", 1, "abyssinian", "val"),
+        ("images/Abyssinian_3.jpg", 1, "abyssinian", "test"),
+        ("images/american_bulldog_10.jpg", 2, "american bulldog", "train"),
+        ("images/american_bulldog_11.jpg", 2, "american bulldog", "val"),
+        ("images/staffordshire_bull_terrier_3.jpg", 3, "staffordshire bull terrier", "train"),
+        ("images/staffordshire_bull_terrier_4.jpg", 3, "staffordshire bull terrier", "test")]
+    assert target.classes["class_dir"].tolist() == ["Abyssinian", "american_bulldog",
+                                                    "staffordshire_bull_terrier"]
+    own = read("oxford_pets", tmp_path, None)  # null: the format's own split, as before
+    assert set(own.images["split"]) == {"train", "test"} and len(own.images) == 7
+    assert own.classes["class_name"].tolist()[1] == "American Bulldog"
+
+
+def test_flowers102_from_coops_split_needs_no_mat_file(tmp_path):
+    target = made("flowers102", tmp_path)
+    assert index_rows(target) == [
+        ("jpg/image_00001.jpg", 1, "pink primrose", "train"),
+        ("jpg/image_00002.jpg", 1, "pink primrose", "test"),
+        ("jpg/image_00003.jpg", 2, "hard-leaved pocket orchid", "train"),
+        ("jpg/image_00004.jpg", 102, "blackberry lily", "test"),
+        ("jpg/image_00005.jpg", 3, "canterbury bells", "val")]
+    assert len(target.classes) == 102
+
+
+def test_food101_from_coops_split(tmp_path):
+    target = made("food101", tmp_path)
+    assert index_rows(target) == [
+        ("images/apple_pie/1005649.jpg", 1, "apple pie", "train"),
+        ("images/apple_pie/1011328.jpg", 1, "apple pie", "test"),
+        ("images/baby_back_ribs/1000101.jpg", 2, "baby back ribs", "val"),
+        ("images/huevos_rancheros/1001445.jpg", 3, "huevos rancheros", "train")]
+
+
+def test_stanford_cars_from_coops_split_names_the_year_first(tmp_path):
+    target = made("stanford_cars", tmp_path)
+    assert index_rows(target) == [
+        ("cars_test/00001.jpg", 3, "2012 Ram C/V Cargo Van Minivan", "test"),
+        ("cars_train/00001.jpg", 1, "2000 AM General Hummer SUV", "train"),
+        ("cars_train/00002.jpg", 3, "2012 Ram C/V Cargo Van Minivan", "train"),
+        ("cars_train/00003.jpg", 2, "2012 Acura RL Sedan", "val")]
+    assert target.classes["class_dir"].tolist() == ["1", "2", "3"]
+
+
+def faulty(tmp_path: Path, change) -> tuple[Path, str]:
+    """The pets tree with its split file changed by `change` (on the parsed JSON, or returning
+    the file's bytes); the error reading it."""
+    split_file = tmp_path / "target" / pets_tree(tmp_path / "target")
+    content = json.loads(split_file.read_text())
+    out = change(content)
+    split_file.write_bytes(out if isinstance(out, bytes) else json.dumps(content).encode())
+    with pytest.raises(DatasetLayoutError) as error:
+        read("oxford_pets", tmp_path, split_file.name)
+    assert error.value.key == "coop_split" and "\n" not in str(error.value)
+    return split_file, str(error.value)
+
+
+FAULTS = {  # what is wrong -> (the change, the message after the file's name)
+    "label a text": (lambda s: s["train"][1].__setitem__(1, "1"),
+                     ": train[1]: the label must be a whole number from 0, got '1'"),
+    "label true": (lambda s: s["val"][0].__setitem__(1, True),
+                   ": val[0]: the label must be a whole number from 0, got True"),
+    "entry of two": (lambda s: s["test"].__setitem__(0, ["Abyssinian_3.jpg", 0]),
+                     ": test[0]: expected [path, label, classname], got "
+                     "['Abyssinian_3.jpg', 0]"),
+    "path a number": (lambda s: s["train"][0].__setitem__(0, 7),
+                      ": train[0]: the path must be a text of 1 to 1000 characters, got '7'"),
+    "huge name": (lambda s: s["train"][0].__setitem__(2, "a" * 10_000),
+                  f": train[0]: the class name must be a text of 1 to 300 characters, got "
+                  f"'{'a' * 80}'"),
+    "part not a list": (lambda s: s.__setitem__("val", {"a": 1}),
+                        ": val: expected a non-empty list of [path, label, classname], got dict"),
+    "empty part": (lambda s: s.__setitem__("test", []),
+                   ": test: expected a non-empty list of [path, label, classname], got an empty "
+                   "list"),
+    "no val": (lambda s: s.pop("val"), ": no 'val' list"),
+    "unknown key": (lambda s: s.__setitem__("trainval", []),
+                    ": unknown key 'trainval' (a split file has train, val, test)"),
+    "not an object": (lambda s: b"[1, 2]", ": expected an object {\"train\": [...], \"val\": "
+                      "[...], \"test\": [...]}, got list"),
+    "invalid UTF-8": (lambda s: b'{"train": "\xff"}', ": byte 11 is not UTF-8 (invalid start "
+                      "byte)"),
+    "not JSON": (lambda s: b'{"train": [\n[1, 2,\n', ": line 3: not JSON (Expecting value)"),
+    "duplicate key": (lambda s: b'{"train": [], "val": [], "train": [], "test": []}',
+                      ": the key 'train' is given twice (JSON keeps the last silently)"),
+    "absolute path": (lambda s: s["test"][0].__setitem__(0, "/etc/passwd"),
+                      ": test[0]: '/etc/passwd' is not a path under the image folder (absolute, "
+                      "climbing out with '..', or with '\\')"),
+    "climbing out": (lambda s: s["test"][0].__setitem__(0, "../annotations/x.jpg"),
+                     ": test[0]: '../annotations/x.jpg' is not a path under the image folder "
+                     "(absolute, climbing out with '..', or with '\\')"),
+    "label out of range": (lambda s: s["train"][0].__setitem__(1, 37),
+                           ": train[0]: label 37 is not one of the format's 3 classes (0 to 2)"),
+    "name contradicts": (lambda s: s["val"][1].__setitem__(2, "abyssinian"),
+                         ": val[1]: label 1 is 'american_bulldog' in the format's class list, "
+                         "and the file names it 'abyssinian'"),
+    "not there": (lambda s: s["test"].append(["Bengal_1.jpg", 0, "abyssinian"]),
+                  ": test[2]: images/Bengal_1.jpg is not there under {root}"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_faulty_split_file_is_one_error_naming_the_file_and_entry(tmp_path, fault):
+    change, message = FAULTS[fault]
+    split_file, error = faulty(tmp_path, change)
+    assert error == f"{split_file}" + message.replace("{root}", str(split_file.parent))
+
+
+def test_an_image_listed_twice_or_in_two_parts_is_refused_naming_both_entries(tmp_path):
+    split_file, error = faulty(tmp_path, lambda s: s["test"].append(s["val"][0]))
+    assert error == (f"{split_file}: test[2]: 'images/Abyssinian_2.jpg' is listed as val "
+                     f"({split_file}: val[0]) and as test here: an image in both splits leaks "
+                     "test images into training")
+    split_file, error = faulty(tmp_path / "twice", lambda s: s["train"].append(s["train"][0]))
+    assert error == (f"{split_file}: train[3]: 'images/Abyssinian_1.jpg' is listed already "
+                     f"({split_file}: train[0]): it would count twice")
+
+
+def test_a_missing_split_file_and_one_outside_the_target_are_refused(tmp_path):
+    from stages.params import ParamsError, validate_params
+
+    pets_tree(tmp_path / "target")
+    with pytest.raises(DatasetLayoutError) as error:
+        read("oxford_pets", tmp_path, "split_zhou_Other.json")
+    assert str(error.value).startswith(
+        f"missing file {tmp_path / 'target' / 'split_zhou_Other.json'} (CoOp's")
+    with pytest.raises(ParamsError, match="data.target.coop_split: .*must be a path inside "
+                                          "data.target.path"):
+        validate_params({"data": {"captions": None, "target": {
+            "format": "oxford_pets", "path": "x", "coop_split": "../s.json"}}}, "params")
+    with pytest.raises(ParamsError, match="data.target.coop_split: unknown key"):
+        validate_params({"data": {"captions": None, "target": {
+            "format": "fgvc_aircraft", "path": "x", "coop_split": "s.json"}}}, "params")
+
+
+def test_the_index_error_names_the_params_key(tmp_path):
+    """Through the data stage's reader: 'data.target.coop_split: <file>: <entry>: ...'."""
+    from pipeline.common import InputError
+    from pipeline.data.index import _read
+
+    split_file, _ = faulty(tmp_path, lambda s: s["train"][0].__setitem__(1, -1))
+    entry = TARGET_FORMATS.entry("oxford_pets")
+    settings = entry.settings(format="oxford_pets", path="target", coop_split=split_file.name)
+    with pytest.raises(InputError) as error:
+        _read("target.path", entry.value, tmp_path, settings)
+    assert str(error.value) == (f"data.target.coop_split: {split_file}: train[0]: the label "
+                                "must be a whole number from 0, got -1")
