@@ -65,9 +65,10 @@ class BudgetImages:
 def budget_images(inputs, protocol) -> list[BudgetImages]:
     """Each budget's kept images, in `protocol_budgets` order."""
     labels = inputs.table.images["class_index"].to_numpy()
+    train = inputs.table.train_rows  # a val part (CoOp's) is never a budget's
     out = []
     for budget in protocol_budgets(protocol):
-        rows = kept_images(labels, budget)
+        rows = train[kept_images(labels[train], budget)]
         if len(np.unique(labels[rows])) < len(inputs.class_ids):
             raise InputError(f"budget {budget.label} (seed {budget.seed}) keeps no image of some "
                              "class: too few training images for train_adapter.budgets.ratios")
