@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from PIL import Image
@@ -267,3 +268,208 @@ def test_the_index_error_names_the_params_key(tmp_path):
         _read("target.path", entry.value, tmp_path, settings)
     assert str(error.value) == (f"data.target.coop_split: {split_file}: train[0]: the label "
                                 "must be a whole number from 0, got -1")
+
+
+# --- the val part as the held-out slice ---------------------------------------------------
+
+def split_ids(splits: list[str]) -> pd.DataFrame:
+    """Feature-set ids of images 1..N of classes 7 and 9 (alternating), in these splits."""
+    return pd.DataFrame({"image_id": np.arange(1, len(splits) + 1),
+                         "class_id": np.tile([7, 9], len(splits))[:len(splits)],
+                         "split": splits})
+
+
+def test_the_training_table_holds_val_images_out_of_every_run():
+    from pipeline.adapter.training_mix import Run, build_training_table, run_rows
+
+    images = split_ids(["train"] * 8 + ["val"] * 4 + ["test"] * 2)
+    captions = pd.DataFrame({"image_id": np.repeat(np.arange(1, 15), 2)})
+    descriptions = pd.DataFrame({"class_id": [7, 9]})
+    table, rows, captioned = build_training_table(images, captions, descriptions,
+                                                  np.array([7, 9]))
+    assert rows.tolist() == [True] * 12 + [False] * 2  # train and val images are image rows
+    assert table.val.tolist() == [False] * 8 + [True] * 4
+    assert table.train_rows.tolist() == list(range(8))
+    assert captioned.sum() == 16  # only train images' captions: val images are never replaced
+    for fraction, validated in ((0.2, [8, 9, 10, 11]), (0.0, [])):
+        for source in ("none", "captions", "descriptions"):
+            part = run_rows(Run(50, source, "class_balanced", 0), table, 1, fraction)
+            assert part.val_rows.tolist() == validated
+            assert not set(part.pool) & {8, 9, 10, 11}  # never trained on
+            assert not set(part.kept_ids) & {9, 10, 11, 12}
+            assert len(part.kept_ids) == 4  # 50 % of the 8 train images, not of 12
+    plain, _, _ = build_training_table(images[images["split"] != "val"], captions,
+                                       descriptions, np.array([7, 9]))
+    assert plain.val is None and plain.train_rows.tolist() == list(range(8))
+
+
+def test_the_probe_picks_its_strength_on_the_val_images_and_keeps_that_fit():
+    """CoOp's lpclip rule: each strength fitted on train, scored on val; the best fit is the
+    probe. Here val's labels are train's classes swapped for half the images: the strongest
+    penalty (a near-uniform probe) cannot win on them the way it would on held-out train."""
+    import torch.nn.functional as F
+
+    from pipeline.zeroshot.probe import _fit, fit_linear_probe
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    y = np.tile([0, 1, 2], 20)
+    x = centres[y] + 0.3 * rng.normal(size=(60, 8))
+    y_val = np.tile([0, 1, 2], 4)
+    x_val = centres[y_val] + 0.3 * rng.normal(size=(12, 8))
+    strengths = [1.0, 1e-2, 1e-4]
+    probe = fit_linear_probe(x, y, 3, strengths=strengths, val_fraction=0.5, seed=0,
+                             max_iter=200, device="cpu", val=(x_val, y_val))
+    unit = torch.cat([F.normalize(torch.as_tensor(x, dtype=torch.float32), dim=-1),
+                      torch.ones(60, 1)], dim=1)
+    unit_val = torch.cat([F.normalize(torch.as_tensor(x_val, dtype=torch.float32), dim=-1),
+                          torch.ones(12, 1)], dim=1)
+    start, expected = None, []
+    for strength in strengths:  # strong to weak, warm-started, as the probe's path
+        start = _fit(unit, torch.as_tensor(y), 3, strength, 200, start)
+        expected.append((strength, 100.0 * float(((unit_val @ start.T).argmax(1).numpy()
+                                                  == y_val).mean()), start))
+    assert probe.validation["val_top1"].tolist() == pytest.approx([e[1] for e in expected])
+    best = max(expected, key=lambda e: e[1])  # first best: the strongest among ties
+    assert probe.strength == best[0]
+    assert torch.allclose(probe.weight, best[2][:, :-1]) and torch.allclose(probe.bias,
+                                                                            best[2][:, -1])
+    no_val = fit_linear_probe(x, y, 3, strengths=strengths, val_fraction=0.5, seed=0,
+                              max_iter=200, device="cpu")
+    assert len(no_val.validation) == 3  # the held-out-train route still runs as before
+
+
+def inputs_with_val(train: int = 90, val_per_class: int = 6, classes: int = 3, seed: int = 2):
+    """`random_inputs` (hand-made class-structured features) whose last val_per_class *
+    classes image rows are a val part."""
+    import dataclasses
+
+    import torch
+
+    from pipeline.bench.few_shot import random_inputs
+
+    inputs = random_inputs(train + val_per_class * classes, classes, 16, 3, seed=seed,
+                           device=torch.device("cpu"))
+    val = np.zeros(len(inputs.table.images), bool)
+    val[train:] = True
+    return inputs, dataclasses.replace(inputs, table=dataclasses.replace(inputs.table, val=val))
+
+
+def protocol_of(shots, ratios=(), methods=None):
+    from pipeline.adapter.settings import TrainAdapter
+
+    return TrainAdapter(methods=methods or {"linear": {}},
+                        budgets={"ratios": list(ratios), "shots": list(shots),
+                                 "shot_seeds": [1, 2]})
+
+
+def test_few_shot_budgets_draw_from_train_and_validate_on_min_k_4_val_images_a_class():
+    from pipeline.adapter.budgets import Budget, folds, kept_images
+    from pipeline.adapter.few_shot import budget_images
+
+    plain, inputs = inputs_with_val()
+    labels = inputs.table.images["class_index"].to_numpy()
+    val = np.flatnonzero(inputs.table.val)
+    parts = budget_images(inputs, protocol_of([1, 2, 8], ratios=[50]))
+    by_name = {part.budget.name: part for part in parts}
+    for part in parts:
+        assert part.rows.max() < 90 and part.fold is None  # train rows only; no CV
+        assert part.val_labels.tolist() == labels[part.val_rows].tolist()
+        assert set(part.val_rows) <= set(val)
+    for seed in (1, 2):
+        for k, per_class in ((1, 1), (2, 2), (8, 4)):  # min(k, 4)
+            part = by_name[f"shots{k:02d}-s{seed}"]
+            assert np.bincount(labels[part.val_rows]).tolist() == [per_class] * 3
+            assert part.val_rows.tolist() == val[kept_images(labels[val], Budget(
+                seed, shots=per_class))].tolist()  # drawn as shots are, at the budget's seed
+        assert set(by_name[f"shots01-s{seed}"].val_rows) < set(by_name[f"shots08-s{seed}"]
+                                                               .val_rows)
+    assert by_name["img050-s0"].val_rows.tolist() == val.tolist()  # a ratio: every val image
+    # without a val part: today's budgets and folds over all image rows, exactly
+    for part in budget_images(plain, protocol_of([1, 2, 8], ratios=[50])):
+        rows = kept_images(plain.table.images["class_index"].to_numpy(), part.budget)
+        assert part.rows.tolist() == rows.tolist() and part.val_rows is None
+        expected = folds(part.labels, 3, part.budget.seed)
+        assert (part.fold is None and expected is None) or part.fold.tolist() == expected.tolist()
+
+
+def test_the_few_shot_probe_chooses_its_strength_on_the_val_images(monkeypatch):
+    import functools
+
+    import pipeline.adapter.logistic as logistic
+    from pipeline.adapter.few_shot import budget_images, kept_features, scored_features
+    from pipeline.adapter.methods.probe import Probe, train_probe
+
+    # solved tightly, so that K heads fitted together meet each head's own optimum
+    fit_logistic_heads = functools.partial(logistic.fit_logistic_heads, tolerance=1e-9)
+    monkeypatch.setattr(logistic, "fit_logistic_heads", fit_logistic_heads)
+    _, inputs = inputs_with_val()
+    settings = Probe(strengths=[10.0, 1e-1, 1e-3], max_iter=1000)
+    trained = train_probe(inputs, protocol_of([2, 8]), settings)
+    runs = trained.runs.set_index("run")
+    for part in budget_images(inputs, protocol_of([2, 8])):
+        x, y = kept_features(inputs, part), torch.as_tensor(part.labels)
+        accuracy = []
+        for strength in settings.strengths:  # each fitted on every kept image, alone
+            w, b = fit_logistic_heads(x, y, torch.ones(1, len(x)), 3, torch.tensor([strength]),
+                                      max_iter=1000)
+            scores = scored_features(inputs, part) @ w[0].T + b[0]
+            accuracy.append(100.0 * float((scores.argmax(1).numpy() == part.val_labels).mean()))
+        row = runs.loc[f"probe-{part.budget.name}"]
+        best = int(np.flatnonzero(np.array(accuracy) == max(accuracy))[0])
+        assert row["strength"] == settings.strengths[best], part.budget.name
+        assert row["cv_top1"] == pytest.approx(max(accuracy), abs=1e-4)
+        assert row["selected_by"] == f"{len(part.val_rows)} val images of CoOp's split"
+    assert "chosen on val images in 4" in trained.summary()
+
+
+def test_tip_adapter_chooses_alpha_and_beta_by_its_formula_on_the_val_images():
+    """Tip-Adapter's published logits, 100 x W^T + alpha exp(-beta (1 - x F^T)) L, with the
+    whole cache of kept images F, on each budget's val images; the first best (alpha, beta)."""
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.adapter.few_shot import budget_images, kept_features, text_prototypes
+    from pipeline.adapter.methods.tip import TipAdapter, train_tip
+    from pipeline.adapter.methods.tip_f import TipAdapterF, train_tip_f
+
+    _, inputs = inputs_with_val(seed=5)
+    settings = TipAdapter()
+    runs = train_tip(inputs, protocol_of([1, 4]), settings).runs.set_index("budget")
+    zero_shot = text_prototypes(inputs, "none")
+    grid = [(a, b) for a in settings.alphas for b in settings.betas]
+    for part in budget_images(inputs, protocol_of([1, 4])):
+        if part.budget.seed != 1:
+            continue
+        keys = kept_features(inputs, part)
+        values = F.one_hot(torch.as_tensor(part.labels), 3).float()
+        x = F.normalize(inputs.features[torch.as_tensor(part.val_rows)], dim=-1)
+        accuracy = [float(((100 * x @ zero_shot.T + a * torch.exp(-b * (1 - x @ keys.T))
+                            @ values).argmax(1).numpy() == part.val_labels).mean())
+                    for a, b in grid]
+        best = grid[int(np.flatnonzero(np.array(accuracy) == max(accuracy))[0])]
+        chosen = runs[runs["seed"] == 1].loc[part.budget.label]
+        assert (chosen["alpha"], chosen["beta"]) == best
+    # keys that cannot move: Tip-Adapter-F chooses as Tip-Adapter on the same val images
+    frozen = train_tip_f(inputs, protocol_of([1, 4]), TipAdapterF(lr=1e-12, epochs=1)).runs
+    tip = train_tip(inputs, protocol_of([1, 4]), settings).runs
+    pd.testing.assert_frame_equal(frozen[["budget", "alpha", "beta", "selected_by"]],
+                                  tip[["budget", "alpha", "beta", "selected_by"]])
+
+
+def test_every_few_shot_method_trains_on_a_val_split():
+    """Each method of the protocol runs with a val part, every choice made on the val images
+    (the runs table says so), and what it trained never saw a val image (the kept rows)."""
+    from pipeline.adapter.methods import ADAPTER_METHODS
+    from pipeline.adapter.settings import TrainAdapter
+
+    _, inputs = inputs_with_val()
+    few_shot = {"probe": {}, "ensemble": {}, "text_prior": {}, "tip": {}, "tip_f": {"epochs": 2},
+                "clap": {}, "lp_pp": {"steps": 40, "eval_every": 20}}
+    protocol = TrainAdapter(methods=dict(few_shot, linear={}),
+                            budgets={"ratios": [], "shots": [2], "shot_seeds": [1]})
+    for name in few_shot:
+        runs = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name]).runs
+        assert (runs["selected_by"].isin(["6 val images of CoOp's split", "none to choose"])
+                ).all(), (name, runs["selected_by"].tolist())
+        assert (runs["n_images"] == 6).all()
