@@ -473,3 +473,42 @@ def test_every_few_shot_method_trains_on_a_val_split():
         assert (runs["selected_by"].isin(["6 val images of CoOp's split", "none to choose"])
                 ).all(), (name, runs["selected_by"].tolist())
         assert (runs["n_images"] == 6).all()
+
+
+def test_the_zero_shot_probe_row_says_where_its_strength_was_picked():
+    from pipeline.zeroshot.baselines import ZeroShotInputs
+    from pipeline.zeroshot.baselines.linear_probe import LinearProbeSettings, score_probe
+    from pipeline.zeroshot.probe import fit_linear_probe
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(2, 4))
+    y, y_val = np.tile([0, 1], 10), np.array([0, 1, 0, 1])
+    x, x_val = (centres[labels] + rng.normal(size=(len(labels), 4)) for labels in (y, y_val))
+    common = dict(backbone="b", class_names=["a", "b"], train_x=x, train_y=y, test_x=x_val,
+                  test_y=torch.as_tensor(y_val), test_ids=np.arange(4), test_paths=[],
+                  templates={}, descriptions={}, device="cpu")
+    settings = LinearProbeSettings(strengths=[1.0, 1e-3])
+    (with_val,) = score_probe(ZeroShotInputs(**common, val_x=x_val, val_y=y_val), settings)
+    (without,) = score_probe(ZeroShotInputs(**common), settings)
+    picked = fit_linear_probe(x, y, 2, strengths=[1.0, 1e-3], val_fraction=0.2, seed=0,
+                              max_iter=100, device="cpu", val=(x_val, y_val)).strength
+    assert with_val.prompt == f"L2 strength {picked:g} (picked on the split's 4 val images)"
+    assert without.prompt.endswith("(picked on held-out train)")
+
+
+def test_the_data_stage_counts_the_val_images(tmp_path):
+    """`index_datasets` on a pets tree with CoOp's split beside a small COCO: the summary
+    counts each part, the index has the val split."""
+    from pipeline.data import Data, DemoWorldSpec, generate_demo_world, index_datasets
+
+    data = tmp_path / "data"
+    generate_demo_world(data, DemoWorldSpec(num_classes=2, train_per_class=1, test_per_class=1,
+                                            coco_images=100, image_size=32), show_progress=False)
+    split = pets_tree(data / "oxford_pets")
+    settings = Data.model_validate({"demo": {}, "root": str(data), "captions": None, "target": {
+        "format": "oxford_pets", "path": "oxford_pets", "coop_split": split}})
+    index = index_datasets(settings)
+    assert index.summary(settings).startswith(
+        "oxford_pets: 7 images (3 train, 2 val, 2 test) in 3 classes, all present")
+    assert index.tables["target_images"]["split"].value_counts().to_dict() == {
+        "train": 3, "val": 2, "test": 2}
