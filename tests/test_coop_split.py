@@ -512,3 +512,7 @@ def test_the_data_stage_counts_the_val_images(tmp_path):
         "oxford_pets: 7 images (3 train, 2 val, 2 test) in 3 classes, all present")
     assert index.tables["target_images"]["split"].value_counts().to_dict() == {
         "train": 3, "val": 2, "test": 2}
+    assert index.one_split_classes() == [  # pets' class 2 has no test image, class 3 no val
+        "1 class(es) have no test image (it is never scored): 2: american bulldog",
+        "1 class(es) have no val image (no choice is checked on it): 3: staffordshire bull "
+        "terrier"]

@@ -46,12 +46,14 @@ class DatasetIndex:
 
     def one_split_classes(self) -> list[str]:
         """A warning per split some classes lack: without training images a class can never be
-        predicted; without test images it is never scored."""
+        predicted; without test images it is never scored; where there is a val split (CoOp's),
+        without val images no choice is checked on it."""
         images = self.tables["target_images"]
         classes = self.tables["target_classes"].set_index("class_id")["class_name"]
         lines = []
-        for split, why in (("train", "it can never be predicted"),
-                           ("test", "it is never scored")):
+        val = [("val", "no choice is checked on it")] if (images["split"] == "val").any() else []
+        for split, why in [("train", "it can never be predicted"),
+                           ("test", "it is never scored"), *val]:
             lacking = sorted(set(classes.index) - set(images.loc[images["split"] == split,
                                                                  "class_id"]))
             if lacking:
