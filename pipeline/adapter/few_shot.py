@@ -8,6 +8,12 @@ kept images only, so the test split cannot reach a choice (it is not even in `Ad
 A budget that leaves a class one image takes the value fixed in advance in the method's
 settings (its published default where the paper gives one), recorded in the runs table
 (`selected_by`).
+
+With a CoOp split (the training table has a val part), CoOp's rule replaces cross-validation
+(Zhou et al., CoOp `datasets/oxford_pets.py`: `generate_fewshot_dataset(val, num_shots=min(
+num_shots, 4))`): a k-shot budget is validated on min(k, 4) val images per class, drawn as its
+shots are (the same seed and stream, `budgets.kept_images`), a ratio budget on every val image;
+each candidate is fitted on all the kept images and scored there (`BudgetImages.val_rows`).
 """
 
 from __future__ import annotations
@@ -60,20 +66,73 @@ class BudgetImages:
     rows: np.ndarray  # rows of AdapterInputs.features (image rows come first)
     labels: np.ndarray  # (n,) class indices
     fold: np.ndarray | None  # (n,) fold of each, or None: too few images to hold one out
+    val_rows: np.ndarray | None = None  # rows of the val images to choose on (CoOp's rule);
+    val_labels: np.ndarray | None = None  # their classes; None: no val part, folds as above
+
+    @property
+    def scored_labels(self) -> np.ndarray:
+        """The classes of the images candidates are scored on: the val images', or the kept
+        images' (each under the heads of the other folds)."""
+        return self.labels if self.val_rows is None else self.val_labels
 
 
 def budget_images(inputs, protocol) -> list[BudgetImages]:
     """Each budget's kept images, in `protocol_budgets` order."""
     labels = inputs.table.images["class_index"].to_numpy()
+    train = inputs.table.train_rows  # a val part (CoOp's) is never a budget's
     out = []
     for budget in protocol_budgets(protocol):
-        rows = kept_images(labels, budget)
+        rows = train[kept_images(labels[train], budget)]
         if len(np.unique(labels[rows])) < len(inputs.class_ids):
             raise InputError(f"budget {budget.label} (seed {budget.seed}) keeps no image of some "
                              "class: too few training images for train_adapter.budgets.ratios")
-        out.append(BudgetImages(budget, rows, labels[rows],
-                                folds(labels[rows], protocol.budgets.folds, budget.seed)))
+        if inputs.table.val is None:
+            out.append(BudgetImages(budget, rows, labels[rows],
+                                    folds(labels[rows], protocol.budgets.folds, budget.seed)))
+        else:
+            val = coop_val_rows(labels, inputs.table.val, budget)
+            out.append(BudgetImages(budget, rows, labels[rows], None, val, labels[val]))
     return out
+
+
+def coop_val_rows(labels: np.ndarray, val: np.ndarray, budget: Budget) -> np.ndarray:
+    """Rows of the val images a budget is validated on: min(k, 4) a class for k shots (CoOp's
+    rule, drawn as shots are at the budget's seed), every one for a ratio."""
+    rows = np.flatnonzero(val)
+    if budget.shots is None:
+        return rows
+    return rows[kept_images(labels[rows], Budget(budget.seed, shots=min(budget.shots, 4)))]
+
+
+def val_logits(inputs, part: BudgetImages, strengths: torch.Tensor,
+               priors: torch.Tensor | None, max_iter: int) -> torch.Tensor:
+    """(K, m, C) logits of the budget's val images under each of K candidate probes (as in
+    `out_of_fold_logits`: L2 `strengths` (K,), pulled toward `priors` (K, C, D) or zeros), each
+    fitted on all the kept images, warm-started from the previous candidate's solution where
+    both share a prior."""
+    from pipeline.adapter.logistic import fit_logistic_heads
+
+    x = kept_features(inputs, part)
+    y = torch.as_tensor(part.labels, device=x.device)
+    scored, everything = scored_features(inputs, part), torch.ones(1, len(x), device=x.device)
+    out, solution = [], None
+    for k in range(len(strengths)):
+        if k and priors is not None and not torch.equal(priors[k], priors[k - 1]):
+            solution = None
+        solution = fit_logistic_heads(x, y, everything, len(inputs.class_ids),
+                                      strengths[k:k + 1],
+                                      None if priors is None else priors[k:k + 1],
+                                      start=solution, max_iter=max_iter)
+        out.append(scored @ solution[0][0].T + solution[1][0])  # (m, C)
+    return torch.stack(out)
+
+
+def scored_features(inputs, part: BudgetImages) -> torch.Tensor:
+    """(m, D) unit features of the images candidates are scored on (`scored_labels`)."""
+    if part.val_rows is None:
+        return kept_features(inputs, part)
+    rows = torch.as_tensor(part.val_rows, device=inputs.features.device)
+    return F.normalize(inputs.features.index_select(0, rows).float(), dim=-1)
 
 
 def text_prototypes(inputs, mapping: str) -> torch.Tensor:
@@ -150,8 +209,9 @@ def kept_features(inputs, part: BudgetImages) -> torch.Tensor:
 
 
 def hits(logits: torch.Tensor, part: BudgetImages) -> np.ndarray:
-    """(K,) correct top-1 of each candidate's (K, n, C) held-out logits."""
-    labels = torch.as_tensor(part.labels, device=logits.device)
+    """(K,) correct top-1 of each candidate's (K, n, C) held-out logits (n: the scored
+    images, `BudgetImages.scored_labels`)."""
+    labels = torch.as_tensor(part.scored_labels, device=logits.device)
     return (logits.argmax(dim=-1) == labels).sum(dim=-1).cpu().numpy()
 
 
@@ -171,6 +231,8 @@ def run_row(method: str, part: BudgetImages, text_source: str, text_mapping: str
         selected_by = "none to choose"
     elif accuracy is None:
         selected_by = "fixed in advance (a class has one image: none can be held out)"
+    elif part.val_rows is not None:
+        selected_by = f"{len(part.val_rows)} val images of CoOp's split"
     else:
         selected_by = f"{int(part.fold.max()) + 1}-fold CV on the kept images"
     return {"run": f"{method}-{budget.name}", "budget": budget.label,
@@ -216,8 +278,10 @@ def budget_summary(runs: pd.DataFrame, what: str) -> str:
     by = runs["selected_by"]
     if (by == "none to choose").all():
         return line
-    return (f"{line}; cross-validated in {int(by.str.contains('CV').sum())} runs, fixed in "
-            f"advance in {int(by.str.startswith('fixed').sum())}")
+    on_val = int(by.str.contains("val images").sum())
+    return (f"{line}; cross-validated in {int(by.str.contains('CV').sum())} runs, "
+            + (f"chosen on val images in {on_val}, " if on_val else "")
+            + f"fixed in advance in {int(by.str.startswith('fixed').sum())}")
 
 
 def load_linear_classifiers(folder: Path, fingerprint: dict | None) -> LinearClassifiers:

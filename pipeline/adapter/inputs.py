@@ -1,6 +1,7 @@
 """What every adapter method trains on: one stacked feature table on the device.
 
-The target's train images, then its per-image captions and the class descriptions mapped into
+The target's train images (and, with a CoOp split, its val images, marked in `table.val`:
+held out, never trained on), then its per-image captions and the class descriptions mapped into
 image space by the Q-Former (once, not per epoch; from their pooled features or token states,
 whichever the Q-Former was trained on), then the same texts' raw CLIP text features (the
 ablation without the bridge); `table` says which row is what. Without a Q-Former (no method

@@ -7,6 +7,11 @@ their class (an LLM's, or the demo's attribute sentences). Text rows are Q-Forme
 (pseudo image features), so every row lives in the CLIP image space; the raw CLIP text features
 of the same texts follow, [... | captions, raw | descriptions, raw], for the ablation without the
 bridge (`text_mapping: none`): such a run takes the same rows, shifted.
+
+Where the index has a `val` split (a CoOp split file, `pipeline.data.coop_split`), its images
+are image rows too, marked by `TrainingTable.val`: the held-out slice, never trained on nor
+replaced by texts (their captions are not in the table), used where a slice of train would be
+drawn otherwise (early stopping). Without one, the table is train images alone, as before.
 """
 
 from __future__ import annotations
@@ -67,6 +72,13 @@ class TrainingTable:
     images: pd.DataFrame  # image_id, class_index: rows [0, n_images)
     captions: pd.DataFrame  # image_id, class_index: the next rows
     descriptions: pd.DataFrame  # class_index: the last rows
+    val: np.ndarray | None = None  # (len(images),) True: a val image (CoOp's); None: none
+
+    @property
+    def train_rows(self) -> np.ndarray:
+        """Rows of `images` that are training images (all of them without a val part)."""
+        return (np.arange(len(self.images)) if self.val is None
+                else np.flatnonzero(~self.val))
 
     @property
     def labels(self) -> np.ndarray:
@@ -85,21 +97,25 @@ def build_training_table(images: pd.DataFrame, captions: pd.DataFrame,
 
     images: image_id, class_id, split (all target images); captions: image_id (all captions);
     descriptions: class_id (all descriptions); class_ids: the classes, in the adapter's output
-    order. Returns the table and two boolean masks: the rows of `images` that are training
-    images and the rows of `captions` that caption them (the table's row order follows them).
+    order. Returns the table and two boolean masks: the rows of `images` that are its image
+    rows (training images, and val images where the split has them) and the rows of
+    `captions` that caption training images (the table's row order follows them).
     """
     index_of = {int(c): i for i, c in enumerate(class_ids)}
-    is_train = (images["split"] == "train").to_numpy()
+    is_val = (images["split"] == "val").to_numpy()
+    is_train = (images["split"] == "train").to_numpy() | is_val
     train = images.loc[is_train, ["image_id"]].reset_index(drop=True)
     train["class_index"] = images.loc[is_train, "class_id"].map(index_of).to_numpy()
-    captions_train = captions["image_id"].isin(train["image_id"]).to_numpy()
+    val = is_val[is_train] if is_val.any() else None
+    captioned = train["image_id"] if val is None else train["image_id"][~val]
+    captions_train = captions["image_id"].isin(captioned).to_numpy()
     kept_captions = captions.loc[captions_train, ["image_id"]].reset_index(drop=True)
     kept_captions["class_index"] = kept_captions["image_id"].map(
         dict(zip(train["image_id"], train["class_index"])))
     classes = pd.DataFrame({"class_index": descriptions["class_id"].map(index_of).to_numpy()})
     if classes["class_index"].isna().any():
         raise ValueError("descriptions name classes that have no images")
-    return TrainingTable(train, kept_captions, classes), is_train, captions_train
+    return TrainingTable(train, kept_captions, classes, val), is_train, captions_train
 
 
 def run_pool(run: Run, table: TrainingTable, descriptions_per_image: int,
@@ -142,7 +158,13 @@ class RunRows:
 def run_rows(run: Run, table: TrainingTable, descriptions_per_image: int,
              val_fraction: float) -> RunRows:
     """A run's pool, kept images and, with val_fraction > 0, its validation images: a
-    class-balanced slice drawn from the run's seed, so the runs of one seed share it."""
+    class-balanced slice drawn from the run's seed, so the runs of one seed share it. Where the
+    table has a val part (CoOp's), that is the slice, whatever val_fraction (> 0: validated on;
+    0: only held out of training)."""
+    if table.val is not None:
+        return RunRows(*run_pool(run, table, descriptions_per_image, table.val),
+                       np.flatnonzero(table.val) if val_fraction > 0
+                       else np.zeros(0, dtype=np.int64))
     if val_fraction == 0:
         return RunRows(*run_pool(run, table, descriptions_per_image), np.zeros(0, dtype=np.int64))
     held = validation_mask(table.images["class_index"].to_numpy(), val_fraction, run.seed)

@@ -33,9 +33,11 @@ class DatasetIndex:
 
     def summary(self, settings: Data) -> str:
         images, captions = self.tables["target_images"], self.tables["target_captions"]
-        train = int((images["split"] == "train").sum())
-        return (f"{settings.target.path}: {len(images)} images ({train} train, "
-                f"{len(images) - train} test) in {images['class_id'].nunique()} classes, all "
+        counts = images["split"].value_counts()
+        val = int(counts.get("val", 0))  # a CoOp split file's held-out part
+        return (f"{settings.target.path}: {len(images)} images ({int(counts.get('train', 0))} "
+                f"train, " + (f"{val} val, " if val else "") + f"{int(counts.get('test', 0))} "
+                f"test) in {images['class_id'].nunique()} classes, all "
                 "present; " + (f"{len(captions)} captions; " if settings.captions else
                                "no per-image captions (data.captions: null); ")
                 + f"COCO: {len(self.tables['coco_images'])} images, all present, "
@@ -44,12 +46,14 @@ class DatasetIndex:
 
     def one_split_classes(self) -> list[str]:
         """A warning per split some classes lack: without training images a class can never be
-        predicted; without test images it is never scored."""
+        predicted; without test images it is never scored; where there is a val split (CoOp's),
+        without val images no choice is checked on it."""
         images = self.tables["target_images"]
         classes = self.tables["target_classes"].set_index("class_id")["class_name"]
         lines = []
-        for split, why in (("train", "it can never be predicted"),
-                           ("test", "it is never scored")):
+        val = [("val", "no choice is checked on it")] if (images["split"] == "val").any() else []
+        for split, why in [("train", "it can never be predicted"),
+                           ("test", "it is never scored"), *val]:
             lacking = sorted(set(classes.index) - set(images.loc[images["split"] == split,
                                                                  "class_id"]))
             if lacking:

@@ -27,7 +27,7 @@ class Listed:
 
     path: str  # under the target's folder, e.g. 'images/Abyssinian_1.jpg'
     class_id: int  # 1-based, as the dataset numbers its classes
-    split: str  # train | test
+    split: str  # train | test (| val: a CoOp split file's held-out part)
     where: str  # the list and line (or entry) naming it, for errors: '.../test.txt: line 3'
 
 
@@ -95,13 +95,14 @@ def class_table(class_dirs: list[str], names: list[str]) -> pd.DataFrame:
 
 
 def index_listed(root: Path, listed: list[Listed], classes: pd.DataFrame,
-                 lists: str) -> pd.DataFrame:
+                 lists: str, key: str = "path") -> pd.DataFrame:
     """The image index (IMAGE_COLUMNS) of the listed images: ids 1-based in the order of their
     paths (as ImageFolder's), whatever order the lists give. Refused, naming the list and line:
     a path outside `root` (absolute, or climbing out with '..'), an image listed twice (in two
     splits it would leak test images into training; twice in one it would weigh double), a
     class that is not in `classes`; then, all at once, the listed images that are not there
-    (`lists` names the lists, e.g. 'annotations/trainval.txt and test.txt')."""
+    (`lists` names the lists, e.g. 'annotations/trainval.txt and test.txt'). `key`: the
+    data.target key the errors name (the lists' file)."""
     root = Path(root)
     first: dict[str, Listed] = {}
     known = set(classes["class_id"].tolist())
@@ -109,23 +110,23 @@ def index_listed(root: Path, listed: list[Listed], classes: pd.DataFrame,
         relative = PurePosixPath(entry.path)
         if relative.is_absolute() or ".." in relative.parts:
             raise DatasetLayoutError(f"{entry.where}: {entry.path!r} is not a path under {root} "
-                                     "(absolute, or climbing out with '..')", key="path")
-        key = relative.as_posix()
-        if key in first:
-            before = first[key]
+                                     "(absolute, or climbing out with '..')", key=key)
+        posix = relative.as_posix()
+        if posix in first:
+            before = first[posix]
             why = (f"as {before.split} ({before.where}) and as {entry.split} here: an image in "
                    "both splits leaks test images into training" if before.split != entry.split
                    else f"already ({before.where}): it would count twice")
-            raise DatasetLayoutError(f"{entry.where}: {entry.path!r} is listed {why}", key="path")
-        first[key] = entry
+            raise DatasetLayoutError(f"{entry.where}: {entry.path!r} is listed {why}", key=key)
+        first[posix] = entry
         if entry.class_id not in known:
             raise DatasetLayoutError(f"{entry.where}: class {entry.class_id} is not one of the "
-                                     f"{len(known)} classes", key="path")
-    images = pd.DataFrame([(key, e.class_id, e.split) for key, e in first.items()],
+                                     f"{len(known)} classes", key=key)
+    images = pd.DataFrame([(posix, e.class_id, e.split) for posix, e in first.items()],
                           columns=["path", "class_id", "split"])
     for split in ("train", "test"):
         if not (images["split"] == split).any():
-            raise DatasetLayoutError(f"{root}: {lists} list no {split} images", key="path")
+            raise DatasetLayoutError(f"{root}: {lists} list no {split} images", key=key)
     require_images(root, images, lists)
     images["class_id"] = images["class_id"].astype(np.int32)
     images = (images.sort_values("path", ignore_index=True)

@@ -49,6 +49,23 @@ class TargetSettings(Section):
         return path
 
 
+class CoopSplitTarget(TargetSettings):
+    """A format CoOp publishes a split file for (Oxford-IIIT Pet, Flowers-102, Food-101,
+    Stanford Cars): its train/val/test may come from that file instead (`pipeline.data.
+    coop_split`)."""
+
+    coop_split: str | None = Field(None, description="CoOp's split file (split_zhou_<Name>."
+                                   "json), under path: train/val/test and class names from it, "
+                                   "val the held-out slice model selection uses; null: the "
+                                   "format's own split")
+
+    @field_validator("coop_split")
+    @classmethod
+    def _inside_target(cls, value: str | None) -> str | None:
+        inside(value, "data.target.path")
+        return value
+
+
 def _target(raw):
     from pipeline.data.formats import TARGET_FORMATS
 

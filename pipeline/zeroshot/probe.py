@@ -6,6 +6,10 @@ directions, as zero-shot CLIP does). Each candidate strength is fitted on the tr
 less a class-stratified validation slice and scored there; the best (ties: the stronger) is refit
 on all the training images. Full-batch L-BFGS, warm-started from strong to weak regularisation
 along the path, keeps a CUB-sized grid (6,000 x 768, 200 classes) to seconds on a CPU.
+
+Given a validation set of its own (a CoOp split's val images), each strength is fitted on all
+the training images and scored there, and the chosen fit is the probe: nothing is held out of
+train and nothing is refit (CoOp's `lpclip` picks C on val, then trains on train alone).
 """
 
 from __future__ import annotations
@@ -66,10 +70,13 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, strength: float, ma
 
 def fit_linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor,
                      num_classes: int, *, strengths: list[float], val_fraction: float, seed: int,
-                     max_iter: int, device: str | torch.device) -> LinearProbe:
+                     max_iter: int, device: str | torch.device,
+                     val: tuple[np.ndarray, np.ndarray] | None = None) -> LinearProbe:
     """Pick the L2 strength (lambda) among `strengths` by top-1 on a held-out, class-stratified
     `val_fraction` of the training images (N, D), then refit on all of them with it.
-    Deterministic given `seed` (the split; the weights start at zero)."""
+    Deterministic given `seed` (the split; the weights start at zero). `val`: (features (M, D),
+    labels (M,)) to pick it on instead; the fit on all training images is then the probe
+    (val_fraction and seed unused)."""
     x = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=-1)
     y_np = np.asarray(labels, dtype=np.int64).reshape(-1)
     if x.ndim != 2 or len(x) != len(y_np) or not len(y_np):
@@ -80,13 +87,15 @@ def fit_linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | t
                          f"{y_np.min()}..{y_np.max()}")
     if not strengths or any(not s >= 0 for s in strengths):
         raise InputError(f"strengths must be a non-empty list of penalties >= 0, got {strengths}")
+    if val is not None:
+        return _probe_on(x, y_np, val, num_classes, strengths, max_iter, device)
     if not 0 < val_fraction < 1:
         raise InputError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
     held = held_out_mask(y_np, val_fraction, seed)  # the slice every model selection uses
     if not held.any():
         raise InputError("no class has 2 training images, so none can be held out for validation")
 
-    x = torch.cat([x, torch.ones(len(x), 1)], dim=1).to(device)  # (N, D + 1): the bias column
+    x = _with_bias(x).to(device)  # (N, D + 1): the bias column
     y = torch.as_tensor(y_np, device=device)
     held = torch.as_tensor(held, device=device)
     x_train, y_train, x_val, y_val = x[~held], y[~held], x[held], y[held]
@@ -99,5 +108,33 @@ def fit_linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | t
     validation = pd.DataFrame(rows, columns=["strength", "val_top1"])
     best = float(validation["strength"][validation["val_top1"].idxmax()])  # first = strongest
     theta = _fit(x, y, num_classes, best, max_iter, fits[best]).cpu()
+    return LinearProbe(weight=theta[:, :-1].contiguous(), bias=theta[:, -1].contiguous(),
+                       strength=best, validation=validation)
+
+
+def _with_bias(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x, torch.ones(len(x), 1)], dim=1)
+
+
+def _probe_on(x: torch.Tensor, y_np: np.ndarray, val: tuple[np.ndarray, np.ndarray],
+              num_classes: int, strengths: list[float], max_iter: int,
+              device: str | torch.device) -> LinearProbe:
+    """Each strength fitted on all of (x, y), scored on `val`; the best fit (ties: the
+    stronger) as it is."""
+    x_val = F.normalize(torch.as_tensor(val[0], dtype=torch.float32), dim=-1)
+    y_val = np.asarray(val[1], dtype=np.int64).reshape(-1)
+    if x_val.ndim != 2 or len(x_val) != len(y_val) or not len(y_val):
+        raise InputError(f"the linear probe's validation set needs (M, D) features and M labels,"
+                         f" got features {tuple(x_val.shape)} and {len(y_val)} labels")
+    x, x_val = _with_bias(x).to(device), _with_bias(x_val).to(device)
+    y, y_val = torch.as_tensor(y_np, device=device), torch.as_tensor(y_val, device=device)
+    start, fits, rows = None, {}, []
+    for strength in sorted({float(s) for s in strengths}, reverse=True):
+        start = fits[strength] = _fit(x, y, num_classes, strength, max_iter, start)
+        rows.append((strength, 100.0 * ((x_val @ start.T).argmax(dim=1) == y_val)
+                     .float().mean().item()))
+    validation = pd.DataFrame(rows, columns=["strength", "val_top1"])
+    best = float(validation["strength"][validation["val_top1"].idxmax()])  # first = strongest
+    theta = fits[best].cpu()
     return LinearProbe(weight=theta[:, :-1].contiguous(), bias=theta[:, -1].contiguous(),
                        strength=best, validation=validation)

@@ -115,6 +115,7 @@ def _inputs(backbone: str, features: Path, index: Path, settings: Zeroshot, fing
     labels = images.ids["class_id"].map(position).to_numpy(np.int64)
     test = (images.ids["split"] == "test").to_numpy()
     train = (images.ids["split"] == "train").to_numpy()
+    val = (images.ids["split"] == "val").to_numpy()  # a CoOp split file's: the probe's slice
     test_ids = images.ids.loc[test, "image_id"].to_numpy()
     table, meta = read_parquet_with_metadata(index / "target_images.parquet")
     paths = table.set_index("image_id").loc[test_ids, "path"]
@@ -129,7 +130,9 @@ def _inputs(backbone: str, features: Path, index: Path, settings: Zeroshot, fing
         train_y=labels[train], test_x=images.embeddings[test],
         test_y=torch.as_tensor(labels[test]), test_ids=test_ids,
         test_paths=[Path(meta["fgvc.root"]) / path for path in paths],
-        templates=templates, descriptions=descriptions, device=device)
+        templates=templates, descriptions=descriptions, device=device,
+        val_x=images.embeddings[val] if val.any() else None,
+        val_y=labels[val] if val.any() else None)
 
 
 def _template_texts(encoded, position: dict[int, int], name: str) -> TextFeatures:

@@ -45,13 +45,13 @@ def train_ensemble(inputs, protocol, settings: Ensemble):
     import torch
 
     from pipeline.adapter.few_shot import (CLIP_LOGIT_SCALE, LinearClassifiers, budget_images,
-                                           kept_features, run_row, text_prototypes)
+                                           run_row, scored_features, text_prototypes)
     from pipeline.adapter.methods.probe import choose_probe
 
     zero_shot = CLIP_LOGIT_SCALE * text_prototypes(inputs, "none")  # (C, D)
     weights, biases, rows = [], [], []
     for part in budget_images(inputs, protocol):
-        scores = kept_features(inputs, part) @ zero_shot.T  # (n, C)
+        scores = scored_features(inputs, part) @ zero_shot.T  # (n, C) of the scored images
         weight, bias, (strength, _, term), accuracy = choose_probe(
             inputs, part, settings.strengths, settings.fixed_strength, settings.max_iter,
             extra=[alpha * scores for alpha in settings.alphas])

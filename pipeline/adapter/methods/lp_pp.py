@@ -118,7 +118,8 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
     import torch
 
     from pipeline.adapter.few_shot import (LinearClassifiers, budget_images, first_best,
-                                           kept_features, run_row, text_prototypes)
+                                           kept_features, run_row, scored_features,
+                                           text_prototypes)
 
     zero_shot = text_prototypes(inputs, "none")
     weights, biases, rows = [], [], []
@@ -126,8 +127,19 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         everything = torch.ones(1, len(x), device=x.device)
-        if part.fold is None or settings.eval_every == settings.steps:
-            chosen, accuracy = settings.steps, None  # none to hold out, or one candidate
+        if settings.eval_every == settings.steps:
+            chosen, accuracy = settings.steps, None  # one candidate
+        elif part.val_rows is not None:  # CoOp's val images: one path on every kept image
+            x_val = scored_features(inputs, part)
+            y_val = torch.as_tensor(part.val_labels, device=x.device)
+            accuracy = np.array([
+                100.0 * ((x_val @ weight[0].T + bias[0]).argmax(dim=1) == y_val)
+                .float().mean().item()
+                for weight, bias in lp_pp_path(x, y, everything, zero_shot, settings.steps,
+                                               settings.alpha_every, settings.eval_every)])
+            chosen = settings.eval_every * (first_best(accuracy) + 1)
+        elif part.fold is None:
+            chosen, accuracy = settings.steps, None  # none to hold out
         else:
             fold = torch.as_tensor(part.fold, device=x.device)
             count = int(part.fold.max()) + 1

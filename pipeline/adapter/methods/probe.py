@@ -49,20 +49,22 @@ def choose_probe(inputs, part, strengths: list[float], fixed: float, max_iter: i
     import numpy as np
     import torch
 
-    from pipeline.adapter.few_shot import first_best, fit_on_kept, hits, out_of_fold_logits
+    from pipeline.adapter.few_shot import (first_best, fit_on_kept, hits, out_of_fold_logits,
+                                           val_logits)
 
     device = inputs.features.device
     n_priors = 1 if pulls is None else len(pulls)
     grid = [(p, s) for p in range(n_priors) for s in range(len(strengths))]
     strength_of = torch.tensor([strengths[s] for _, s in grid], device=device)
     prior_of = None if pulls is None else pulls[[p for p, _ in grid]]
-    logits = out_of_fold_logits(inputs, part, strength_of, prior_of, max_iter)
+    logits = (out_of_fold_logits if part.val_rows is None else val_logits)(
+        inputs, part, strength_of, prior_of, max_iter)
     terms = extra or [None]
     if logits is None:
         accuracy, chosen_prior, strength, term = None, 0, fixed, 0
     else:
         accuracy = np.concatenate([100.0 * hits(logits if t is None else logits + t[None], part)
-                                   / len(part.rows) for t in terms])  # term-major
+                                   / len(part.scored_labels) for t in terms])  # term-major
         best = first_best(accuracy)
         term = best // len(grid)
         chosen_prior, s = grid[best % len(grid)]

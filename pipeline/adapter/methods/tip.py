@@ -136,6 +136,26 @@ def held_out_logits(x, y, fold, zero_shot, alpha: float, beta: float):
     return caches.logits(caches.cache(beta), alpha)
 
 
+def val_grid(inputs, part, keys, key_labels, zero_shot, grid):
+    """(G,) top-1 % of the budget's val images under Tip-Adapter's logits with cache `keys`
+    (classes `key_labels`) at each (alpha, beta) of `grid`; each beta's cache once."""
+    import numpy as np
+    import torch
+
+    from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE, scored_features
+
+    x = scored_features(inputs, part)
+    y = torch.as_tensor(part.val_labels, device=x.device)
+    values = torch.nn.functional.one_hot(key_labels.long(), len(zero_shot)).to(x.dtype)
+    base, affinity = CLIP_LOGIT_SCALE * x @ zero_shot.T, x @ keys.T
+    by_beta = {}
+    for b in dict.fromkeys(b for _, b in grid):
+        cache = torch.exp(-b * (1 - affinity)) @ values
+        by_beta[b] = {a: 100.0 * ((base + a * cache).argmax(dim=1) == y).float().mean().item()
+                      for a in dict.fromkeys(a for a, _ in grid)}
+    return np.array([by_beta[b][a] for a, b in grid])
+
+
 def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
     import numpy as np
     import torch
@@ -151,7 +171,10 @@ def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
         y = torch.as_tensor(part.labels, device=x.device)
         accuracy = None
         alpha, beta = settings.fixed_alpha, settings.fixed_beta
-        if part.fold is not None:
+        if part.val_rows is not None:  # CoOp's val images under the whole cache
+            accuracy = val_grid(inputs, part, x, y, zero_shot, grid)
+            alpha, beta = grid[first_best(accuracy)]
+        elif part.fold is not None:
             caches = HeldOutCaches(x, y, torch.as_tensor(part.fold, device=x.device), zero_shot)
             by_beta = {}  # beta -> {alpha: held-out top-1}
             for b in settings.betas:

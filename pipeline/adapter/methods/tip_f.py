@@ -117,7 +117,7 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
 
     from pipeline.adapter.few_shot import (budget_images, first_best, kept_features, run_row,
                                            text_prototypes)
-    from pipeline.adapter.methods.tip import TipCaches
+    from pipeline.adapter.methods.tip import TipCaches, val_grid
 
     zero_shot = text_prototypes(inputs, "none")
     grid = [(a, b) for a in settings.alphas for b in settings.betas]
@@ -128,7 +128,12 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
         seed = part.budget.seed
         accuracy = None
         alpha, beta = settings.fixed_alpha, settings.fixed_beta
-        if part.fold is not None:
+        tuned = None
+        if part.val_rows is not None:  # CoOp's val images under the keys tuned on every kept one
+            tuned = fine_tune_keys(x, y, zero_shot, settings, seed)
+            accuracy = val_grid(inputs, part, tuned, y, zero_shot, grid)
+            alpha, beta = grid[first_best(accuracy)]
+        elif part.fold is not None:
             fold = torch.as_tensor(part.fold, device=x.device)
             held = [HeldOutFold(x, y, fold == f, zero_shot, settings, seed)
                     for f in range(int(part.fold.max()) + 1)]
@@ -141,7 +146,8 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
                               .float().mean().item() for a in settings.alphas}
             accuracy = np.array([by_beta[b][a] for a, b in grid])
             alpha, beta = grid[first_best(accuracy)]
-        keys.append(fine_tune_keys(x, y, zero_shot, settings, seed))
+        keys.append(tuned if tuned is not None else fine_tune_keys(x, y, zero_shot, settings,
+                                                                    seed))
         labels.append(y)
         starts.append(starts[-1] + len(x))
         rows.append(run_row("tip_f", part, "descriptions", "none", {"alpha": alpha, "beta": beta},

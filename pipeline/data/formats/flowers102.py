@@ -13,7 +13,8 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, mat_ids, read_mat
-from pipeline.data.settings import TargetSettings
+from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = ("Flowers-102: 102flowers.tgz extracted (jpg/), imagelabels.mat and setid.mat beside "
           "it, in data.target.path")
@@ -21,8 +22,12 @@ SETS = {"trnid": "train", "valid": "train", "tstid": "test"}
 NAMES = Path(__file__).resolve().parents[1] / "class_names" / "flowers102.txt"
 
 
-class Flowers102Target(TargetSettings):
-    """Flowers-102's files (jpg/, imagelabels.mat, setid.mat); train + val is the train split."""
+class Flowers102Target(CoopSplitTarget):
+    """Flowers-102's files (jpg/, imagelabels.mat, setid.mat); train + val is the train split.
+    Or CoOp's split_zhou_OxfordFlowers.json gives train/val/test (no .mat file is read)."""
+
+
+COOP = CoopLayout("jpg/", lambda row: row.class_name)  # CoOp: cat_to_name.json's names
 
 
 def flower_names() -> list[str]:
@@ -34,9 +39,12 @@ def flower_names() -> list[str]:
 def read_flowers102(data_root: Path, settings: Flowers102Target) -> TargetDataset:
     """Flowers-102's images in setid.mat's sets and its 102 classes; no attributes."""
     root = Path(data_root) / settings.path
+    names = flower_names()
+    classes = class_table([str(i) for i in range(1, len(names) + 1)], names)
+    if settings.coop_split:  # CoOp's own split of the images, not setid.mat's
+        return TargetDataset(*read_coop_split(root, settings.coop_split, classes, COOP), None)
     labels_file, sets_file = root / "imagelabels.mat", root / "setid.mat"
     labels = mat_ids(labels_file, "labels", read_mat(labels_file, LAYOUT, "labels")["labels"])
-    names = flower_names()
     if max(labels, default=0) > len(names):
         raise DatasetLayoutError(f"{labels_file}: labels go up to {max(labels)}; Flowers-102 "
                                  f"has {len(names)} classes", key="path")
@@ -49,6 +57,5 @@ def read_flowers102(data_root: Path, settings: Flowers102Target) -> TargetDatase
                 raise DatasetLayoutError(f"{where}: image {number}, and {labels_file.name} "
                                          f"labels {len(labels)} images", key="path")
             listed.append(Listed(f"jpg/image_{number:05d}.jpg", labels[number - 1], split, where))
-    classes = class_table([str(i) for i in range(1, len(names) + 1)], names)
     images = index_listed(root, listed, classes, "setid.mat")
     return TargetDataset(images, classes, None)

@@ -13,14 +13,19 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_list, class_table, index_listed, list_lines
-from pipeline.data.settings import TargetSettings
+from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = "Food-101: food-101.tar.gz extracted, its food-101/ folder as data.target.path"
 LISTS = {"train.txt": "train", "test.txt": "test"}
 
 
-class Food101Target(TargetSettings):
-    """Food-101's layout (images/<class>/, meta/)."""
+class Food101Target(CoopSplitTarget):
+    """Food-101's layout (images/<class>/, meta/); or CoOp's split_zhou_Food101.json gives
+    train/val/test."""
+
+
+COOP = CoopLayout("images/", lambda row: row.class_dir)  # CoOp: the folders, sorted
 
 
 @TARGET_FORMATS.register("food101", settings=Food101Target)
@@ -29,6 +34,9 @@ def read_food101(data_root: Path, settings: Food101Target) -> TargetDataset:
     root = Path(data_root) / settings.path
     ids = class_list(root / "meta" / "classes.txt", LAYOUT, "class")
     folders = list(ids)
+    classes = class_table(folders, [folder.replace("_", " ") for folder in folders])
+    if settings.coop_split:
+        return TargetDataset(*read_coop_split(root, settings.coop_split, classes, COOP), None)
     listed = []
     for file, split in LISTS.items():
         path = root / "meta" / file
@@ -42,6 +50,5 @@ def read_food101(data_root: Path, settings: Food101Target) -> TargetDataset:
                 raise DatasetLayoutError(f"{where}: class {folder!r} is not in "
                                          f"{root / 'meta' / 'classes.txt'}", key="path")
             listed.append(Listed(f"images/{line}.jpg", ids[folder], split, where))
-    classes = class_table(folders, [folder.replace("_", " ") for folder in folders])
     images = index_listed(root, listed, classes, "meta/{train,test}.txt")
     return TargetDataset(images, classes, None)

@@ -14,14 +14,20 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, list_lines
-from pipeline.data.settings import TargetSettings
+from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = "Oxford-IIIT Pet: images.tar.gz and annotations.tar.gz extracted in data.target.path"
 LISTS = {"trainval.txt": "train", "test.txt": "test"}
 
 
-class OxfordPetsTarget(TargetSettings):
-    """Oxford-IIIT Pet's layout (images/, annotations/); trainval is the train split."""
+class OxfordPetsTarget(CoopSplitTarget):
+    """Oxford-IIIT Pet's layout (images/, annotations/); trainval is the train split, or
+    CoOp's split_zhou_OxfordPets.json gives train/val/test."""
+
+
+# CoOp: paths under images/, breeds as the image names write them, lower case
+COOP = CoopLayout("images/", lambda row: row.class_dir.lower())
 
 
 def breed_name(breed: str) -> str:
@@ -58,5 +64,7 @@ def read_oxford_pets(data_root: Path, settings: OxfordPetsTarget) -> TargetDatas
                                  key="path")
     classes = class_table([breeds[i][0] for i in ids],
                           [breed_name(breeds[i][0]) for i in ids])
+    if settings.coop_split:
+        return TargetDataset(*read_coop_split(root, settings.coop_split, classes, COOP), None)
     images = index_listed(root, listed, classes, "annotations/{trainval,test}.txt")
     return TargetDataset(images, classes, None)

@@ -15,15 +15,26 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, mat_ids, read_mat
-from pipeline.data.settings import TargetSettings
+from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = ("Stanford Cars' devkit layout in data.target.path: cars_train/, cars_test/, devkit/ "
           "(car_devkit.tgz) and cars_test_annos_withlabels.mat")
 TEST_ANNOTATIONS = "cars_test_annos_withlabels.mat"
 
 
-class StanfordCarsTarget(TargetSettings):
-    """Stanford Cars' devkit layout (cars_train/, cars_test/, devkit/, test labels)."""
+class StanfordCarsTarget(CoopSplitTarget):
+    """Stanford Cars' devkit layout (cars_train/, cars_test/, devkit/, test labels); or CoOp's
+    split_zhou_StanfordCars.json gives train/val/test (only cars_meta.mat is read then)."""
+
+
+def year_first(name: str) -> str:
+    """'AM General Hummer SUV 2000' -> '2000 AM General Hummer SUV', as CoOp names the cars."""
+    words = name.split(" ")
+    return " ".join([words[-1], *words[:-1]])
+
+
+COOP = CoopLayout("", lambda row: year_first(row.class_name))  # paths: cars_train/00001.jpg
 
 
 def _annotations(path: Path, folder: str, split: str) -> list[Listed]:
@@ -45,6 +56,9 @@ def read_stanford_cars(data_root: Path, settings: StanfordCarsTarget) -> TargetD
     root = Path(data_root) / settings.path
     meta = root / "devkit" / "cars_meta.mat"
     names = [str(name) for name in read_mat(meta, LAYOUT, "class_names")["class_names"]]
+    classes = class_table([str(i) for i in range(1, len(names) + 1)], names)
+    if settings.coop_split:
+        return TargetDataset(*read_coop_split(root, settings.coop_split, classes, COOP), None)
     test = next((p for p in (root / TEST_ANNOTATIONS, root / "devkit" / TEST_ANNOTATIONS)
                  if p.is_file()), None)
     if test is None:  # a download of its own, beside car_devkit.tgz's devkit/
@@ -53,7 +67,6 @@ def read_stanford_cars(data_root: Path, settings: StanfordCarsTarget) -> TargetD
                                  "cars_test_annos.mat has no classes)", key="path")
     listed = (_annotations(root / "devkit" / "cars_train_annos.mat", "cars_train", "train")
               + _annotations(test, "cars_test", "test"))
-    classes = class_table([str(i) for i in range(1, len(names) + 1)], names)
     images = index_listed(root, listed, classes,
                           f"devkit/cars_train_annos.mat and {test.relative_to(root)}")
     return TargetDataset(images, classes, None)

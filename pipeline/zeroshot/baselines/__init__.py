@@ -56,6 +56,8 @@ class ZeroShotInputs:
     templates: dict[str, TextFeatures]  # zeroshot.templates, by name
     descriptions: dict[str, TextFeatures]  # zeroshot.descriptions, by name (descriptors once each)
     device: str
+    val_x: np.ndarray | None = None  # (N_val, D): a CoOp split's val images; None: no val split
+    val_y: np.ndarray | None = None  # (N_val,) their class indices
 
 
 @dataclasses.dataclass

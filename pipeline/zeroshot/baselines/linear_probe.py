@@ -1,6 +1,8 @@
 """`linear_probe`: CLIP's linear-probe protocol (Radford et al., ICML 2021, section 3.2): L2-
 regularised logistic regression on every train image's features, the strength picked on a
 class-stratified held-out slice of train, then refit on all of train: the upper reference.
+With a CoOp split (`data.target.coop_split`), the strength is picked on its val images instead
+and the probe is the one fitted on train with it, as CoOp's `lpclip/linear_probe.py` does.
 Where we differ: full-batch L-BFGS with a warm-started path over the strengths
 (`pipeline.zeroshot.probe`), instead of scikit-learn's solver with a parametric binary search."""
 
@@ -37,7 +39,10 @@ def score_probe(inputs: ZeroShotInputs, settings: LinearProbeSettings) -> list[S
 
     probe = fit_linear_probe(inputs.train_x, inputs.train_y, len(inputs.class_names),
                              strengths=settings.strengths, val_fraction=settings.val_fraction,
-                             seed=settings.seed, max_iter=settings.max_iter, device=inputs.device)
+                             seed=settings.seed, max_iter=settings.max_iter, device=inputs.device,
+                             val=None if inputs.val_x is None else (inputs.val_x, inputs.val_y))
+    where = ("held-out train" if inputs.val_x is None
+             else f"the split's {len(inputs.val_y)} val images")
     return [Scored("linear_probe", "logistic regression", 0, f"{len(inputs.train_y)} train images",
-                   f"L2 strength {probe.strength:g} (picked on held-out train)",
+                   f"L2 strength {probe.strength:g} (picked on {where})",
                    probe.logits(inputs.test_x).cpu(), tables={"linear_probe": probe.validation})]
