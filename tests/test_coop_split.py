@@ -360,7 +360,7 @@ def protocol_of(shots, ratios=(), methods=None):
 
     return TrainAdapter(methods=methods or {"linear": {}},
                         budgets={"ratios": list(ratios), "shots": list(shots),
-                                 "shot_seeds": [1, 2]})
+                                 "seeds": [1, 2]})
 
 
 def test_few_shot_budgets_draw_from_train_and_validate_on_min_k_4_val_images_a_class():
@@ -467,7 +467,7 @@ def test_every_few_shot_method_trains_on_a_val_split():
     few_shot = {"probe": {}, "ensemble": {}, "text_prior": {}, "tip": {}, "tip_f": {"epochs": 2},
                 "clap": {}, "lp_pp": {"steps": 40, "eval_every": 20}}
     protocol = TrainAdapter(methods=dict(few_shot, linear={}),
-                            budgets={"ratios": [], "shots": [2], "shot_seeds": [1]})
+                            budgets={"ratios": [], "shots": [2], "seeds": [1]})
     for name in few_shot:
         runs = ADAPTER_METHODS.get(name).train(inputs, protocol, protocol.methods[name]).runs
         assert (runs["selected_by"].isin(["6 val images of CoOp's split", "none to choose"])
