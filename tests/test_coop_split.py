@@ -384,7 +384,7 @@ def test_few_shot_budgets_draw_from_train_and_validate_on_min_k_4_val_images_a_c
                 seed, shots=per_class))].tolist()  # drawn as shots are, at the budget's seed
         assert set(by_name[f"shots01-s{seed}"].val_rows) < set(by_name[f"shots08-s{seed}"]
                                                                .val_rows)
-    assert by_name["img050-s0"].val_rows.tolist() == val.tolist()  # a ratio: every val image
+    assert by_name["img050-s1"].val_rows.tolist() == val.tolist()  # a ratio: every val image
     # without a val part: today's budgets and folds over all image rows, exactly
     for part in budget_images(plain, protocol_of([1, 2, 8], ratios=[50])):
         rows = kept_images(plain.table.images["class_index"].to_numpy(), part.budget)
