@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
@@ -41,6 +41,11 @@ class TargetSettings(Section):
                         "(cub, imagefolder, oxford_pets, flowers102, fgvc_aircraft, food101, "
                         "stanford_cars)")
     path: str = Field(description="its folder, under data.root")
+    names: Literal["auto", "reference", "dataset"] = Field(
+        "auto", description="class names for prompts and descriptions: reference (the list the "
+        "published zero-shot numbers used: CBD's for cub, CLIP's for the suite's formats), "
+        "dataset (the reader's, e.g. CUB's folder names), auto (reference where the target's "
+        "classes are exactly the list's, else dataset)")
 
     @field_validator("path")
     @classmethod
