@@ -4,6 +4,7 @@ folders named as CBD names them, a suite format's reader names met by CLIP's by 
 position), the fallback to the dataset's own names (the demo's made-up birds, an ImageFolder),
 the list recorded in the index and said in the report, and the errors."""
 
+import html
 import json
 
 import pandas as pd
@@ -249,3 +250,41 @@ def test_the_demo_world_keeps_its_own_names_and_the_same_bytes(tmp_path):
     with pytest.raises(InputError, match=r"^data.target.names: 'reference' asks for CBD's .* "
                        r"2 of the target's 2 classes are not in class_names/cub_cbd.txt: 1: "):
         index_datasets(Data.model_validate(settings["data"]))
+
+
+def test_zeroshot_and_the_report_say_which_class_names_were_used(features):
+    """The list on target_classes reaches run.json, and the report's zero-shot line says it;
+    an index without it (the dataset's own names) leaves run.json as it was."""
+    from conftest import BACKBONE
+    from pipeline.common import write_parquet
+    from test_report import fake_results, few_shot_rows
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["clip"]["backbones"] = {BACKBONE: params["clip"]["backbones"][BACKBONE]}
+    params["zeroshot"].update(templates=["paper"], descriptions=["attributes"],
+                              baselines={"clip": {}})
+    (features / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    index = features / "index"
+    zeroshot = ["zeroshot", BACKBONE, "--params", str(features / "params.yaml"), "--index",
+                str(index), "--features", str(features / "extract" / BACKBONE), "--clip",
+                str(features / "clip" / BACKBONE)]
+    run_by_hand(features, *zeroshot, "--out", str(features / "zs-own" / BACKBONE))
+    assert "class_names" not in json.loads(
+        (features / "zs-own" / BACKBONE / "run.json").read_text())
+    classes = pd.read_parquet(index / "target_classes.parquet")
+    write_parquet(index / "target_classes.parquet", classes, {METADATA_KEY: "CBD's (reference)"})
+    run_by_hand(features, *zeroshot, "--out", str(features / "zs" / BACKBONE))
+    assert json.loads((features / "zs" / BACKBONE / "run.json").read_text())[
+        "class_names"] == "CBD's (reference)"
+    (features / "evaluate" / BACKBONE).mkdir(parents=True)
+    pd.concat([fake_results().assign(method="linear", text_mapping="qformer"), few_shot_rows()],
+              ignore_index=True).to_parquet(features / "evaluate" / BACKBONE / "results.parquet")
+    for folder, said in (("zs", "Class names: CBD's (reference)."),
+                         ("zs-own", "Class names: the dataset's own, as its reader names them "
+                                    "(CUB's: its folder names).")):
+        run_by_hand(features, "report", "--params", str(features / "params.yaml"),
+                    "--evaluate", str(features / "evaluate"), "--zeroshot",
+                    str(features / folder), "--out", str(features / f"report-{folder}"))
+        markdown = (features / f"report-{folder}" / "zeroshot.md").read_text()
+        assert said in markdown.splitlines()[2]
+        assert html.escape(said) in (features / f"report-{folder}" / "summary.html").read_text()
