@@ -12,10 +12,9 @@ import pytest
 import yaml
 
 from conftest import REPO, run_by_hand
-from pipeline.common import InputError, read_parquet_with_metadata
+from pipeline.common import InputError, normalize_name, read_parquet_with_metadata
 from pipeline.data.formats import TARGET_FORMATS
-from pipeline.data.reference_names import (METADATA_KEY, REFERENCE_LISTS, choose_class_names,
-                                           normalize_name)
+from pipeline.data.reference_names import METADATA_KEY, REFERENCE_LISTS, choose_class_names
 from test_dataset_formats import aircraft_tree, cars_tree, flowers_tree, food_tree, jpeg, lines
 
 # Real CUB-200-2011 classes (classes.txt's lines) and how CBD's descriptors_cub.json keys them.

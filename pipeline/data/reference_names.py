@@ -20,25 +20,17 @@ keeps the reader's names. Only the class_name column changes; class_dir keeps th
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.common import InputError
+from pipeline.common import InputError, normalize_name
 
 FOLDER = Path(__file__).resolve().parent / "class_names"
 METADATA_KEY = "fgvc.class_names"  # on target_classes: the list used; absent: the dataset's own
 DATASET_NAMES = "the dataset's own, as its reader names them (CUB's: its folder names)"
 SHOWN = 5  # unmatched classes named in an error or a warning
-
-
-def normalize_name(name: str) -> str:
-    """'001.Black_footed_Albatross', 'Black-footed Albatross' -> 'black footed albatross'."""
-    name = re.sub(r"^\d+\.", "", name.strip())
-    name = re.sub(r"[-_\s]+", " ", name.replace("'", "").replace("\u2019", ""))
-    return name.strip().lower()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.common import InputError, UniqueKeyLoader, unique_keys
-from pipeline.data.reference_names import normalize_name  # one rule: the index's and ours
+from pipeline.common import InputError, UniqueKeyLoader, normalize_name, unique_keys
 from pipeline.describe.prompts import descriptor_sentence
 from pipeline.describe.table import DESCRIPTION_COLUMNS
 
