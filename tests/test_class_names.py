@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, run_by_hand
 from pipeline.common import InputError, normalize_name, read_parquet_with_metadata
 from pipeline.data.formats import TARGET_FORMATS
-from pipeline.data.reference_names import METADATA_KEY, REFERENCE_LISTS, choose_class_names
+from pipeline.data.reference_names import METADATA_KEY, choose_class_names
 from test_dataset_formats import aircraft_tree, cars_tree, flowers_tree, food_tree, jpeg, lines
 
 # Real CUB-200-2011 classes (classes.txt's lines) and how CBD's descriptors_cub.json keys them.
@@ -58,6 +58,17 @@ def cub_tree(root, classes: dict[int, str], per_class: int = 2):
     return root
 
 
+REFERENCE_LISTS = {name: TARGET_FORMATS.entry(name).settings.reference_names
+                   for name in TARGET_FORMATS.names()
+                   if TARGET_FORMATS.entry(name).settings.reference_names}
+
+
+def choose(classes: pd.DataFrame, fmt: str, names: str):
+    """choose_class_names with the format's own list, as the data stage calls it."""
+    return choose_class_names(classes, fmt, TARGET_FORMATS.entry(fmt).settings.reference_names,
+                              names)
+
+
 def read(fmt: str, data_root, path: str = "target"):
     settings = TARGET_FORMATS.validate_one({"format": fmt, "path": path}, "format")
     return TARGET_FORMATS.get(fmt)(data_root, settings)
@@ -77,7 +88,7 @@ def test_the_cub_list_is_the_keys_of_cbds_real_file_and_meets_all_200_folders(sh
     from pipeline.data.cub import read_cub_classes
 
     classes = read_cub_classes(shared_data / "CUB_200_2011_metadata")
-    named = choose_class_names(classes, "cub", "auto")
+    named = choose(classes, "cub", "auto")
     assert named.used == "CBD's (reference: the keys of CBD's descriptors_cub.json)"
     assert named.classes["class_name"].tolist() == keys  # met by name: here in the same order
     assert (named.classes["class_name"] != classes["class_name"]).sum() == 57  # the issue's 57
@@ -88,16 +99,16 @@ def test_a_cub_tree_of_real_classes_takes_cbds_names_and_keeps_its_folders(tmp_p
     cub_tree(tmp_path / "target", CUB_CLASSES)
     target = read("cub", tmp_path)
     assert dict(zip(target.classes["class_id"], target.classes["class_name"])) == FOLDER_NAMES
-    named = choose_class_names(target.classes, "cub", "reference")
+    named = choose(target.classes, "cub", "reference")
     assert dict(zip(named.classes["class_id"], named.classes["class_name"])) == CBD_NAMES
     assert named.classes["class_dir"].tolist() == list(CUB_CLASSES.values())
     assert named.used.startswith("CBD's (reference")
     # 4 of CBD's 200: auto keeps the dataset's names (a subset is not CUB), and says why
-    auto = choose_class_names(target.classes, "cub", "auto")
+    auto = choose(target.classes, "cub", "auto")
     assert auto.used is None and auto.classes is target.classes
     assert auto.notes == ["data.target.names: auto: the dataset's own class names, not CBD's "
                           "list (class_names/cub_cbd.txt): the target has 4 of its 200"]
-    assert choose_class_names(target.classes, "cub", "dataset").classes is target.classes
+    assert choose(target.classes, "cub", "dataset").classes is target.classes
 
 
 def test_reference_where_classes_do_not_match_is_one_error_naming_the_first(tmp_path):
@@ -106,13 +117,13 @@ def test_reference_where_classes_do_not_match_is_one_error_naming_the_first(tmp_
     cub_tree(tmp_path / "target", made_up, per_class=1)
     classes = read("cub", tmp_path).classes
     with pytest.raises(InputError) as error:
-        choose_class_names(classes, "cub", "reference")
+        choose(classes, "cub", "reference")
     assert str(error.value) == (
         "data.target.names: 'reference' asks for CBD's (reference: the keys of CBD's "
         "descriptors_cub.json), and 2 of the target's 6 classes are not in "
         "class_names/cub_cbd.txt: 250: White-headed Black Shrike, 300: Northern "
         "Orange-headed Brown Warbler")
-    auto = choose_class_names(classes, "cub", "auto")  # some in common: named, not silent
+    auto = choose(classes, "cub", "auto")  # some in common: named, not silent
     assert auto.used is None and auto.notes == [
         "data.target.names: auto: the dataset's own class names, not CBD's list "
         "(class_names/cub_cbd.txt): 2 of its 6 classes are not in it: 250: White-headed "
@@ -124,7 +135,7 @@ def test_two_classes_that_read_as_one_reference_name_match_neither(tmp_path):
                             "class_name": ["Black-footed Albatross", "Black footed albatross"]})
     with pytest.raises(InputError, match=r"2 of the target's 2 classes .*: 1: Black-footed "
                        r"Albatross, 2: Black footed albatross"):
-        choose_class_names(classes, "cub", "reference")
+        choose(classes, "cub", "reference")
 
 
 def test_oxford_pets_breeds_meet_clips_names_by_name_not_position(tmp_path):
@@ -136,7 +147,7 @@ def test_oxford_pets_breeds_meet_clips_names_by_name_not_position(tmp_path):
     for breed in PET_BREEDS:
         jpeg(root / "images" / f"{breed}_1.jpg"), jpeg(root / "images" / f"{breed}_2.jpg")
     classes = read("oxford_pets", tmp_path).classes
-    named = choose_class_names(classes, "oxford_pets", "auto")
+    named = choose(classes, "oxford_pets", "auto")
     assert named.used == "CLIP's (reference: CLIP's data/prompts.md)"
     by_id = dict(zip(named.classes["class_id"], named.classes["class_name"]))
     clip = REFERENCE_LISTS["oxford_pets"].names()
@@ -151,7 +162,7 @@ def test_oxford_pets_breeds_meet_clips_names_by_name_not_position(tmp_path):
 def test_flowers_clip_names_are_by_label_number_and_differ_from_coops_at_four(tmp_path):
     flowers_tree(tmp_path / "target")
     classes = read("flowers102", tmp_path).classes
-    named = choose_class_names(classes, "flowers102", "auto")
+    named = choose(classes, "flowers102", "auto")
     assert named.used == "CLIP's (reference: CLIP's data/prompts.md)"
     coop, clip = classes["class_name"].tolist(), named.classes["class_name"].tolist()
     assert clip == REFERENCE_LISTS["flowers102"].names()
@@ -169,19 +180,21 @@ def test_flowers_clip_names_are_by_label_number_and_differ_from_coops_at_four(tm
 def test_a_few_of_a_suite_sets_classes_are_clips_under_reference_only(tmp_path, fmt, tree, names):
     tree(tmp_path / "target")
     classes = read(fmt, tmp_path).classes
-    named = choose_class_names(classes, fmt, "reference")
+    named = choose(classes, fmt, "reference")
     assert named.classes["class_name"].tolist() == names and named.used.startswith("CLIP's")
-    auto = choose_class_names(classes, fmt, "auto")  # 3 of the set's classes: its own names
+    auto = choose(classes, fmt, "auto")  # 3 of the set's classes: its own names
     assert auto.used is None and "the target has 3 of its" in auto.notes[0]
 
 
 def test_an_imagefolder_has_no_reference_list(tmp_path):
     classes = pd.DataFrame({"class_id": [1], "class_dir": ["x"], "class_name": ["x"]})
-    assert choose_class_names(classes, "imagefolder", "auto").used is None
+    assert choose(classes, "imagefolder", "auto").used is None
     with pytest.raises(InputError) as error:
-        choose_class_names(classes, "imagefolder", "reference")
-    assert str(error.value).startswith("data.target.names: 'reference' asks for a reference "
-                                       "list of class names, and format 'imagefolder' has none")
+        choose(classes, "imagefolder", "reference")
+    assert str(error.value) == (
+        "data.target.names: 'reference' asks for a reference list of class names, and format "
+        "'imagefolder' has none (the lists and their formats: class_names/README.md); use auto "
+        "or dataset")
 
 
 def test_names_is_a_validated_setting_of_every_format():

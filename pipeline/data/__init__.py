@@ -15,7 +15,7 @@ _EXPORTS = {
     "DatasetLayoutError": "cub", "read_cub_attributes": "cub", "read_cub_classes": "cub",
     "read_cub_images": "cub", "read_reed_captions": "cub", "generate_demo_world": "demo_world",
     "read_imagefolder": "imagefolder", "choose_class_names": "reference_names",
-    "REFERENCE_LISTS": "reference_names", "DatasetIndex": "index", "INDEX_TABLES": "index",
+    "ReferenceList": "reference_names", "DatasetIndex": "index", "INDEX_TABLES": "index",
     "index_datasets": "index", "Data": "settings", "DemoWorldSpec": "settings",
     "TargetSettings": "settings",
 }

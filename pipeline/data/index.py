@@ -92,7 +92,8 @@ def index_datasets(settings: Data) -> DatasetIndex:
     target_root, coco_root = root / settings.target.path, root / settings.coco
     read_target = TARGET_FORMATS.get(settings.target.format)
     target = _read("target.path", read_target, root, settings.target)
-    named = choose_class_names(target.classes, settings.target.format, settings.target.names)
+    named = choose_class_names(target.classes, settings.target.format,
+                               settings.target.reference_names, settings.target.names)
     classes, images = target.classes, target.images
     if named.used:  # the dataset's own names leave the tables as the reader made them
         classes, names = named.classes, named.classes.set_index("class_id")["class_name"]

@@ -6,7 +6,8 @@ reader's: CUB's folder-derived "Black footed Albatross" is "Black-footed Albatro
 of CBD's descriptors_cub.json (Menon & Vondrick, ICLR 2023; 57 of the 200 classes differ), and
 Oxford-IIIT Pet's "American Bulldog" is "american bulldog" in CLIP's data/prompts.md (Radford et
 al., ICML 2021). The lists ship under `class_names/` (README.md there names each source):
-CBD's for CUB, CLIP's for Oxford Pets, Flowers-102, Food-101, Stanford Cars and FGVC-Aircraft.
+CBD's for CUB, CLIP's for Oxford Pets, Flowers-102, Food-101, Stanford Cars and FGVC-Aircraft;
+a target format names its list (`reference_names` on its settings section).
 
 A list meets the dataset's classes by normalized name (`normalize_name`: case, '-', '_',
 apostrophes and a 'NNN.' prefix do not matter), never by position, except Flowers-102, whose
@@ -60,15 +61,7 @@ class ReferenceList:
         return names
 
 
-CLIP_PROMPTS = "CLIP's data/prompts.md"
-REFERENCE_LISTS = {  # data.target.format -> its reference list
-    "cub": ReferenceList("cub_cbd.txt", "CBD's", "the keys of CBD's descriptors_cub.json"),
-    "oxford_pets": ReferenceList("oxford_pets_clip.txt", "CLIP's", CLIP_PROMPTS),
-    "flowers102": ReferenceList("flowers102_clip.txt", "CLIP's", CLIP_PROMPTS, by_number=True),
-    "food101": ReferenceList("food101_clip.txt", "CLIP's", CLIP_PROMPTS),
-    "stanford_cars": ReferenceList("stanford_cars_clip.txt", "CLIP's", CLIP_PROMPTS),
-    "fgvc_aircraft": ReferenceList("fgvc_aircraft_clip.txt", "CLIP's", CLIP_PROMPTS),
-}
+CLIP_PROMPTS = "CLIP's data/prompts.md"  # the suite's formats: ReferenceList(<file>, "CLIP's", this)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,16 +92,17 @@ def match_reference(classes: pd.DataFrame, reference: ReferenceList
     return found, unmatched
 
 
-def choose_class_names(classes: pd.DataFrame, target_format: str, names: str) -> NamedClasses:
+def choose_class_names(classes: pd.DataFrame, target_format: str,
+                       reference: ReferenceList | None, names: str) -> NamedClasses:
     """The target's classes named as `names` (data.target.names: auto | reference | dataset)
-    says. Raises InputError (naming data.target.names) where `reference` cannot be met."""
-    reference = REFERENCE_LISTS.get(target_format)
+    says; `reference`: the list of the target's format (its settings' `reference_names`).
+    Raises InputError (naming data.target.names) where `reference` cannot be met."""
     if names == "dataset" or (reference is None and names == "auto"):
         return NamedClasses(classes, None)
     if reference is None:
         raise InputError(f"data.target.names: 'reference' asks for a reference list of class "
-                         f"names, and format {target_format!r} has none (the formats with one: "
-                         f"{', '.join(REFERENCE_LISTS)}); use auto or dataset")
+                         f"names, and format {target_format!r} has none (the lists and their "
+                         f"formats: {FOLDER.name}/README.md); use auto or dataset")
     found, unmatched = match_reference(classes, reference)
     complete = not unmatched and len(found) == len(reference.names())
     shown = ", ".join(unmatched[:SHOWN]) + (f" and {len(unmatched) - SHOWN} more"

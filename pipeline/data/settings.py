@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from pipeline.config import NamedOrEmpty, Section, Whole
+from pipeline.data.reference_names import ReferenceList
 
 
 def inside(value: str | None, folder: str, key: str | None = None) -> None:
@@ -35,7 +36,10 @@ class DemoWorldSpec(Section):
 
 
 class TargetSettings(Section):
-    """What every target format reads: its folder under data.root. A format adds its own keys."""
+    """What every target format reads: its folder under data.root. A format adds its own keys,
+    and names the reference list of its dataset's class names, if there is one."""
+
+    reference_names: ClassVar[ReferenceList | None] = None  # data.target.names: reference
 
     format: str = Field(description="the layout: a name of pipeline/data/formats "
                         "(cub, imagefolder, oxford_pets, flowers102, fgvc_aircraft, food101, "

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, mat_ids, read_mat
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = ("Flowers-102: 102flowers.tgz extracted (jpg/), imagelabels.mat and setid.mat beside "
@@ -23,6 +24,9 @@ NAMES = Path(__file__).resolve().parents[1] / "class_names" / "flowers102.txt"
 
 class Flowers102Target(TargetSettings):
     """Flowers-102's files (jpg/, imagelabels.mat, setid.mat); train + val is the train split."""
+
+    reference_names = ReferenceList("flowers102_clip.txt", "CLIP's", CLIP_PROMPTS,
+                                    by_number=True)  # the archive names no class
 
 
 def flower_names() -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_list, class_table, index_listed, list_lines
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = "Food-101: food-101.tar.gz extracted, its food-101/ folder as data.target.path"
@@ -21,6 +22,8 @@ LISTS = {"train.txt": "train", "test.txt": "test"}
 
 class Food101Target(TargetSettings):
     """Food-101's layout (images/<class>/, meta/)."""
+
+    reference_names = ReferenceList("food101_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 @TARGET_FORMATS.register("food101", settings=Food101Target)

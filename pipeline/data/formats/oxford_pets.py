@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, list_lines
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = "Oxford-IIIT Pet: images.tar.gz and annotations.tar.gz extracted in data.target.path"
@@ -22,6 +23,8 @@ LISTS = {"trainval.txt": "train", "test.txt": "test"}
 
 class OxfordPetsTarget(TargetSettings):
     """Oxford-IIIT Pet's layout (images/, annotations/); trainval is the train split."""
+
+    reference_names = ReferenceList("oxford_pets_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 def breed_name(breed: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, mat_ids, read_mat
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = ("Stanford Cars' devkit layout in data.target.path: cars_train/, cars_test/, devkit/ "
@@ -24,6 +25,8 @@ TEST_ANNOTATIONS = "cars_test_annos_withlabels.mat"
 
 class StanfordCarsTarget(TargetSettings):
     """Stanford Cars' devkit layout (cars_train/, cars_test/, devkit/, test labels)."""
+
+    reference_names = ReferenceList("stanford_cars_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 def _annotations(path: Path, folder: str, split: str) -> list[Listed]:
