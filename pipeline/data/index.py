@@ -50,7 +50,8 @@ class DatasetIndex:
                 f"{len(images) - train} test) in {images['class_id'].nunique()} classes, all "
                 "present; " + (f"{len(captions)} captions; " if settings.captions else
                                "no per-image captions (data.captions: null); ")
-                + f"class names: {self.class_names or DATASET_NAMES}; COCO: {len(self.tables['coco_images'])} images, all present, "
+                + f"class names: {self.class_names or DATASET_NAMES}; "
+                f"COCO: {len(self.tables['coco_images'])} images, all present, "
                 f"{len(self.tables['coco_captions'])} captions"
                 + "".join(f"\nwarning: {line}" for line in self.notes + self.one_split_classes()))
 

@@ -61,7 +61,7 @@ class ReferenceList:
         return names
 
 
-CLIP_PROMPTS = "CLIP's data/prompts.md"  # the suite's formats: ReferenceList(<file>, "CLIP's", this)
+CLIP_PROMPTS = "CLIP's data/prompts.md"  # the source of the suite's formats' lists
 
 
 @dataclasses.dataclass(frozen=True)
