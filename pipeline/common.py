@@ -1,6 +1,8 @@
 """What several packages of the library share: the error a user can fix, atomic file writers,
-file checksums and an append-only JSONL store. Every stage depends on this file: what only some
-packages share lives in one of them (the learning-rate schedule in `pipeline.clip.training`).
+file checksums, an append-only JSONL store, and how class names compare (the index's reference
+lists and imported descriptor files meet a dataset's classes by one rule). Every stage depends
+on this file: what only some packages share lives in one of them (the learning-rate schedule
+in `pipeline.clip.training`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +61,18 @@ def unique_keys(pairs: list[tuple]) -> dict:
     return found
 
 
+# --- names -----------------------------------------------------------------------------------
+
+
+def normalize_name(name: str) -> str:
+    """'001.Black_footed_Albatross', 'Black-footed Albatross' -> 'black footed albatross'."""
+    name = re.sub(r"^\d+\.", "", name.strip())
+    name = re.sub(r"[-_\s]+", " ", name.replace("'", "").replace("\u2019", ""))
+    return name.strip().lower()
+
+
 # --- files -----------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

@@ -32,9 +32,7 @@ def main(out: Path = artifact_option("data", "index", help="Folder for the index
     root = require_data_root(settings)
     index = index_datasets(settings)
     for name, table in index.tables.items():
-        folder = index.folders.get(name)
-        write_parquet(out / f"{name}.parquet", table,
-                      {"fgvc.root": folder.as_posix()} if folder else None)
+        write_parquet(out / f"{name}.parquet", table, index.metadata(name))
     print(f"data: {index.summary(settings)}")
     if root.is_absolute():
         print(f"data: warning: data.root {root} is an absolute path; it is recorded in dvc.lock "

@@ -4,7 +4,9 @@ checked to exist (the missing ones named at once, not one by one in the middle o
 Tables, by role: target_images (image_id, path, class_id, class_name, split), target_classes,
 target_attributes (class_id alone where the target has none), target_captions (per-image
 captions of the target: Reed et al.'s on CUB; empty where there are none), coco_images and
-coco_captions. Image tables carry the folder their paths are under (`folders`).
+coco_captions. Image tables carry the folder their paths are under (`folders`). Class names
+are the reference list's or the dataset's own (`data.target.names`, `reference_names`); the list
+used is in target_classes' schema metadata (`fgvc.class_names`; absent: the dataset's own).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pipeline.data.checks import require_images
 from pipeline.data.coco import read_coco_annotations, read_karpathy_coco
 from pipeline.data.cub import DatasetLayoutError, read_reed_captions
 from pipeline.data.formats import TARGET_FORMATS
+from pipeline.data.reference_names import DATASET_NAMES, METADATA_KEY, choose_class_names
 from pipeline.data.settings import Data
 from pipeline.common import InputError
 
@@ -30,6 +33,15 @@ class DatasetIndex:
     tables: dict[str, pd.DataFrame]  # INDEX_TABLES
     folders: dict[str, Path]  # image table -> the folder (data.root/<dataset>) its paths are under
     notes: list[str] = dataclasses.field(default_factory=list)  # what the reader skipped
+    class_names: str | None = None  # the reference list the class names are; None: the dataset's
+
+    def metadata(self, name: str) -> dict[str, str] | None:
+        """Schema metadata of table `name`: its folder, the class-name list (target_classes,
+        only where a reference list was used: an index without it has the dataset's names)."""
+        meta = {"fgvc.root": self.folders[name].as_posix()} if name in self.folders else {}
+        if name == "target_classes" and self.class_names:
+            meta[METADATA_KEY] = self.class_names
+        return meta or None
 
     def summary(self, settings: Data) -> str:
         images, captions = self.tables["target_images"], self.tables["target_captions"]
@@ -40,7 +52,8 @@ class DatasetIndex:
                 f"test) in {images['class_id'].nunique()} classes, all "
                 "present; " + (f"{len(captions)} captions; " if settings.captions else
                                "no per-image captions (data.captions: null); ")
-                + f"COCO: {len(self.tables['coco_images'])} images, all present, "
+                + f"class names: {self.class_names or DATASET_NAMES}; "
+                f"COCO: {len(self.tables['coco_images'])} images, all present, "
                 f"{len(self.tables['coco_captions'])} captions"
                 + "".join(f"\nwarning: {line}" for line in self.notes + self.one_split_classes()))
 
@@ -84,17 +97,23 @@ def index_datasets(settings: Data) -> DatasetIndex:
     target_root, coco_root = root / settings.target.path, root / settings.coco
     read_target = TARGET_FORMATS.get(settings.target.format)
     target = _read("target.path", read_target, root, settings.target)
-    _read("target.path", require_images, target_root, target.images, "the target's index")
-    captions = (_read("captions", read_reed_captions, root / settings.captions, target.images)
+    named = choose_class_names(target.classes, settings.target.format,
+                               settings.target.reference_names, settings.target.names)
+    classes, images = target.classes, target.images
+    if named.used:  # the dataset's own names leave the tables as the reader made them
+        classes, names = named.classes, named.classes.set_index("class_id")["class_name"]
+        images = images.assign(class_name=images["class_id"].map(names).astype(names.dtype))
+    _read("target.path", require_images, target_root, images, "the target's index")
+    captions = (_read("captions", read_reed_captions, root / settings.captions, images)
                 if settings.captions else _no_captions())
     coco_images, coco_captions = (
         _read("karpathy_json", read_karpathy_coco, coco_root / settings.karpathy_json)
         if settings.karpathy_json else _read("coco", read_coco_annotations, coco_root))
     _read("coco", require_images, coco_root, coco_images, "the COCO index")
     attributes = (target.attributes if target.attributes is not None
-                  else pd.DataFrame({"class_id": target.classes["class_id"]}))
-    tables = {"target_images": target.images, "target_classes": target.classes,
+                  else pd.DataFrame({"class_id": classes["class_id"]}))
+    tables = {"target_images": images, "target_classes": classes,
               "target_attributes": attributes, "target_captions": captions,
               "coco_images": coco_images, "coco_captions": coco_captions}
     return DatasetIndex(tables, {"target_images": target_root, "coco_images": coco_root},
-                        list(target.notes))
+                        list(target.notes) + named.notes, named.used)

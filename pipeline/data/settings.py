@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from pipeline.config import NamedOrEmpty, Section, Whole
+from pipeline.data.reference_names import ReferenceList
 
 
 def inside(value: str | None, folder: str, key: str | None = None) -> None:
@@ -35,12 +36,20 @@ class DemoWorldSpec(Section):
 
 
 class TargetSettings(Section):
-    """What every target format reads: its folder under data.root. A format adds its own keys."""
+    """What every target format reads: its folder under data.root. A format adds its own keys,
+    and names the reference list of its dataset's class names, if there is one."""
+
+    reference_names: ClassVar[ReferenceList | None] = None  # data.target.names: reference
 
     format: str = Field(description="the layout: a name of pipeline/data/formats "
                         "(cub, imagefolder, oxford_pets, flowers102, fgvc_aircraft, food101, "
                         "stanford_cars)")
     path: str = Field(description="its folder, under data.root")
+    names: Literal["auto", "reference", "dataset"] = Field(
+        "auto", description="class names for prompts and descriptions: reference (the list the "
+        "published zero-shot numbers used: CBD's for cub, CLIP's for the suite's formats), "
+        "dataset (the reader's, e.g. CUB's folder names), auto (reference where the target's "
+        "classes are exactly the list's, else dataset)")
 
     @field_validator("path")
     @classmethod

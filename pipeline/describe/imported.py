@@ -10,13 +10,12 @@ every such name (CBD #10: a file whose class order silently did not match its da
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from pipeline.common import InputError, UniqueKeyLoader, unique_keys
+from pipeline.common import InputError, UniqueKeyLoader, normalize_name, unique_keys
 from pipeline.describe.prompts import descriptor_sentence
 from pipeline.describe.table import DESCRIPTION_COLUMNS
 
@@ -26,13 +25,6 @@ MAX_TEXT_CHARACTERS = 2_000  # a description longer than this is a mistake, not 
 
 class UnmatchedClasses(InputError):
     """Some dataset classes have no entry in the imported file."""
-
-
-def normalize_name(name: str) -> str:
-    """'001.Black_footed_Albatross', 'Black-footed Albatross' -> 'black footed albatross'."""
-    name = re.sub(r"^\d+\.", "", name.strip())
-    name = re.sub(r"[-_\s]+", " ", name.replace("'", "").replace("\u2019", ""))
-    return name.strip().lower()
 
 
 def read_mapping(path: Path) -> dict[str, list[str]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.common import write_bytes, write_text
+from pipeline.data.reference_names import DATASET_NAMES
 from pipeline.report.few_shot import (best_text_prior, few_shot_html, few_shot_markdown,
                                       few_shot_png, few_shot_table)
 from pipeline.report.settings import Report
@@ -116,7 +117,8 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
                 f"{100 / first['classes']:.1f}%). Description sets: "
                 + "; ".join(describe_set(name, described[name]) for name in first["descriptions"])
                 + ". Template sets: " + ", ".join(f"{name} ({count})" for name, count
-                                                   in first["templates"].items()) + ".")
+                                                   in first["templates"].items())
+                + f". Class names: {first.get('class_names', DATASET_NAMES)}.")
     files["zeroshot.csv"] = baseline_table.to_csv(index=False, float_format="%.2f")
     files["zeroshot.md"] = zero_shot_markdown(baseline_table, what_ran)
     sections = [("Zero-shot baselines per backbone, ours vs the published numbers",

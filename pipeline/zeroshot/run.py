@@ -4,8 +4,9 @@ nothing is encoded here.
 
 Outputs: results (one row per baseline variant: top-1 / top-5 %, what it scored with), each
 baseline's own tables (`details/<name>.parquet`: CBD's explanations, the probe's validation),
-the pictures of a few decisions, run.json (what was run: dataset, classes, model, description
-sources, pictures) and the headline metrics.
+the pictures of a few decisions, run.json (what was run: dataset, classes, the reference list
+of class names where the index used one, model, description sources, pictures) and the
+headline metrics.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from pipeline.common import (InputError, read_parquet_with_metadata, write_bytes, write_json,
                              write_parquet)
+from pipeline.data.reference_names import METADATA_KEY
 from pipeline.features.sets import set_folder
 from pipeline.features.store import read_feature_set
 from pipeline.zeroshot.baselines import BASELINES, Picture, TextFeatures, ZeroShotInputs
@@ -79,7 +81,11 @@ def score_baselines(backbone: str, features: Path, index: Path, settings: Zerosh
         for name, table in row.tables.items():
             tables.setdefault(name, []).append(table)
     pictures = [picture for row in scored for picture in row.pictures]
+    # The reference list the class names are (absent: the dataset's own, as before the key).
+    named = read_parquet_with_metadata(Path(index) / "target_classes.parquet")[1].get(
+        METADATA_KEY)
     run = {"dataset": dataset(len(inputs.class_names)), "classes": len(inputs.class_names),
+           **({"class_names": named} if named else {}),
            "test_images": len(inputs.test_ids), "train_images": len(inputs.train_y),
            "backbone": backbone, "model": card["model_name"], "pretrained": card.get("pretrained"),
            "templates": {name: _count_templates(texts) for name, texts in inputs.templates.items()},

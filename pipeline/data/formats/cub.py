@@ -8,11 +8,16 @@ from pathlib import Path
 
 from pipeline.data.cub import read_cub_attributes, read_cub_classes, read_cub_images
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
+from pipeline.data.reference_names import ReferenceList
 from pipeline.data.settings import TargetSettings
 
 
 class CubTarget(TargetSettings):
-    """CUB-200-2011's layout; class names are the folder names without their number."""
+    """CUB-200-2011's layout; class names are the folder names without their number, or CBD's
+    (data.target.names)."""
+
+    reference_names = ReferenceList("cub_cbd.txt", "CBD's",
+                                    "the keys of CBD's descriptors_cub.json")
 
 
 @TARGET_FORMATS.register("cub", settings=CubTarget)

@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_list, class_table, index_listed, list_lines
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import TargetSettings
 
 LAYOUT = ("FGVC-Aircraft: fgvc-aircraft-2013b.tar.gz extracted in data.target.path, or its data/ "
@@ -25,6 +26,8 @@ LISTS = {"images_variant_train.txt": "train", "images_variant_val.txt": "train",
 
 class FgvcAircraftTarget(TargetSettings):
     """FGVC-Aircraft 2013b's data/ folder, by variant; train + val is the train split."""
+
+    reference_names = ReferenceList("fgvc_aircraft_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 @TARGET_FORMATS.register("fgvc_aircraft", settings=FgvcAircraftTarget)

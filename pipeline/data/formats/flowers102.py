@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.data.coop_split import CoopLayout, read_coop_split
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, mat_ids, read_mat
-from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = ("Flowers-102: 102flowers.tgz extracted (jpg/), imagelabels.mat and setid.mat beside "
@@ -25,6 +26,9 @@ NAMES = Path(__file__).resolve().parents[1] / "class_names" / "flowers102.txt"
 class Flowers102Target(CoopSplitTarget):
     """Flowers-102's files (jpg/, imagelabels.mat, setid.mat); train + val is the train split.
     Or CoOp's split_zhou_OxfordFlowers.json gives train/val/test (no .mat file is read)."""
+
+    reference_names = ReferenceList("flowers102_clip.txt", "CLIP's", CLIP_PROMPTS,
+                                    by_number=True)  # the archive names no class
 
 
 COOP = CoopLayout("jpg/", lambda row: row.class_name)  # CoOp: cat_to_name.json's names

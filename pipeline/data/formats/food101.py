@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.data.coop_split import CoopLayout, read_coop_split
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_list, class_table, index_listed, list_lines
-from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = "Food-101: food-101.tar.gz extracted, its food-101/ folder as data.target.path"
@@ -23,6 +24,8 @@ LISTS = {"train.txt": "train", "test.txt": "test"}
 class Food101Target(CoopSplitTarget):
     """Food-101's layout (images/<class>/, meta/); or CoOp's split_zhou_Food101.json gives
     train/val/test."""
+
+    reference_names = ReferenceList("food101_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 COOP = CoopLayout("images/", lambda row: row.class_dir)  # CoOp: the folders, sorted

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.data.coop_split import CoopLayout, read_coop_split
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, list_lines
-from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = "Oxford-IIIT Pet: images.tar.gz and annotations.tar.gz extracted in data.target.path"
@@ -24,6 +25,8 @@ LISTS = {"trainval.txt": "train", "test.txt": "test"}
 class OxfordPetsTarget(CoopSplitTarget):
     """Oxford-IIIT Pet's layout (images/, annotations/); trainval is the train split, or
     CoOp's split_zhou_OxfordPets.json gives train/val/test."""
+
+    reference_names = ReferenceList("oxford_pets_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 # CoOp: paths under images/, breeds as the image names write them, lower case

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.data.coop_split import CoopLayout, read_coop_split
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import TARGET_FORMATS, TargetDataset
 from pipeline.data.listed import Listed, class_table, index_listed, mat_ids, read_mat
-from pipeline.data.coop_split import CoopLayout, read_coop_split
+from pipeline.data.reference_names import CLIP_PROMPTS, ReferenceList
 from pipeline.data.settings import CoopSplitTarget
 
 LAYOUT = ("Stanford Cars' devkit layout in data.target.path: cars_train/, cars_test/, devkit/ "
@@ -26,6 +27,8 @@ TEST_ANNOTATIONS = "cars_test_annos_withlabels.mat"
 class StanfordCarsTarget(CoopSplitTarget):
     """Stanford Cars' devkit layout (cars_train/, cars_test/, devkit/, test labels); or CoOp's
     split_zhou_StanfordCars.json gives train/val/test (only cars_meta.mat is read then)."""
+
+    reference_names = ReferenceList("stanford_cars_clip.txt", "CLIP's", CLIP_PROMPTS)
 
 
 def year_first(name: str) -> str:
