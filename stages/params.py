@@ -73,13 +73,13 @@ class Params(Section):
         """The train_adapter section with its priors named (`prior_sets`): what the library
         receives. Without a Q-Former (data.coco: null) the linear adapter's `qformer` mapping
         is left out: it trains its raw-text columns only."""
-        section = self.train_adapter.model_copy(update={"priors": self.prior_sets()})
-        linear = section.methods.get("linear")
+        update: dict = {"priors": self.prior_sets()}
+        linear = self.train_adapter.methods.get("linear")
         if linear is not None and not self.has_qformer:
             unmapped = [m for m in linear.text_mapping if m != "qformer"]
-            section.methods = {**section.methods,
-                               "linear": linear.model_copy(update={"text_mapping": unmapped})}
-        return section
+            update["methods"] = {**self.train_adapter.methods, "linear": linear.model_copy(
+                update={"text_mapping": unmapped})}
+        return self.train_adapter.model_copy(update=update)
 
     @model_validator(mode="after")
     def _qformer_needs_coco(self) -> Params:

@@ -106,7 +106,8 @@ def grid_runs(inputs, protocol, settings: LinearAdapter):
     parts = [run_rows(run, inputs.table, protocol.descriptions_per_image,
                       settings.early_stopping.val_fraction) for run in runs]
     if not inputs.mapped:  # no Q-Former: the raw texts follow the images directly
-        if any(run.text_mapping == "qformer" for run in runs):
+        # (an image-only run is marked qformer, as it always was: it reads no text at all)
+        if any(run.text_mapping == "qformer" and run.text_source != "none" for run in runs):
             raise ValueError("text_mapping 'qformer' needs inputs with mapped texts")
         images = len(inputs.table.images)
         parts = [dataclasses.replace(part, pool=np.where(part.pool >= images,
