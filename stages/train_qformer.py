@@ -41,12 +41,12 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
     from pipeline.clip import fingerprint_of, read_card
 
     if not settings.has_qformer:  # no COCO: a record in place of the checkpoint, no curves
-        from pipeline.qformer.absent import WHY, save_absent
+        from pipeline.qformer import ABSENT_WHY, save_absent
 
         save_absent(out, fingerprint_of(read_card(clip_dir)))
         (live / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
         write_json(live / "metrics.json", {})
-        print(f"train_qformer@{backbone}: no Q-Former: {WHY}")
+        print(f"train_qformer@{backbone}: no Q-Former: {ABSENT_WHY}")
         return
     from pipeline.qformer import train_on_coco
 

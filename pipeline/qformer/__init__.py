@@ -18,7 +18,8 @@ _EXPORTS = {
     "PooledTexts": "text_inputs", "TextView": "text_inputs", "TokenTexts": "text_inputs",
     "TrainedQFormer": "training", "seconds_per_step": "training", "train_on_coco": "training",
     "train_qformer": "training", "validation_metrics": "training",
-    "ABSENT_FILE": "absent", "save_absent": "absent", "absent_reason": "absent",
+    "ABSENT_FILE": "absent", "ABSENT_WHY": "absent", "save_absent": "absent",
+    "absent_reason": "absent",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,17 +15,17 @@ from pathlib import Path
 from pipeline.common import write_json
 
 ABSENT_FILE = "no_qformer.json"  # in the checkpoint folder, instead of qformer.json
-WHY = ("data.coco is null: the Q-Former trains on COCO, so none was trained, and the adapter "
-       "columns of texts mapped through it are left out")
+ABSENT_WHY = ("data.coco is null: the Q-Former trains on COCO, so none was trained, and the "
+              "adapter columns of texts mapped through it are left out")
 
 
 def save_absent(folder: Path, fingerprint: dict | None) -> None:
     """The record of no Q-Former in `folder` (its CLIP named, as a checkpoint's is)."""
-    write_json(Path(folder) / ABSENT_FILE, {"trained": False, "why": WHY,
+    write_json(Path(folder) / ABSENT_FILE, {"trained": False, "why": ABSENT_WHY,
                                              "clip_fingerprint": fingerprint})
 
 
 def absent_reason(folder: Path) -> str | None:
     """Why `folder` holds no Q-Former (its record), or None where it holds none."""
     path = Path(folder) / ABSENT_FILE
-    return json.loads(path.read_text()).get("why", WHY) if path.is_file() else None
+    return json.loads(path.read_text()).get("why", ABSENT_WHY) if path.is_file() else None
