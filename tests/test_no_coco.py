@@ -93,6 +93,18 @@ def test_with_coco_nothing_changes():
         validate_params(raw, "p")
 
 
+def test_the_recipe_in_docs_data_md_is_valid_params():
+    from stages.params import Params
+    from stages.preset import merge
+
+    page = (Path(__file__).parents[1] / "docs" / "data.md").read_text()
+    recipe = page.split("### Your own folder of images (no COCO)")[1].split("```yaml")[1]
+    changes = yaml.safe_load(recipe.split("```")[0])
+    params = validate_params(merge(Params().model_dump(), changes, Params), "docs/data.md")
+    assert not params.has_qformer
+    assert params.with_prior_sets().methods["linear"].text_mapping == ["none"]
+
+
 # --- the library's pieces ---------------------------------------------------------------------
 
 def draw_birds(folder: Path, train: int = TRAIN, test: int = TEST) -> None:
