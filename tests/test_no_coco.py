@@ -204,6 +204,7 @@ def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
     import torch
 
     from pipeline.clip.loading import create_clip
+    from pipeline.report import NO_QFORMER
 
     project = copy_repo(tmp_path / "project", skip=("tests/",))
     draw_birds(project / "data" / "birds")
@@ -246,8 +247,6 @@ def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
     table = pd.read_csv(report / "table1.csv")
     assert set(table["text_source"]) == {"none", "descriptions_unmapped"}
     markdown = (report / "table1.md").read_text()
-    from pipeline.report import NO_QFORMER
-
     assert NO_QFORMER in markdown and NO_QFORMER in ran
     metrics = json.loads((project / "artifacts" / "evaluate" / "own" / "metrics.json")
                          .read_text())

@@ -76,7 +76,8 @@ class Data(Section):
     coco: str | None = Field("coco", description="COCO 2014: train2014/, val2014/, annotations/;"
                              " null: no COCO, so no Q-Former (its columns are left out)")
     karpathy_json: str | None = Field("dataset_coco.json", description="Karpathy's split, in "
-                                      "the coco folder; null: annotations/")
+                                      "the coco folder; null: annotations/ (unread without "
+                                      "COCO)")
 
     @property
     def has_coco(self) -> bool:

@@ -5,8 +5,8 @@ maps texts through it): a BLIP-2 Q-Former from `transformers` that turns a CLIP 
 `model`: the module, its checkpoint and `map_texts`. `training`: the loop, held-out figures and
 the stage's entry, `train_on_coco`. `text_inputs`: what it reads per text, kept on the device.
 `losses`: the paper's pairwise cosine loss and InfoNCE. `absent`: the record written in its
-place without COCO (`data.coco: null`). `settings`: the `train_qformer` params
-section. Names load on first use.
+place without COCO (`data.coco: null`). `settings`: the `train_qformer` params section. Names
+load on first use.
 """
 
 from pipeline.config import lazy_exports
