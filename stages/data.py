@@ -2,13 +2,13 @@
 
 `data.root` holds every dataset the pipeline reads (a drawn demo world, or the real data: see
 `fgvc download`): the target (`data.target`, in the layout its `format` names), its per-image
-captions (`data.captions`, optional), COCO 2014 (`data.coco`) and Karpathy's split file.
-dvc.yaml makes `data.root` a dependency of this stage, and each image folder one of the stages
-that encode it, so a changed file reruns what reads it.
+captions (`data.captions`, optional), COCO 2014 (`data.coco`; null: none, and so no Q-Former)
+and Karpathy's split file. dvc.yaml makes `data.root` a dependency of this stage, and the
+target's image folder one of the stages that encode it, so a changed file reruns what reads it.
 
 Outputs (in <out>): target_images, target_classes, target_attributes, target_captions,
-coco_images, coco_captions (.parquet). Image tables carry their folder in the schema metadata
-(`fgvc.root`: `data.root/<dataset>` as params.yaml gives it, so the same on every machine that
+coco_images, coco_captions (.parquet; COCO's two empty without COCO). Image tables carry their
+folder in the schema metadata (`fgvc.root`: `data.root/<dataset>` as params.yaml gives it, so the same on every machine that
 keeps data.root at the same relative path); paths in the table are relative to it.
 """
 

@@ -66,10 +66,49 @@ class Params(Section):
         weak = [name for name, entry in self.describe.sets.items() if entry.wrong_traits]
         return list(dict.fromkeys([self.train_adapter.descriptions, *weak]))
 
+    @property
+    def has_qformer(self) -> bool:
+        """Is a Q-Former trained (data.coco set: COCO is what it trains on)?"""
+        return self.data.has_coco
+
     def with_prior_sets(self) -> TrainAdapter:
         """The train_adapter section with its priors named (`prior_sets`): what the library
-        receives."""
-        return self.train_adapter.model_copy(update={"priors": self.prior_sets()})
+        receives. Without a Q-Former (data.coco: null) the linear adapter's `qformer` mapping
+        is left out: it trains its raw-text columns only."""
+        update: dict = {"priors": self.prior_sets()}
+        linear = self.train_adapter.methods.get("linear")
+        if linear is not None and not self.has_qformer:
+            unmapped = [m for m in linear.text_mapping if m != "qformer"]
+            update["methods"] = {**self.train_adapter.methods, "linear": linear.model_copy(
+                update={"text_mapping": unmapped})}
+        return self.train_adapter.model_copy(update=update)
+
+    @model_validator(mode="after")
+    def _qformer_needs_coco(self) -> Params:
+        linear = self.train_adapter.methods.get("linear")
+        if self.has_qformer:
+            if linear is not None and "qformer" not in linear.text_mapping:
+                raise ValueError(f"{_LINEAR}.text_mapping: must hold 'qformer' (the paper's "
+                                 "Table 1; 'none' is its ablation)")
+            return self
+        trained = [name for name, b in self.clip.backbones.items() if b.pretrained is None]
+        if trained:
+            raise ValueError(f"clip.backbones: {', '.join(map(repr, trained))} "
+                             "(pretrained: null) would be trained on COCO, and data.coco is "
+                             "null: name pretrained weights (e.g. {model: ViT-B-32, "
+                             "pretrained: openai}), or set data.coco")
+        if linear is not None and linear.text_mapping == ["qformer"]:
+            raise ValueError(f"{_LINEAR}.text_mapping: ['qformer'] needs the Q-Former, and "
+                             "data.coco is null (no COCO, no Q-Former): add 'none' (its "
+                             "raw-text columns), or set data.coco")
+        from pipeline.adapter import ADAPTER_METHODS
+
+        for name, settings in self.train_adapter.methods.items():
+            if name != "linear" and ADAPTER_METHODS.get(name).maps_texts(settings):
+                raise ValueError(f"train_adapter.methods.{name}: trains on texts mapped by the "
+                                 "Q-Former, and data.coco is null (no COCO, no Q-Former): "
+                                 "set its mapping: none, or set data.coco")
+        return self
 
     @model_validator(mode="after")
     def _description_sets_exist(self) -> Params:

@@ -62,7 +62,7 @@ def main(evaluate: Optional[Path] = typer.Option(
     described = {name: settings.describe.provenance(name) for name in settings.describe.every_set}
     report = build_report(adapters, runs, described, settings.train_adapter.descriptions,
                           paper=settings.data.target.format == "cub", settings=settings.report,
-                          reference_only=settings.data.is_demo)
+                          reference_only=settings.data.is_demo, qformer=settings.has_qformer)
     report.save(out)
     for line in report.lines:
         say("report")(line)

@@ -41,8 +41,12 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
     require_features(features, backbone, "target_images", "target_captions", "descriptions")
     # Required of every method, though only those that train on mapped texts read it: one
     # matrix stage's deps are the same for all its methods (so a new Q-Former reruns all).
-    qformer = require(qformer or backbone_path("train_qformer", backbone, "checkpoint"),
-                      made_by=f"train_qformer@{backbone}")
+    # Without COCO (data.coco: null) there is none: no method maps texts (params say so).
+    if settings.has_qformer:
+        qformer = require(qformer or backbone_path("train_qformer", backbone, "checkpoint"),
+                          made_by=f"train_qformer@{backbone}")
+    else:
+        qformer = None
 
     from pipeline.adapter import train_adapters
     from pipeline.clip import fingerprint_of, read_card

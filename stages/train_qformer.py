@@ -2,7 +2,9 @@
 caption/image features (Karpathy train + restval; held-out figures each epoch on Karpathy val).
 
 Outputs: <out>/qformer.safetensors + qformer.json (config, text input, CLIP fingerprint, first
-and final figures), and <live> (DVCLive: per-epoch curves as DVC plots, last figures as metrics).
+and final figures), and <live> (DVCLive: per-epoch curves as DVC plots, last figures as
+metrics). Without COCO (`data.coco: null`) it trains nothing: <out> holds `no_qformer.json`
+saying why, <live> an empty metrics file (`pipeline.qformer.absent`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from pipeline.common import write_json
 from stages.common import BACKBONE_ARGUMENT, PARAMS_OPTION, chosen_backbone, resolve_device, say
 from stages.layout import backbone_option, backbone_path, require, require_features
 from stages.params import load_params
@@ -32,16 +35,27 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
     clip_dir = require(clip_dir or backbone_path("clip", backbone), made_by=f"clip@{backbone}")
     features = features or backbone_path("extract", backbone)
     require_features(features, backbone, "coco_images", "coco_captions")
+    out = out or backbone_path("train_qformer", backbone, "checkpoint")
+    live = live or backbone_path("train_qformer", backbone, "live")
 
     from pipeline.clip import fingerprint_of, read_card
+
+    if not settings.has_qformer:  # no COCO: a record in place of the checkpoint, no curves
+        from pipeline.qformer import ABSENT_WHY, save_absent
+
+        save_absent(out, fingerprint_of(read_card(clip_dir)))
+        (live / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+        write_json(live / "metrics.json", {})
+        print(f"train_qformer@{backbone}: no Q-Former: {ABSENT_WHY}")
+        return
     from pipeline.qformer import train_on_coco
 
     device = resolve_device(settings.train_qformer.device, "train_qformer.device")
-    with curve_logger(live or backbone_path("train_qformer", backbone, "live")) as log:
+    with curve_logger(live) as log:
         trained = train_on_coco(features, fingerprint_of(read_card(clip_dir)),
                                 settings.train_qformer, device, say=say("train_qformer"),
                                 on_epoch=log)
-    trained.save(out or backbone_path("train_qformer", backbone, "checkpoint"))
+    trained.save(out)
     print(f"train_qformer@{backbone}: {trained.summary()}")
 
 

@@ -55,13 +55,14 @@ class TrainedMethods:
                 for name, by_prior in self.methods.items() for prior, trained in by_prior.items()]
 
 
-def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: TrainAdapter,
+def train_adapters(features: Path, fingerprint: dict, qformer: Path | None, settings: TrainAdapter,
                    device: str, methods: list[str] | None = None) -> TrainedMethods:
     """Train `methods` (default: every method of `settings.methods`, each with its settings
     there) on `features` (one backbone's extract folder, made by the CLIP of `fingerprint`):
     a text-prior method once per set of `settings.priors`, on inputs whose description set is
     that prior. The Q-Former in `qformer` maps the texts only if some method of `methods`
-    trains on mapped texts (`AdapterMethod.maps_texts`); otherwise it is not even loaded."""
+    trains on mapped texts (`AdapterMethod.maps_texts`); otherwise it is not even loaded
+    (`qformer` None: there is none, as without COCO)."""
     if settings.priors is None:
         raise ValueError("settings.priors is None: resolve it first (stages.params.Params."
                          "prior_sets names the sets)")
@@ -72,6 +73,10 @@ def train_adapters(features: Path, fingerprint: dict, qformer: Path, settings: T
                          f"(methods: {', '.join(settings.methods)})")
     # the Q-Former is loaded only if some method trains on texts it maps
     mapping = any(ADAPTER_METHODS.get(name).maps_texts(settings.methods[name]) for name in methods)
+    if mapping and qformer is None:  # no COCO, no Q-Former (data.coco: null)
+        asking = [n for n in methods if ADAPTER_METHODS.get(n).maps_texts(settings.methods[n])]
+        raise InputError(f"train_adapter.methods: {', '.join(asking)} train(s) on texts mapped "
+                         "by the Q-Former, and there is none (data.coco: null)")
     inputs: dict[str, object] = {}  # description set -> its inputs, loaded once
 
     def inputs_with(descriptions: str):

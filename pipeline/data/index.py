@@ -4,7 +4,8 @@ checked to exist (the missing ones named at once, not one by one in the middle o
 Tables, by role: target_images (image_id, path, class_id, class_name, split), target_classes,
 target_attributes (class_id alone where the target has none), target_captions (per-image
 captions of the target: Reed et al.'s on CUB; empty where there are none), coco_images and
-coco_captions. Image tables carry the folder their paths are under (`folders`). Class names
+coco_captions (empty with `data.coco: null`: a folder of images is enough, only the Q-Former
+needs COCO). Image tables carry the folder their paths are under (`folders`). Class names
 are the reference list's or the dataset's own (`data.target.names`, `reference_names`); the list
 used is in target_classes' schema metadata (`fgvc.class_names`; absent: the dataset's own).
 """
@@ -53,8 +54,9 @@ class DatasetIndex:
                 "present; " + (f"{len(captions)} captions; " if settings.captions else
                                "no per-image captions (data.captions: null); ")
                 + f"class names: {self.class_names or DATASET_NAMES}; "
-                f"COCO: {len(self.tables['coco_images'])} images, all present, "
-                f"{len(self.tables['coco_captions'])} captions"
+                + (f"COCO: {len(self.tables['coco_images'])} images, all present, "
+                   f"{len(self.tables['coco_captions'])} captions" if settings.has_coco else
+                   "no COCO (data.coco: null): no Q-Former, so its columns are left out")
                 + "".join(f"\nwarning: {line}" for line in self.notes + self.one_split_classes()))
 
     def one_split_classes(self) -> list[str]:
@@ -91,10 +93,16 @@ def _no_captions() -> pd.DataFrame:
                          "text": pd.Series([], dtype="str")})
 
 
+def _no_coco_images() -> pd.DataFrame:
+    return pd.DataFrame({"image_id": pd.Series([], dtype="int64"),
+                         "path": pd.Series([], dtype="str"), "split": pd.Series([], dtype="str")})
+
+
 def index_datasets(settings: Data) -> DatasetIndex:
     """Index the target (in the layout data.target.format names), its captions and COCO."""
     root = Path(settings.root)
-    target_root, coco_root = root / settings.target.path, root / settings.coco
+    target_root = root / settings.target.path
+    coco_root = root / settings.coco if settings.has_coco else None
     read_target = TARGET_FORMATS.get(settings.target.format)
     target = _read("target.path", read_target, root, settings.target)
     named = choose_class_names(target.classes, settings.target.format,
@@ -106,14 +114,17 @@ def index_datasets(settings: Data) -> DatasetIndex:
     _read("target.path", require_images, target_root, images, "the target's index")
     captions = (_read("captions", read_reed_captions, root / settings.captions, images)
                 if settings.captions else _no_captions())
-    coco_images, coco_captions = (
-        _read("karpathy_json", read_karpathy_coco, coco_root / settings.karpathy_json)
-        if settings.karpathy_json else _read("coco", read_coco_annotations, coco_root))
-    _read("coco", require_images, coco_root, coco_images, "the COCO index")
+    if settings.has_coco:
+        coco_images, coco_captions = (
+            _read("karpathy_json", read_karpathy_coco, coco_root / settings.karpathy_json)
+            if settings.karpathy_json else _read("coco", read_coco_annotations, coco_root))
+        _read("coco", require_images, coco_root, coco_images, "the COCO index")
+    else:  # data.coco: null: a folder of images is enough (no Q-Former)
+        coco_images, coco_captions = _no_coco_images(), _no_captions()
     attributes = (target.attributes if target.attributes is not None
                   else pd.DataFrame({"class_id": classes["class_id"]}))
     tables = {"target_images": images, "target_classes": classes,
               "target_attributes": attributes, "target_captions": captions,
               "coco_images": coco_images, "coco_captions": coco_captions}
-    return DatasetIndex(tables, {"target_images": target_root, "coco_images": coco_root},
-                        list(target.notes) + named.notes, named.used)
+    folders = {"target_images": target_root, **({"coco_images": coco_root} if coco_root else {})}
+    return DatasetIndex(tables, folders, list(target.notes) + named.notes, named.used)

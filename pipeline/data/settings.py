@@ -99,9 +99,16 @@ class Data(Section):
         default_factory=_default_target, description="the fine-grained dataset, in data.root")
     captions: str | None = Field("text_c10", description="per-image captions of the target "
                                  "(Reed et al.'s text_c10 for CUB), in data.root; null: none")
-    coco: str = Field("coco", description="COCO 2014: train2014/, val2014/, annotations/")
+    coco: str | None = Field("coco", description="COCO 2014: train2014/, val2014/, annotations/;"
+                             " null: no COCO, so no Q-Former (its columns are left out)")
     karpathy_json: str | None = Field("dataset_coco.json", description="Karpathy's split, in "
-                                      "the coco folder; null: annotations/")
+                                      "the coco folder; null: annotations/ (unread without "
+                                      "COCO)")
+
+    @property
+    def has_coco(self) -> bool:
+        """Is there COCO to train the Q-Former on (data.coco set)?"""
+        return self.coco is not None
 
     @property
     def is_demo(self) -> bool:

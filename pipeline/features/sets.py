@@ -89,7 +89,12 @@ def extract_feature_set(name: str, clip_dir: Path, out: Path, sources: SetSource
             from pipeline.features.ray_engine import RayImageEngine  # Ray is optional
 
             engine = RayImageEngine(clip_dir, settings.images.ray)
-        return {name: extract_image_features(clip, Path(meta["fgvc.root"]), table, out,
+        if "fgvc.root" not in meta and len(table):
+            raise InputError(f"{spec.table}.parquet names no image folder (fgvc.root): run the "
+                             "`data` stage again")
+        # an empty set (COCO's with data.coco: null) has no folder: nothing is read from it
+        root = Path(meta.get("fgvc.root", "."))
+        return {name: extract_image_features(clip, root, table, out,
                                              name=name, id_columns=ids, settings=settings,
                                              device=device, engine=engine)}
     tokens = settings.texts.tokens and spec.tokens

@@ -4,8 +4,9 @@ maps texts through it): a BLIP-2 Q-Former from `transformers` that turns a CLIP 
 
 `model`: the module, its checkpoint and `map_texts`. `training`: the loop, held-out figures and
 the stage's entry, `train_on_coco`. `text_inputs`: what it reads per text, kept on the device.
-`losses`: the paper's pairwise cosine loss and InfoNCE. `settings`: the `train_qformer` params
-section. Names load on first use.
+`losses`: the paper's pairwise cosine loss and InfoNCE. `absent`: the record written in its
+place without COCO (`data.coco: null`). `settings`: the `train_qformer` params section. Names
+load on first use.
 """
 
 from pipeline.config import lazy_exports
@@ -17,6 +18,8 @@ _EXPORTS = {
     "PooledTexts": "text_inputs", "TextView": "text_inputs", "TokenTexts": "text_inputs",
     "TrainedQFormer": "training", "seconds_per_step": "training", "train_on_coco": "training",
     "train_qformer": "training", "validation_metrics": "training",
+    "ABSENT_FILE": "absent", "ABSENT_WHY": "absent", "save_absent": "absent",
+    "absent_reason": "absent",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

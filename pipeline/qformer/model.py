@@ -68,7 +68,10 @@ class TextToImageQFormer(nn.Module):
 
 def save_qformer(model: TextToImageQFormer, folder: Path, extra: dict | None = None) -> None:
     """safetensors weights + a JSON config from which `load_qformer` rebuilds the model."""
+    from pipeline.qformer.absent import ABSENT_FILE
+
     folder = Path(folder)
+    (folder / ABSENT_FILE).unlink(missing_ok=True)  # a record of none from a run without COCO
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
         save_model(model, str(tmp))
     write_json(folder / CONFIG_FILE,
@@ -79,6 +82,11 @@ def load_qformer(folder: Path, device: str | torch.device = "cpu",
                  clip_fingerprint: dict | None = None) -> tuple[TextToImageQFormer, dict]:
     """Rebuild a saved Q-Former from its folder alone. Returns (model in eval mode, saved JSON).
     With `clip_fingerprint`, refuses a Q-Former trained on another CLIP's features."""
+    from pipeline.qformer.absent import absent_reason
+
+    why = absent_reason(folder)  # the record of none (no COCO) wins over a stale checkpoint
+    if why:
+        raise InputError(f"no Q-Former at {folder}: {why}")
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise InputError(f"no Q-Former at {folder} (no {CONFIG_FILE}): the `train_qformer` stage "

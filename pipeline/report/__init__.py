@@ -13,7 +13,7 @@ _EXPORTS = {
     "mismatches": "compare", "params_diff": "compare",
     "TABLE1": "paper", "ZERO_SHOT": "paper", "Report": "settings", "diff_style": "summary",
     "png_data_uri": "summary", "summary_html": "summary", "RunContext": "tables",
-    "plot_series": "tables", "selections": "tables", "table1": "tables",
+    "NO_QFORMER": "tables", "plot_series": "tables", "selections": "tables", "table1": "tables",
     "table1_markdown": "tables", "table1_png": "tables", "METHOD_LABELS": "zeroshot",
     "published_as": "zeroshot", "zero_shot_html": "zeroshot", "zero_shot_markdown": "zeroshot",
     "zero_shot_table": "zeroshot",

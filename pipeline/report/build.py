@@ -25,8 +25,8 @@ from pipeline.report.few_shot import (best_text_prior, few_shot_html, few_shot_m
                                       few_shot_png, few_shot_table)
 from pipeline.report.settings import Report
 from pipeline.report.summary import diff_style, png_data_uri, summary_html
-from pipeline.report.tables import (RunContext, plot_series, selections, table1, table1_markdown,
-                                    table1_png)
+from pipeline.report.tables import (NO_QFORMER, RunContext, plot_series, selections, table1,
+                                    table1_markdown, table1_png)
 from pipeline.report.zeroshot import (METHOD_LABELS, zero_shot_html, zero_shot_markdown,
                                       zero_shot_table)
 
@@ -67,12 +67,14 @@ def describe_set(name: str, entry: dict) -> str:
 
 def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun],
                  described: dict[str, dict], adapter_descriptions: str, paper: bool,
-                 settings: Report, reference_only: bool = False) -> ReportFiles:
+                 settings: Report, reference_only: bool = False,
+                 qformer: bool = True) -> ReportFiles:
     """The report of `adapters` (adapter backbone -> its evaluate results) and `zeroshot`
     (every backbone -> its run), given how each description set was made (`described`: set ->
     its describe entry), the adapters' description set, and whether the published numbers are
     about this dataset (`paper`: CUB; `reference_only`: shown, but only as a reference, their
-    differences not coloured: the demo's made-up world in CUB's layout)."""
+    differences not coloured: the demo's made-up world in CUB's layout); `qformer` False: no
+    Q-Former was trained (no COCO), and every Table 1 says so (`NO_QFORMER`)."""
     files, blocks, tables, lines = {}, [], [], []
     entry = described[adapter_descriptions]
     for number, (backbone, results) in enumerate(adapters.items()):
@@ -87,7 +89,7 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
                              for row in zeroshot[backbone].results.itertuples()),
             paper=paper, colour_diffs=not reference_only,
             best_prior=best_text_prior(results, adapter_descriptions),
-            prior=adapter_descriptions)
+            prior=adapter_descriptions, qformer=qformer)
         # The published numbers are CUB's: beside another target's they would mislead.
         cells = table1(results[results["method"] == PAPER_METHOD], **({} if paper else
                                                                        {"paper": {}}))
@@ -131,6 +133,8 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
     if few_shot:
         sections.insert(0, few_shot)
     files["summary.html"] = summary_html(blocks, sections)
+    if not qformer:
+        lines.append(NO_QFORMER)
     lines.append(f"{len(cells)} cells of {len(adapters)} adapter backbone(s), "
                  f"{len(baseline_table)} zero-shot rows ({len(zeroshot)} backbones)")
     return ReportFiles(files, lines)

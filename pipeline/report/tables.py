@@ -17,6 +17,12 @@ SOURCE_LABELS = {"none": "image only", "captions": "image + captions",
 PAPER_SOURCES = ("none", "captions", "descriptions")  # the paper's columns; the others if trained
 
 
+# Said on every Table 1 made without a Q-Former (data.coco: null).
+NO_QFORMER = ("No Q-Former columns: data.coco is null, and the Q-Former trains on COCO, so "
+              "the text columns here hold raw CLIP text features (\"no Q-Former\") and the "
+              "paper's mapped-text columns are left out.")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """What a report was made from, said on every table: a demo's 20 drawn species are not CUB,
@@ -37,6 +43,7 @@ class RunContext:
     # a column beside the class-balanced cells; None: no few-shot method trained
     best_prior: pd.DataFrame | None = None
     prior: str = ""  # the description set those methods took their prior from
+    qformer: bool = True  # False: no Q-Former was trained (no COCO): NO_QFORMER says why
 
     def labels(self, cells: pd.DataFrame | None = None) -> dict[str, str]:
         """Table 1's column names, the description columns named for what they hold: the
@@ -58,6 +65,8 @@ class RunContext:
             parts.append(f"CLIP: {self.clip}.")
         if self.descriptions:
             parts.append(f"Descriptions (the {self.text_label} column): {self.descriptions}.")
+        if not self.qformer:
+            parts.append(NO_QFORMER)
         return " ".join(parts)
 
 

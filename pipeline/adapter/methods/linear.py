@@ -14,8 +14,9 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pipeline.adapter.methods import ADAPTER_METHODS, AdapterMethod
 from pipeline.config import Distinct, Section
@@ -47,13 +48,6 @@ class LinearAdapter(Section):
     normalize: bool = Field(True, description="L2-normalise features before the linear layer")
     logit_scale: float = Field(10.0, gt=0)
     early_stopping: AdapterEarlyStopping = Field(default_factory=AdapterEarlyStopping)
-
-    @field_validator("text_mapping")
-    @classmethod
-    def _the_paper_is_trained(cls, mappings: list[str]) -> list[str]:
-        if "qformer" not in mappings:
-            raise ValueError("must hold 'qformer' (the paper's Table 1; 'none' is its ablation)")
-        return mappings
 
     @model_validator(mode="after")
     def _validates_before_the_end(self) -> LinearAdapter:
@@ -111,6 +105,14 @@ def grid_runs(inputs, protocol, settings: LinearAdapter):
     runs = table1_runs(protocol.selection, protocol.seeds, tuple(settings.text_mapping), sources)
     parts = [run_rows(run, inputs.table, protocol.descriptions_per_image,
                       settings.early_stopping.val_fraction) for run in runs]
+    if not inputs.mapped:  # no Q-Former: the raw texts follow the images directly
+        # (an image-only run is marked qformer, as it always was: it reads no text at all)
+        if any(run.text_mapping == "qformer" and run.text_source != "none" for run in runs):
+            raise ValueError("text_mapping 'qformer' needs inputs with mapped texts")
+        images = len(inputs.table.images)
+        parts = [dataclasses.replace(part, pool=np.where(part.pool >= images,
+                                                         part.pool - inputs.table.texts,
+                                                         part.pool)) for part in parts]
     empty = [run.name for run, part in zip(runs, parts) if len(part.pool) == 0]
     if empty:  # 10% of a class of 4 images is none
         raise InputError(f"{len(empty)} run(s) would train on nothing ({', '.join(empty[:5])}): "
@@ -169,4 +171,4 @@ def load_linear(folder: Path, fingerprint: dict | None) -> LinearGrid:
 
 ADAPTER_METHODS.register("linear", settings=LinearAdapter, doc=LinearAdapter.__doc__)(
     AdapterMethod(train=train_linear, load=load_linear,
-                  maps_texts=lambda settings: True))  # the paper's bridge, always
+                  maps_texts=lambda settings: "qformer" in settings.text_mapping))
