@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import json
@@ -64,6 +65,31 @@ def copy_repo(dest: Path, skip: tuple[str, ...] = ()) -> Path:
             shutil.copy2(REPO / rel, dest / rel)
     (dest / "dvc.lock").unlink(missing_ok=True)
     return dest
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    """`dvc <args>` in `cwd` with this venv's dvc, offline; its stdout (a failure shows both
+    streams)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def jpeg(path: Path) -> None:
+    """A tiny valid JPEG at `path` (a dataset layout's image)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), "gray").save(path)
+
+
+def lines(path: Path, *rows: str) -> None:
+    """A list file of `rows`, one a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{row}\n" for row in rows))
 
 
 def run_by_hand(project: Path, *args: str) -> str:

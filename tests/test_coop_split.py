@@ -7,24 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import pandas as pd
 import pytest
-from PIL import Image
+import torch
 from scipy.io import savemat
 
+from conftest import jpeg, lines
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import IMAGE_COLUMNS, TARGET_FORMATS
-
-
-def jpeg(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (4, 4), "gray").save(path)
-
-
-def lines(path: Path, *rows: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{row}\n" for row in rows))
 
 
 def write_split(root: Path, split: dict, name: str) -> str:

@@ -9,22 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
 from scipy.io import savemat
 
-from conftest import REPO, run_by_hand
+from conftest import REPO, jpeg, lines, run_by_hand
 from pipeline.data.cub import DatasetLayoutError
 from pipeline.data.formats import IMAGE_COLUMNS, TARGET_FORMATS
-
-
-def jpeg(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (4, 4), "gray").save(path)
-
-
-def lines(path: Path, *rows: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{row}\n" for row in rows))
 
 
 def pets_tree(root: Path) -> Path:

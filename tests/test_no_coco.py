@@ -8,9 +8,7 @@ checkpoint file (a pretrained CLIP, as a user's would be, with no hub to reach).
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_repo
+from conftest import copy_repo, dvc
 from stages.params import ParamsError, validate_params
 from stages.preset import preset_tree
 
@@ -190,15 +188,6 @@ def test_the_report_says_why_there_is_no_qformer_column():
 
 # --- end to end: dvc repro of a folder of images ----------------------------------------------
 
-def dvc(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 @pytest.mark.e2e
 def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
     import torch
@@ -217,7 +206,7 @@ def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
         describe={"sets": {}, "controls": {},
                   "files": {"own": {"backend": "file", "path": "data/own.yaml"}}},
         train_adapter={"descriptions": "own", "priors": ["own"], "selection": ["class_balanced"],
-                       "budgets": {"ratios": [50, 100], "shots": [1, 2], "shot_seeds": [1],
+                       "budgets": {"ratios": [50, 100], "shots": [1, 2], "seeds": [1],
                                    "folds": 2},
                        "methods": {"linear": {"steps": 10, "batch_size": 16}, "probe": {},
                                    "text_prior": {}, "tip": {}}},

@@ -5,30 +5,19 @@ outputs that hold no machine-specific path.
 The data is a small demo world rewritten as a user's `<class>/<image>` folders.
 """
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_repo, run_by_hand
+from conftest import copy_repo, dvc, run_by_hand
 from pipeline.data import DemoWorldSpec, generate_demo_world
 
 pytestmark = pytest.mark.e2e
 CLASSES = 4
-
-
-def dvc(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def imagefolder_data(world: Path, data: Path) -> None:
