@@ -278,6 +278,9 @@ def test_report_stage_writes_every_output(tmp_path):
         assert "image + attribute sentences" in text and "image + LLM" not in text
     assert len(pd.read_csv(out / "zeroshot.csv")) == 3 * len(params["clip"]["backbones"])
     assert "Zero-shot baselines per backbone" in page and "linear probe" in page
+    # laid out for a screen: every table scrolls inside its own box, figures fit the page
+    assert page.count("<table") == page.count('<div class="scroll"><table') > 4
+    assert "div.scroll { overflow-x: auto;" in page and "img { max-width: 100%;" in page
     assert sorted(p.name for p in (out / "plot").iterdir()) == [
         "captions.csv", "descriptions.csv", "none.csv"]
     assert not list(out.rglob("*.tmp"))

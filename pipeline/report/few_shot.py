@@ -11,6 +11,8 @@ import io
 import numpy as np
 import pandas as pd
 
+from pipeline.report.summary import scroll_box
+
 METHOD_LABELS = {
     "linear:none": "paper's adapter, image only",
     "linear:descriptions": "paper's adapter + descriptions (Q-Former)",
@@ -130,8 +132,8 @@ def few_shot_html(table: pd.DataFrame) -> str:
             f"<td>{'<b>' if cells[b].top1 == best[b] else ''}{html.escape(cell_text(cells[b]))}"
             f"{'</b>' if cells[b].top1 == best[b] else ''}</td>" for b in budgets)
         rows.append(f'<tr><td class="ratio">{html.escape(label(method, prior))}</td>{tds}</tr>')
-    return (f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}"
-            "</tbody></table>")
+    return scroll_box(f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>"
+                      f"{''.join(rows)}</tbody></table>")
 
 
 def few_shot_png(table: pd.DataFrame, title: str) -> bytes:

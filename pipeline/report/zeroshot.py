@@ -15,6 +15,7 @@ import html
 import pandas as pd
 
 from pipeline.report.paper import ZERO_SHOT, ZERO_SHOT_LABELS, ZERO_SHOT_PRETRAINED
+from pipeline.report.summary import scroll_box
 from pipeline.report.tables import format_number
 
 ZERO_SHOT_COLUMNS = ["backbone", "model", "pretrained", "method", "variant", "source", "prompt",
@@ -120,11 +121,13 @@ def zero_shot_html(table: pd.DataFrame, diff_style) -> str:
     for _, row in table.iterrows():
         cells = [f'<td class="ratio">{html.escape(str(row["backbone"]))} '
                  f'({html.escape(str(row["model"]))}, {html.escape(str(row["pretrained"]))})</td>',
-                 f'<td class="ratio">{html.escape(_row_label(row))}</td>',
-                 f'<td class="ratio">{html.escape(f"{row.source}: {row.prompt}")}</td>']
+                 f'<td class="text">{html.escape(_row_label(row))}</td>',
+                 f'<td class="text">{html.escape(f"{row.source}: {row.prompt}")}</td>']
         for k in ("top1", "top5"):
             cells.append(f"<td>{_ours(row, k)}</td><td>{format_number(row[f'paper_{k}'])}</td>"
                          f"<td{diff_style(row[f'diff_{k}'])}>"
                          f"{format_number(row[f'diff_{k}'], '{:+.2f}')}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    # in a box that scrolls sideways: top-1 and top-5 never leave the screen with the page
+    return scroll_box(f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows)
+                      + "\n</tbody>\n</table>")
