@@ -459,3 +459,63 @@ def test_the_demo_shows_the_papers_numbers_as_a_reference_without_colour():
     page = summary_html([(cells, RunContext(colour_diffs=False), {})])
     assert "background: rgba" not in page and "<td>+1.00</td>" in page
     assert "CUB's paper (reference)" in page and "<td>85.07</td>" in page
+
+
+def texts_inside(fig) -> list[str]:
+    """The title(s), axis labels and legend entries of `fig` whose drawn box leaves the figure
+    (empty: nothing would be clipped even without bbox_inches='tight')."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+    texts += [t for legend in fig.legends for t in legend.get_texts()]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle)
+    box = fig.bbox
+    return [t.get_text() for t in texts if t.get_text() and not (
+        box.x0 - 0.5 <= t.get_window_extent(renderer).x0
+        and t.get_window_extent(renderer).x1 <= box.x1 + 0.5
+        and box.y0 - 0.5 <= t.get_window_extent(renderer).y0
+        and t.get_window_extent(renderer).y1 <= box.y1 + 0.5)]
+
+
+def line_looks(fig) -> list[tuple]:
+    """(dash pattern, marker, filled) of every labelled line."""
+    return [(str(line.get_linestyle()) + str(line._dash_pattern), line.get_marker(),
+             line.get_markerfacecolor() != "none")
+            for ax in fig.axes for line in ax.get_lines()
+            if not line.get_label().startswith("_")]
+
+
+def test_plot_titles_and_legends_fit_and_no_two_lines_look_alike():
+    """Issue 25: "... (class_balanced selectio" was cut off, and the paper's dashed captions
+    line hid under its LLM line."""
+    from pipeline.report.few_shot import few_shot_figure, few_shot_table
+    from pipeline.report.tables import table1_figure
+
+    cells = table1(fake_results(seeds=(0, 1)))
+    context = RunContext(dataset="demo world (20 made-up bird species, drawn)",
+                         backbone="ViT-L-14-336-quickgelu", text_label="attribute sentences")
+    fig = table1_figure(cells, "class_balanced", context)
+    assert texts_inside(fig) == []
+    title = fig.axes[0].get_title()
+    assert "\n" in title and title.replace("\n", " ").endswith("(class_balanced selection)")
+    looks = line_looks(fig)
+    assert len(looks) == 6 and len(set(looks)) == 6  # 3 of ours, 3 of the paper's
+    paper = {line.get_label(): (line.get_linestyle(), line.get_marker())
+             for line in fig.axes[0].get_lines() if "(paper" in line.get_label()}
+    assert len(set(paper.values())) == 3  # the paper's captions and LLM lines differ
+    png = table1_png(cells, "class_balanced", context)
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    # cropped to what it draws (+ 0.1 in of padding a side), never widened by a long title
+    assert 700 < width <= 8.2 * 110 and 400 < height <= 5.7 * 110
+
+    linear = fake_results(selections=("class_balanced",)).assign(method="linear",
+                                                                  text_mapping="qformer")
+    table = few_shot_table(pd.concat([linear, few_shot_rows()], ignore_index=True))
+    fig = few_shot_figure(table, "demo world (20 made-up bird species, drawn), backbone "
+                          "ViT-L-14-336-quickgelu: few-shot methods x image budget, a title "
+                          "longer than the figure is wide")
+    assert texts_inside(fig) == []
+    assert fig._suptitle.get_text().count("\n") >= 1
+    looks = {look for look in line_looks(fig)}
+    assert len(looks) == table.groupby(["method", "prior"]).ngroups == 4

@@ -6,11 +6,12 @@ same ratios beside them (image only, and with the description set through the Q-
 from __future__ import annotations
 
 import html
-import io
 
 import numpy as np
 import pandas as pd
 
+from pipeline.report.plots import (DASHED, DOTTED, MARKERS, SOLID, TITLE_SIZE, figure_png,
+                                   legend_under, line_style, new_figure, wrap_title)
 from pipeline.report.summary import scroll_box
 
 METHOD_LABELS = {
@@ -136,27 +137,30 @@ def few_shot_html(table: pd.DataFrame) -> str:
                       f"{''.join(rows)}</tbody></table>")
 
 
-def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
-    """Top-1 against budget per method: k shots (log scale) left, ratios right, ± std bands."""
+def few_shot_figure(table: pd.DataFrame, title: str):
+    """Top-1 against budget per method: k shots (log scale) left, ratios right, ± std bands;
+    one colour and marker per method, the text-free ones dashed, a later prior's dotted; title
+    and legend inside the figure."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    fig, axes = new_figure(11, 5.5, ncols=2, sharey=True)
     priors = [p for p in table["prior"].unique() if p != NO_PRIOR]
     first_prior = priors[0] if priors else NO_PRIOR  # a later prior's lines are dotted
     methods = list(dict.fromkeys(table["method"]))  # one colour per method, whatever its prior
-    colours = plt.get_cmap("tab10").colors
+    colours = matplotlib.colormaps["tab10"].colors
     for (method, prior), group in table.groupby(["method", "prior"], sort=False):
-        style = "--" if method in TEXT_FREE else ":" if prior != first_prior else "-"
-        colour = colours[methods.index(method) % len(colours)]
+        dashes = DASHED if method in TEXT_FREE else DOTTED if prior != first_prior else SOLID
+        index = methods.index(method)
+        colour = colours[index % len(colours)]
+        style = line_style(dashes, MARKERS[index % len(MARKERS)], filled=prior == first_prior
+                           or method in TEXT_FREE)
         for ax, column in zip(axes, ("shots", "image_ratio")):
             points = group[group["shots"].notna() == (column == "shots")]
             if points.empty:
                 continue
             points = points.sort_values(column)
-            ax.plot(points[column], points["top1"], "o" + style, ms=4, color=colour,
-                    label=label(method, prior))
+            ax.plot(points[column], points["top1"], color=colour, label=label(method, prior),
+                    **style)
             if points["top1_std"].notna().any():
                 ax.fill_between(points[column], points["top1"] - points["top1_std"],
                                 points["top1"] + points["top1_std"], color=colour,
@@ -172,10 +176,11 @@ def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
     handles, labels = axes[1].get_legend_handles_labels()
     more = {l: h for h, l in zip(*axes[0].get_legend_handles_labels())}
     merged = dict(zip(labels, handles), **more)
-    fig.legend(merged.values(), merged.keys(), fontsize=8, loc="lower center", ncol=4)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    legend_under(fig, list(merged.values()), list(merged.keys()), columns=3)
+    fig.suptitle(wrap_title(title, fig), fontsize=TITLE_SIZE)
+    return fig
+
+
+def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
+    """`few_shot_figure` as PNG bytes."""
+    return figure_png(few_shot_figure(table, title))

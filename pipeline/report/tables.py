@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import pandas as pd
 
 from pipeline.report.paper import TABLE1
+from pipeline.report.plots import (DASH_DOT, DASHED, DOTTED, SOLID, TITLE_SIZE, figure_png,
+                                   legend_under, line_style, new_figure, wrap_title)
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
 SOURCE_LABELS = {"none": "image only", "captions": "image + captions",
@@ -159,44 +160,48 @@ def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
             .sort_values("image_ratio", ignore_index=True) for source in PAPER_SOURCES}
 
 
-def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> bytes:
+# (dashes, marker) of each text source's line, ours solid and filled, the paper's (CUB) dashed,
+# dotted or dash-dotted and open: no two lines alike (the paper's captions and LLM lines
+# nearly coincide)
+OUR_LINES = {"none": (SOLID, "o"), "captions": (SOLID, "s"), "descriptions": (SOLID, "^"),
+             "captions_unmapped": (DOTTED, "v"), "descriptions_unmapped": (DOTTED, "D")}
+PAPER_LINES = {"none": (DASH_DOT, "o"), "captions": (DASHED, "s"), "descriptions": (DOTTED, "^")}
+COLOURS = {"none": "tab:blue", "captions": "tab:orange", "descriptions": "tab:green",
+           "captions_unmapped": "tab:orange", "descriptions_unmapped": "tab:green"}
+
+
+def table1_figure(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()):
     """Accuracy vs image ratio, one solid line per text source (a ± std band over seeds), the
-    paper's dashed beside it.
-
-    PNG bytes rather than a file: the report writes them and inlines the same bytes in its HTML.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    paper's beside it in another dash pattern and marker; title and legend inside the figure."""
     chosen = cells[cells["selection"] == selection]
     labels = context.labels(cells)
-    colours = {"none": "tab:blue", "captions": "tab:orange", "descriptions": "tab:green",
-               "captions_unmapped": "tab:orange", "descriptions_unmapped": "tab:green"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure(8, 5.5)
     for source in labels:
-        colour = colours[source]
+        colour = COLOURS[source]
         points = chosen[chosen["text_source"] == source].sort_values("image_ratio")
-        ax.plot(points["image_ratio"], points["top1"], "x:" if "unmapped" in source else "o-",
-                color=colour, label=f"{labels[source]} (ours)")
+        ax.plot(points["image_ratio"], points["top1"], color=colour,
+                label=f"{labels[source]} (ours)", **line_style(*OUR_LINES[source]))
         if points["top1_std"].notna().any():  # several seeds: a ± std band
             ax.fill_between(points["image_ratio"], points["top1"] - points["top1_std"],
                             points["top1"] + points["top1_std"], color=colour, alpha=0.15, lw=0)
         paper = sorted((r, v) for (r, s), v in TABLE1.get(selection, {}).items()
                        if s == source and context.paper)
         if paper:
-            ax.plot(*zip(*paper), "--", color=colour, alpha=0.6,
-                    label=f"{SOURCE_LABELS[source]} (paper, CUB)")
+            ax.plot(*zip(*paper), color=colour, alpha=0.8, lw=1.3,
+                    label=f"{SOURCE_LABELS[source]} (paper, CUB)",
+                    **line_style(*PAPER_LINES[source], filled=False))
     ax.set_xlabel("image ratio (%)")
     ax.set_ylabel("top-1 accuracy (%)")
     on = f", {context.backbone}" if context.backbone else ""
-    ax.set_title(f"{context.dataset}{on}: accuracy vs image ratio ({selection} selection)",
-                 fontsize=10)
+    ax.set_title(wrap_title(f"{context.dataset}{on}: accuracy vs image ratio ({selection} "
+                            "selection)", fig), fontsize=TITLE_SIZE)
     ax.invert_xaxis()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    legend_under(fig, *ax.get_legend_handles_labels())
+    return fig
+
+
+def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> bytes:
+    """`table1_figure` as PNG bytes: the report writes them and inlines the same bytes in its
+    HTML."""
+    return figure_png(table1_figure(cells, selection, context))
