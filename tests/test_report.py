@@ -17,6 +17,7 @@ import yaml
 from conftest import REPO
 from typer.testing import CliRunner
 
+from pipeline.common import write_parquet
 from pipeline.report.compare import compare_markdown, compare_table1, flatten_params, params_diff
 from pipeline.report.paper import TABLE1
 from pipeline.report.summary import summary_html
@@ -247,12 +248,28 @@ def test_report_stage_writes_every_output(tmp_path):
         write_zeroshot_folder(tmp_path / "zeroshot" / name, baseline_rows(
             name, backbone["model"], "trained here", {"attributes": 60.0}), {
             "dataset": demo, "classes": 20, "test_images": 600, "templates": {"paper": 1},
-            "descriptions": {"attributes": {"backend": "attributes"}}, "pictures": [],
+            "descriptions": {"attributes": {"backend": "attributes"},
+                             "llm": {"backend": "openai"}, "shuffled": {"backend": "control"}},
+            "pictures": [],
             "backbone": name, "model": backbone["model"], "pretrained": None})
+    # the description sets' tables, each saying what wrote it; an LLM set of a base URL with
+    # credentials (written before LLMSettings.host cut them), a control without the key
+    params["describe"]["sets"]["llm"] = {"backend": "openai", "prompt": "cbd"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    made = {"llm": {"backend": "openai", "prompt": "prompt cbd", "source": "backend openai",
+                    "model": "qwen2.5-7b-instruct", "server": "alice:pw@llm.lan:8000",
+                    "temperature": 0.7, "max_tokens": 256, "samples_per_class": 10},
+            "attributes": {"backend": "attributes", "source": "backend attributes",
+                           "prompt": "4 attribute(s) per sentence"}}
+    for name in [*params["describe"]["sets"], *params["describe"]["controls"]]:
+        metadata = {"fgvc.made_by": json.dumps(made[name])} if name in made else None
+        write_parquet(tmp_path / "describe" / f"{name}.parquet",
+                      pd.DataFrame({"class_id": [1], "text": ["a bird"]}), metadata)
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", "--evaluate", str(tmp_path / "evaluate"),
                                  "--zeroshot", str(tmp_path / "zeroshot"), "--out", str(out),
-                                 "--params", str(REPO / "params.yaml")])
+                                 "--describe", str(tmp_path / "describe"),
+                                 "--params", str(tmp_path / "params.yaml")])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "table1.csv")
     assert len(table) == 60 * len(adapters) and set(table["backbone"]) == set(adapters)
@@ -283,6 +300,18 @@ def test_report_stage_writes_every_output(tmp_path):
     assert "div.scroll { overflow-x: auto;" in page and "img { max-width: 100%;" in page
     assert sorted(p.name for p in (out / "plot").iterdir()) == [
         "captions.csv", "descriptions.csv", "none.csv"]
+    # every output that uses description sets says what wrote them, credentials never
+    llm = "| llm | LLM descriptions | qwen2.5-7b-instruct | llm.lan:8000 | prompt cbd | 0.7 | 10 |"
+    attributes = "| attributes | attribute sentences | - | - | 4 attribute(s) per sentence | - | - |"
+    assert llm in (out / "zeroshot.md").read_text()
+    for name in ("table1.md", "fewshot.md", "zeroshot.md"):
+        text = (out / name).read_text()
+        assert "| set | texts | model | server | prompt | temperature | samples |" in text
+        assert attributes in text, name
+    assert "<td class=\"text\">qwen2.5-7b-instruct</td><td class=\"text\">llm.lan:8000</td>" in page
+    assert "| shuffled | not recorded |" in (out / "zeroshot.md").read_text()  # no made_by
+    for path in out.rglob("*"):
+        assert path.is_dir() or b"alice" not in path.read_bytes() and b":pw@" not in path.read_bytes()
     assert not list(out.rglob("*.tmp"))
 
 
@@ -519,3 +548,68 @@ def test_plot_titles_and_legends_fit_and_no_two_lines_look_alike():
     assert fig._suptitle.get_text().count("\n") >= 1
     looks = {look for look in line_looks(fig)}
     assert len(looks) == table.groupby(["method", "prior"]).ngroups == 4
+
+
+def test_an_llm_set_meets_its_published_row_by_its_provenance_too():
+    """The report passes Describe.provenance entries, whose prompt is in words ('prompt
+    cbd'): a CBD-prompted LLM set still meets CBD's published row."""
+    from pipeline.describe.settings import Describe
+    from pipeline.report.zeroshot import published_as
+
+    describe = Describe(sets={"c": {"backend": "openai", "prompt": "cbd"},
+                              "d": {"backend": "openai", "prompt": "cbd_domain"}}, controls={})
+    assert describe.provenance("c")["prompt"] == "prompt cbd"
+    assert published_as("cbd", "c", describe.provenance("c")) == "cbd"
+    assert published_as("cbd", "d", describe.provenance("d")) == "domain"
+    assert published_as("cbd", "c", {"backend": "openai", "prompt": "cbd"}) == "cbd"
+
+
+def test_one_vocabulary_names_the_text_sources_in_every_output():
+    from pipeline.report.compare import text_kind_of
+    from pipeline.report.few_shot import label
+    from pipeline.report.labels import source_label, source_text
+
+    kind = "attribute sentences"
+    assert RunContext(text_label=kind).labels() == {
+        "none": "image only", "captions": "image + captions",
+        "descriptions": "image + attribute sentences",
+        "captions_unmapped": "image + captions, no Q-Former",
+        "descriptions_unmapped": "image + attribute sentences, no Q-Former"}
+    assert label("linear:descriptions", kind=kind) == (
+        "paper's adapter, image + attribute sentences (Q-Former)")
+    assert label("linear:none") == "paper's adapter, image only"
+    assert source_text("backend attributes") == kind
+    assert source_text("backend openai") == "LLM descriptions"
+    assert source_text("control of descriptors") == "control texts of descriptors"
+    params = {"train_adapter": {"descriptions": "attributes"},
+              "describe": {"sets": {"attributes": {"backend": "attributes"}}}}
+    assert text_kind_of(params) == kind and text_kind_of({}) == "descriptions"
+    cells = compare_table1(table1(fake_results(selections=("class_balanced",))),
+                           table1(fake_results(selections=("class_balanced",))))
+    same = compare_markdown(cells, params_diff(params, params), "a", "b", None, (kind, kind))
+    assert "| (90, 10) | image + attribute sentences |" in same
+    other = compare_markdown(cells, params_diff(params, {}), "a", "b", None,
+                             (kind, "LLM descriptions"))
+    assert ("| image + descriptions (A: attribute sentences; B: LLM descriptions) |"
+            in other)
+    assert source_label("descriptions") == "image + descriptions"
+
+
+def test_provenance_reads_each_tables_made_by_and_refuses_a_broken_one(tmp_path):
+    from pipeline.common import InputError
+    from pipeline.report.provenance import made_by_of, provenance_table
+
+    good, broken, old = (tmp_path / f"{n}.parquet" for n in ("good", "broken", "old"))
+    table = pd.DataFrame({"class_id": [1], "text": ["a bird"]})
+    write_parquet(good, table, {"fgvc.made_by": json.dumps(
+        {"backend": "openai", "prompt": "prompt cbd", "model": "m", "server": "h:1",
+         "temperature": 0.25, "samples_per_class": 3})})
+    write_parquet(broken, table, {"fgvc.made_by": "{not json"})
+    write_parquet(old, table)
+    rows = provenance_table({"good": made_by_of(good, "good"), "old": made_by_of(old, "old")})
+    assert rows.values.tolist() == [
+        ["good", "LLM descriptions", "m", "h:1", "prompt cbd", "0.25", "3"],
+        ["old"] + ["not recorded"] * 6]
+    with pytest.raises(InputError, match=r"broken.parquet: schema metadata fgvc.made_by of set "
+                                         r"'broken' is not JSON"):
+        made_by_of(broken, "broken")

@@ -6,15 +6,14 @@ import dataclasses
 
 import pandas as pd
 
+from pipeline.report.labels import PAPER_TEXT_KIND, SOURCES, source_label
 from pipeline.report.paper import TABLE1
 from pipeline.report.plots import (DASH_DOT, DASHED, DOTTED, SOLID, TITLE_SIZE, figure_png,
                                    legend_under, line_style, new_figure, wrap_title)
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
-SOURCE_LABELS = {"none": "image only", "captions": "image + captions",
-                 "descriptions": "image + descriptions",
-                 "captions_unmapped": "image + captions, no Q-Former",
-                 "descriptions_unmapped": "image + descriptions, no Q-Former"}
+# the columns in the shared vocabulary, the description set's kind unknown ("descriptions")
+SOURCE_LABELS = {source: source_label(source) for source in SOURCES}
 PAPER_SOURCES = ("none", "captions", "descriptions")  # the paper's columns; the others if trained
 
 
@@ -27,7 +26,9 @@ class RunContext:
     test_images: int | None = None
     clip: str = ""  # e.g. "ViT-B-32 (openai)"
     backbone: str = ""  # its name in clip.backbones
-    text_label: str = "LLM"  # the description column's name: "LLM", "attribute sentences"
+    # what the description column holds (pipeline.report.labels.text_kind): "LLM descriptions",
+    # "attribute sentences", ...
+    text_label: str = PAPER_TEXT_KIND
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
     paper: bool = True  # False: a dataset the paper's numbers (CUB's) are not about
@@ -43,9 +44,7 @@ class RunContext:
         """Table 1's column names, the description columns named for what they hold: the
         paper's three, and the ablation's where `cells` has them."""
         shown = sources(cells) if cells is not None else list(SOURCE_LABELS)
-        named = dict(SOURCE_LABELS, descriptions=f"image + {self.text_label}",
-                     descriptions_unmapped=f"image + {self.text_label}, no Q-Former")
-        return {source: named[source] for source in shown}
+        return {source: source_label(source, self.text_label) for source in shown}
 
     def heading(self) -> str:
         versus = ", ours vs the paper" if self.paper else " (the paper's numbers are CUB's: not shown)"
@@ -188,7 +187,7 @@ def table1_figure(cells: pd.DataFrame, selection: str, context: RunContext = Run
                        if s == source and context.paper)
         if paper:
             ax.plot(*zip(*paper), color=colour, alpha=0.8, lw=1.3,
-                    label=f"{SOURCE_LABELS[source]} (paper, CUB)",
+                    label=f"{source_label(source, PAPER_TEXT_KIND)} (paper, CUB)",
                     **line_style(*PAPER_LINES[source], filled=False))
     ax.set_xlabel("image ratio (%)")
     ax.set_ylabel("top-1 accuracy (%)")

@@ -14,6 +14,7 @@ import html
 
 import pandas as pd
 
+from pipeline.report.labels import source_text
 from pipeline.report.paper import ZERO_SHOT, ZERO_SHOT_LABELS, ZERO_SHOT_PRETRAINED
 from pipeline.report.summary import scroll_box
 from pipeline.report.tables import format_number
@@ -50,8 +51,10 @@ def published_as(method: str, variant: str, description_set: dict | None,
     if description_set.get("backend") == "cbd_json":
         return "cbd"
     if description_set.get("backend") == "openai":
+        # a bare entry's prompt ('cbd') or its provenance's, in words ('prompt cbd')
+        prompt = str(description_set.get("prompt") or "").removeprefix("prompt ")
         return {"cbd": "cbd", "cbd_domain": "domain",
-                "cbd_domain_background": "improved"}.get(description_set.get("prompt"))
+                "cbd_domain_background": "improved"}.get(prompt)
     return None
 
 
@@ -76,6 +79,7 @@ def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict],
                                                  table["published_as"])]
         table[f"paper_{k}"] = table[f"paper_{k}"].astype(float)
         table[f"diff_{k}"] = table[k] - table[f"paper_{k}"]
+    table["source"] = table["source"].map(source_text)  # the report's words for text sources
     orders = {"method": {m: i for i, m in enumerate(METHOD_LABELS)},
               "backbone": {b: i for i, b in enumerate(dict.fromkeys(table["backbone"]))}}
     table = table.sort_values(["backbone", "method"], key=lambda c: c.map(orders[c.name]),
