@@ -50,10 +50,8 @@ def main(evaluate: Optional[Path] = typer.Option(
 
     import pandas as pd
 
-    from pipeline.report.provenance import made_by_of
+    from pipeline.report import ZeroShotRun, build_report, made_by_of
     from stages.layout import describe_stage
-
-    from pipeline.report import ZeroShotRun, build_report
 
     adapters = {b: pd.read_parquet(require(evaluate / b / "results.parquet",
                                            made_by=f"evaluate@{b}"))

@@ -575,7 +575,7 @@ def test_one_vocabulary_names_the_text_sources_in_every_output():
         "descriptions": "image + attribute sentences",
         "captions_unmapped": "image + captions, no Q-Former",
         "descriptions_unmapped": "image + attribute sentences, no Q-Former"}
-    assert label("linear:descriptions", kind=kind) == (
+    assert label("linear:descriptions", texts=kind) == (
         "paper's adapter, image + attribute sentences (Q-Former)")
     assert label("linear:none") == "paper's adapter, image only"
     assert source_text("backend attributes") == kind

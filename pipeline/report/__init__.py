@@ -17,7 +17,8 @@ _EXPORTS = {
     "png_data_uri": "summary", "summary_html": "summary", "RunContext": "tables",
     "plot_series": "tables", "selections": "tables", "table1": "tables",
     "table1_markdown": "tables", "table1_png": "tables", "METHOD_LABELS": "zeroshot",
-    "published_as": "zeroshot", "zero_shot_html": "zeroshot", "zero_shot_markdown": "zeroshot",
+    "published_as": "zeroshot", "made_by_of": "provenance", "provenance_table": "provenance",
+    "source_label": "labels", "text_kind": "labels", "zero_shot_html": "zeroshot", "zero_shot_markdown": "zeroshot",
     "zero_shot_table": "zeroshot",
 }
 __all__ = sorted(_EXPORTS)

@@ -97,10 +97,10 @@ def budgets_in_order(table: pd.DataFrame) -> list[str]:
     return [b for _, b in sorted(zip(key, first["budget"]))]
 
 
-def label(method: str, prior: str = NO_PRIOR, kind: str = DESCRIPTIONS) -> str:
-    """A row's name; kind: what the adapters' description set holds ('attribute sentences')."""
+def label(method: str, prior: str = NO_PRIOR, texts: str = DESCRIPTIONS) -> str:
+    """A row's name; texts: what the adapters' description set holds ('attribute sentences')."""
     name = METHOD_LABELS.get(method, method).replace("{descriptions}",
-                                                     source_label("descriptions", kind))
+                                                     source_label("descriptions", texts))
     return name if prior == NO_PRIOR else f"{name}, {prior} prior"
 
 
@@ -109,7 +109,7 @@ def cell_text(row) -> str:
     return f"{row.top1:.1f}{std}"
 
 
-def few_shot_markdown(table: pd.DataFrame, heading: str, kind: str = DESCRIPTIONS) -> str:
+def few_shot_markdown(table: pd.DataFrame, heading: str, texts: str = DESCRIPTIONS) -> str:
     """Methods as rows, budgets as columns, 'mean ± std' cells; the best of a column in bold."""
     budgets = budgets_in_order(table)
     best = table.groupby("budget")["top1"].max()
@@ -120,12 +120,12 @@ def few_shot_markdown(table: pd.DataFrame, heading: str, kind: str = DESCRIPTION
     for (method, prior), group in table.groupby(["method", "prior"], sort=False):
         cells = {row.budget: (f"**{cell_text(row)}**" if row.top1 == best[row.budget]
                               else cell_text(row)) for row in group.itertuples()}
-        lines.append(f"| {label(method, prior, kind)} | "
+        lines.append(f"| {label(method, prior, texts)} | "
                      + " | ".join(cells.get(b, "-") for b in budgets) + " |")
     return "\n".join(lines) + "\n"
 
 
-def few_shot_html(table: pd.DataFrame, kind: str = DESCRIPTIONS) -> str:
+def few_shot_html(table: pd.DataFrame, texts: str = DESCRIPTIONS) -> str:
     budgets = budgets_in_order(table)
     best = table.groupby("budget")["top1"].max()
     head = "".join(f"<th>{html.escape(b)}</th>" for b in budgets)
@@ -136,12 +136,12 @@ def few_shot_html(table: pd.DataFrame, kind: str = DESCRIPTIONS) -> str:
             '<td class="missing">-</td>' if b not in cells else
             f"<td>{'<b>' if cells[b].top1 == best[b] else ''}{html.escape(cell_text(cells[b]))}"
             f"{'</b>' if cells[b].top1 == best[b] else ''}</td>" for b in budgets)
-        rows.append(f'<tr><td class="ratio">{html.escape(label(method, prior, kind))}</td>{tds}</tr>')
+        rows.append(f'<tr><td class="ratio">{html.escape(label(method, prior, texts))}</td>{tds}</tr>')
     return scroll_box(f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>"
                       f"{''.join(rows)}</tbody></table>")
 
 
-def few_shot_figure(table: pd.DataFrame, title: str, kind: str = DESCRIPTIONS):
+def few_shot_figure(table: pd.DataFrame, title: str, texts: str = DESCRIPTIONS):
     """Top-1 against budget per method: k shots (log scale) left, ratios right, ± std bands;
     one colour and marker per method, the text-free ones dashed, a later prior's dotted; title
     and legend inside the figure."""
@@ -164,7 +164,7 @@ def few_shot_figure(table: pd.DataFrame, title: str, kind: str = DESCRIPTIONS):
                 continue
             points = points.sort_values(column)
             ax.plot(points[column], points["top1"], color=colour,
-                    label=label(method, prior, kind), **style)
+                    label=label(method, prior, texts), **style)
             if points["top1_std"].notna().any():
                 ax.fill_between(points[column], points["top1"] - points["top1_std"],
                                 points["top1"] + points["top1_std"], color=colour,
@@ -185,6 +185,6 @@ def few_shot_figure(table: pd.DataFrame, title: str, kind: str = DESCRIPTIONS):
     return fig
 
 
-def few_shot_png(table: pd.DataFrame, title: str, kind: str = DESCRIPTIONS) -> bytes:
+def few_shot_png(table: pd.DataFrame, title: str, texts: str = DESCRIPTIONS) -> bytes:
     """`few_shot_figure` as PNG bytes."""
-    return figure_png(few_shot_figure(table, title, kind))
+    return figure_png(few_shot_figure(table, title, texts))

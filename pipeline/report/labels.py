@@ -25,14 +25,14 @@ def text_kind(backend: str | None) -> str:
     return TEXT_KINDS.get(backend, backend or DESCRIPTIONS)
 
 
-def source_label(source: str, kind: str = DESCRIPTIONS) -> str:
-    """A Table-1 column: 'image only', 'image + captions', 'image + <kind>' (the adapters'
+def source_label(source: str, texts: str = DESCRIPTIONS) -> str:
+    """A Table-1 column: 'image only', 'image + captions', 'image + <texts>' (the adapters'
     description set's kind), '..., no Q-Former' for the ablation's."""
     base = source.removesuffix("_unmapped")
     if base not in ("none", "captions", "descriptions") or (base == "none" and base != source):
         return source
     name = {"none": "image only", "captions": "image + captions",
-            "descriptions": f"image + {kind}"}[base]
+            "descriptions": f"image + {texts}"}[base]
     return name + (NO_QFORMER if source.endswith("_unmapped") else "")
 
 
