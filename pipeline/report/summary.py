@@ -26,9 +26,11 @@ body { font-family: system-ui, sans-serif; margin: 1.5em auto; padding: 0 1em;
 div.scroll { overflow-x: auto; max-width: 100%; margin: 1em 0; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+td { white-space: nowrap; }
 th { background: #f3f3f3; }
 td.ratio { text-align: left; white-space: nowrap; }
-td.text { text-align: left; min-width: 8em; max-width: 26em; }
+td.text { text-align: left; white-space: normal; min-width: 6em; max-width: 22em;
+          overflow-wrap: anywhere; }
 td.missing { color: #aaa; text-align: center; }
 .note { color: #555; }
 img { max-width: 100%; height: auto; }

@@ -123,7 +123,7 @@ def zero_shot_html(table: pd.DataFrame, diff_style) -> str:
             "</tr>")
     rows = []
     for _, row in table.iterrows():
-        cells = [f'<td class="ratio">{html.escape(str(row["backbone"]))} '
+        cells = [f'<td class="text">{html.escape(str(row["backbone"]))} '
                  f'({html.escape(str(row["model"]))}, {html.escape(str(row["pretrained"]))})</td>',
                  f'<td class="text">{html.escape(_row_label(row))}</td>',
                  f'<td class="text">{html.escape(f"{row.source}: {row.prompt}")}</td>']
