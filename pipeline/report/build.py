@@ -8,7 +8,9 @@ comparison, one row per backbone and baseline), summary.html (one self-contained
 tables with coloured differences, the plots and the CBD explanation pictures inlined),
 figures/table1_<backbone>_<selection>.png (accuracy vs image ratio, the paper's curves dashed),
 figures/fewshot_<backbone>.png (top-1 vs budget per method) and plot/<source>.csv (the first
-adapter backbone's lines at `report.plot_selection`, as DVC plot data).
+adapter backbone's lines at `report.plot_selection`, as DVC plot data). Each Markdown file ends
+with, and the page shows after Table 1, what wrote the description sets they use (`provenance`:
+model, server, prompt, temperature, samples, from each table's fgvc.made_by).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
         files["fewshot.md"] += _made_by_md(made_by, adapter_sets)
     every = list(dict.fromkeys([*adapter_sets, *first["descriptions"]]))
     if every:
-        sections.insert(0, ("Description sets", provenance_html(provenance_table(
+        sections.insert(0, ("Description sets: what wrote them", provenance_html(provenance_table(
             {name: made_by.get(name, {}) for name in every}))))
     files["summary.html"] = summary_html(blocks, sections)
     lines.append(f"{len(cells)} cells of {len(adapters)} adapter backbone(s), "

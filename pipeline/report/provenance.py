@@ -85,6 +85,5 @@ def provenance_html(table: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     rows = "".join("<tr>" + "".join(f'<td class="text">{html.escape(str(v))}</td>' for v in row)
                    + "</tr>" for row in table.itertuples(index=False))
-    return ("<p>Description sets: what wrote them (each table's fgvc.made_by)</p>\n"
-            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
             "</table></div>")
