@@ -509,7 +509,7 @@ def texts_inside(fig) -> list[str]:
 
 def line_looks(fig) -> list[tuple]:
     """(dash pattern, marker, filled) of every labelled line."""
-    return [(str(line.get_linestyle()) + str(line._dash_pattern), line.get_marker(),
+    return [(str(line._unscaled_dash_pattern), line.get_marker(),
              line.get_markerfacecolor() != "none")
             for ax in fig.axes for line in ax.get_lines()
             if not line.get_label().startswith("_")]
@@ -521,18 +521,25 @@ def test_plot_titles_and_legends_fit_and_no_two_lines_look_alike():
     from pipeline.report.few_shot import few_shot_figure, few_shot_table
     from pipeline.report.tables import table1_figure
 
-    cells = table1(fake_results(seeds=(0, 1)))
+    results = fake_results(seeds=(0, 1)).assign(text_mapping="qformer")
+    text = results[results["text_source"] != "none"]  # and the ablation's, without Q-Former
+    cells = table1(pd.concat([results, text.assign(text_mapping="none")], ignore_index=True))
     context = RunContext(dataset="demo world (20 made-up bird species, drawn)",
                          backbone="ViT-L-14-336-quickgelu", text_label="attribute sentences")
     fig = table1_figure(cells, "class_balanced", context)
     assert texts_inside(fig) == []
     title = fig.axes[0].get_title()
     assert "\n" in title and title.replace("\n", " ").endswith("(class_balanced selection)")
-    looks = line_looks(fig)
-    assert len(looks) == 6 and len(set(looks)) == 6  # 3 of ours, 3 of the paper's
-    paper = {line.get_label(): (line.get_linestyle(), line.get_marker())
-             for line in fig.axes[0].get_lines() if "(paper" in line.get_label()}
-    assert len(set(paper.values())) == 3  # the paper's captions and LLM lines differ
+    lines = [line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert len(lines) == 8  # 5 of ours (3 + the ablation's 2), 3 of the paper's
+    dashes = [str(line._unscaled_dash_pattern) for line in lines]
+    markers = [(line.get_marker(), line.get_markerfacecolor() != "none") for line in lines]
+    assert len(set(zip(dashes, markers))) == 8
+    ours = [i for i, line in enumerate(lines) if "(ours)" in line.get_label()]
+    paper = [i for i in range(len(lines)) if i not in ours]
+    # the paper's lines differ from each other in dashes and in marker, and from all of ours
+    assert len({dashes[i] for i in paper}) == len({markers[i] for i in paper}) == 3
+    assert not {dashes[i] for i in paper} & {dashes[i] for i in ours}
     png = table1_png(cells, "class_balanced", context)
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     # cropped to what it draws (+ 0.1 in of padding a side), never widened by a long title

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # matplotlib loads with the first figure: `--compare` draws n
 DPI = 110
 TITLE_SIZE = 10  # points
 SOLID, DASHED, DOTTED, DASH_DOT = "-", (0, (6, 2)), (0, (1.5, 1.5)), (0, (5, 1.5, 1, 1.5))
+DASH_DOT_DOT = (0, (5, 1.5, 1, 1.5, 1, 1.5))
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]  # one per line, cycled
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 
 from pipeline.report.labels import PAPER_TEXT_KIND, SOURCES, source_label
 from pipeline.report.paper import TABLE1
-from pipeline.report.plots import (DASH_DOT, DASHED, DOTTED, SOLID, TITLE_SIZE, figure_png,
-                                   legend_under, line_style, new_figure, wrap_title)
+from pipeline.report.plots import (DASH_DOT, DASH_DOT_DOT, DASHED, DOTTED, SOLID, TITLE_SIZE,
+                                   figure_png, legend_under, line_style, new_figure, wrap_title)
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
 # the columns in the shared vocabulary, the description set's kind unknown ("descriptions")
@@ -159,12 +159,13 @@ def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
             .sort_values("image_ratio", ignore_index=True) for source in PAPER_SOURCES}
 
 
-# (dashes, marker) of each text source's line, ours solid and filled, the paper's (CUB) dashed,
-# dotted or dash-dotted and open: no two lines alike (the paper's captions and LLM lines
-# nearly coincide)
+# (dashes, marker) of each text source's line: ours solid and filled (the ablation's dotted),
+# the paper's (CUB) dash-dotted, dashed or dash-dot-dotted and open: no two lines share a dash
+# pattern and a marker (the paper's captions and LLM lines nearly coincide)
 OUR_LINES = {"none": (SOLID, "o"), "captions": (SOLID, "s"), "descriptions": (SOLID, "^"),
              "captions_unmapped": (DOTTED, "v"), "descriptions_unmapped": (DOTTED, "D")}
-PAPER_LINES = {"none": (DASH_DOT, "o"), "captions": (DASHED, "s"), "descriptions": (DOTTED, "^")}
+PAPER_LINES = {"none": (DASH_DOT, "o"), "captions": (DASHED, "s"),
+               "descriptions": (DASH_DOT_DOT, "^")}
 COLOURS = {"none": "tab:blue", "captions": "tab:orange", "descriptions": "tab:green",
            "captions_unmapped": "tab:orange", "descriptions_unmapped": "tab:green"}
 
