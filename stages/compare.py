@@ -13,7 +13,7 @@ def compare_revs(rev_a: str, rev_b: str, table_path: Path, out_file: Path | None
     """Table 1 and the params of two experiments, read through DVC at each rev."""
     from pipeline.common import InputError, write_text
     from pipeline.report import (compare_markdown, compare_table1, dataset_of, mismatches,
-                                 params_diff)
+                                 params_diff, text_kind_of)
 
     (table_a, params_a), (table_b, params_b) = (load_experiment(rev, table_path)
                                                 for rev in (rev_a, rev_b))
@@ -24,7 +24,8 @@ def compare_revs(rev_a: str, rev_b: str, table_path: Path, out_file: Path | None
     datasets = (dataset_of(params_a), dataset_of(params_b))
     for line in mismatches(cells, datasets):
         print(f"report: WARNING: {line}", file=sys.stderr)
-    markdown = compare_markdown(cells, params_diff(params_a, params_b), rev_a, rev_b, datasets)
+    markdown = compare_markdown(cells, params_diff(params_a, params_b), rev_a, rev_b, datasets,
+                                (text_kind_of(params_a), text_kind_of(params_b)))
     print(markdown, end="")
     if out_file is not None:
         write_text(out_file, markdown)

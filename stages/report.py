@@ -26,6 +26,9 @@ def main(evaluate: Optional[Path] = typer.Option(
          zeroshot: Optional[Path] = typer.Option(
              None, help=f"Results of `zeroshot`, one folder per backbone. Default: "
              f"{shown_path('zeroshot')}."),
+         describe: Optional[Path] = typer.Option(
+             None, help=f"The description sets' tables (`describe`): what wrote each set, from "
+             f"its fgvc.made_by metadata. Default: {shown_path('describe')}."),
          out: Path = artifact_option("report", help="Report folder."),
          params: Path = PARAMS_OPTION,
          compare: Optional[tuple[str, str]] = typer.Option(
@@ -43,10 +46,12 @@ def main(evaluate: Optional[Path] = typer.Option(
         raise ParamsError("--out-file goes with --compare")
     settings = load_params(params)
     evaluate, zeroshot = evaluate or artifact("evaluate"), zeroshot or artifact("zeroshot")
+    describe = describe or artifact("describe")
 
     import pandas as pd
 
-    from pipeline.report import ZeroShotRun, build_report
+    from pipeline.report import ZeroShotRun, build_report, made_by_of
+    from stages.layout import describe_stage
 
     adapters = {b: pd.read_parquet(require(evaluate / b / "results.parquet",
                                            made_by=f"evaluate@{b}"))
@@ -60,9 +65,13 @@ def main(evaluate: Optional[Path] = typer.Option(
                     for p in run["pictures"]}
         runs[b] = ZeroShotRun(pd.read_parquet(folder / "results.parquet"), run, pictures)
     described = {name: settings.describe.provenance(name) for name in settings.describe.every_set}
+    made_by = {name: made_by_of(require(describe / f"{name}.parquet",  # as its table says
+                                        made_by=describe_stage(name, settings.describe)), name)
+               for name in settings.describe.every_set}
     report = build_report(adapters, runs, described, settings.train_adapter.descriptions,
                           paper=settings.data.target.format == "cub", settings=settings.report,
-                          reference_only=settings.data.is_demo, qformer=settings.has_qformer)
+                          reference_only=settings.data.is_demo, qformer=settings.has_qformer,
+                          made_by=made_by)
     report.save(out)
     for line in report.lines:
         say("report")(line)

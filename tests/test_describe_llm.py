@@ -501,3 +501,20 @@ def test_the_descriptions_table_says_which_model_and_server_wrote_it(tmp_path):
                                  "samples_per_class")} == {
         "backend": "openai", "prompt": "prompt paper", "model": shipped("model"),
         "server": host, "temperature": 0.3, "samples_per_class": 2}
+
+
+def test_the_server_is_named_by_host_and_port_never_with_the_credentials_of_its_url():
+    """A base URL may carry `user:password@`: the host written into the answer cache, the
+    descriptions table's metadata and the report keeps only host:port."""
+    from pipeline.describe.settings import Describe, LLMSettings, server_address
+
+    url = "http://alice:s3cr%40t@llm.lab.org:8443/v1"
+    assert LLMSettings(base_url=url).host == "llm.lab.org:8443"
+    assert LLMSettings(base_url="http://[::1]:8000/v1").host == "[::1]:8000"
+    assert LLMSettings(base_url="https://token@api.example.com/v1").host == "api.example.com"
+    assert server_address("bob:pw@10.0.0.5:8000") == "10.0.0.5:8000"  # an old, long netloc
+    describe = Describe(sets={"d": {"backend": "openai", "prompt": "cbd"}},
+                        openai={"base_url": url}, controls={})
+    made = json.dumps(describe.made_by("d"))
+    assert '"server": "llm.lab.org:8443"' in made
+    assert "alice" not in made and "s3cr" not in made

@@ -17,6 +17,7 @@ import yaml
 from conftest import REPO
 from typer.testing import CliRunner
 
+from pipeline.common import write_parquet
 from pipeline.report.compare import compare_markdown, compare_table1, flatten_params, params_diff
 from pipeline.report.paper import TABLE1
 from pipeline.report.summary import summary_html
@@ -247,12 +248,28 @@ def test_report_stage_writes_every_output(tmp_path):
         write_zeroshot_folder(tmp_path / "zeroshot" / name, baseline_rows(
             name, backbone["model"], "trained here", {"attributes": 60.0}), {
             "dataset": demo, "classes": 20, "test_images": 600, "templates": {"paper": 1},
-            "descriptions": {"attributes": {"backend": "attributes"}}, "pictures": [],
+            "descriptions": {"attributes": {"backend": "attributes"},
+                             "llm": {"backend": "openai"}, "shuffled": {"backend": "control"}},
+            "pictures": [],
             "backbone": name, "model": backbone["model"], "pretrained": None})
+    # the description sets' tables, each saying what wrote it; an LLM set of a base URL with
+    # credentials (written before LLMSettings.host cut them), a control without the key
+    params["describe"]["sets"]["llm"] = {"backend": "openai", "prompt": "cbd"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    made = {"llm": {"backend": "openai", "prompt": "prompt cbd", "source": "backend openai",
+                    "model": "qwen2.5-7b-instruct", "server": "alice:pw@llm.lan:8000",
+                    "temperature": 0.7, "max_tokens": 256, "samples_per_class": 10},
+            "attributes": {"backend": "attributes", "source": "backend attributes",
+                           "prompt": "4 attribute(s) per sentence"}}
+    for name in [*params["describe"]["sets"], *params["describe"]["controls"]]:
+        metadata = {"fgvc.made_by": json.dumps(made[name])} if name in made else None
+        write_parquet(tmp_path / "describe" / f"{name}.parquet",
+                      pd.DataFrame({"class_id": [1], "text": ["a bird"]}), metadata)
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", "--evaluate", str(tmp_path / "evaluate"),
                                  "--zeroshot", str(tmp_path / "zeroshot"), "--out", str(out),
-                                 "--params", str(REPO / "params.yaml")])
+                                 "--describe", str(tmp_path / "describe"),
+                                 "--params", str(tmp_path / "params.yaml")])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "table1.csv")
     assert len(table) == 60 * len(adapters) and set(table["backbone"]) == set(adapters)
@@ -278,8 +295,23 @@ def test_report_stage_writes_every_output(tmp_path):
         assert "image + attribute sentences" in text and "image + LLM" not in text
     assert len(pd.read_csv(out / "zeroshot.csv")) == 3 * len(params["clip"]["backbones"])
     assert "Zero-shot baselines per backbone" in page and "linear probe" in page
+    # laid out for a screen: every table scrolls inside its own box, figures fit the page
+    assert page.count("<table") == page.count('<div class="scroll"><table') > 4
+    assert "div.scroll { overflow-x: auto;" in page and "img { max-width: 100%;" in page
     assert sorted(p.name for p in (out / "plot").iterdir()) == [
         "captions.csv", "descriptions.csv", "none.csv"]
+    # every output that uses description sets says what wrote them, credentials never
+    llm = "| llm | LLM descriptions | qwen2.5-7b-instruct | llm.lan:8000 | prompt cbd | 0.7 | 10 |"
+    attributes = "| attributes | attribute sentences | - | - | 4 attribute(s) per sentence | - | - |"
+    assert llm in (out / "zeroshot.md").read_text()
+    for name in ("table1.md", "fewshot.md", "zeroshot.md"):
+        text = (out / name).read_text()
+        assert "| set | texts | model | server | prompt | temperature | samples |" in text
+        assert attributes in text, name
+    assert "<td class=\"text\">qwen2.5-7b-instruct</td><td class=\"text\">llm.lan:8000</td>" in page
+    assert "| shuffled | not recorded |" in (out / "zeroshot.md").read_text()  # no made_by
+    for path in out.rglob("*"):
+        assert path.is_dir() or b"alice" not in path.read_bytes() and b":pw@" not in path.read_bytes()
     assert not list(out.rglob("*.tmp"))
 
 
@@ -456,3 +488,135 @@ def test_the_demo_shows_the_papers_numbers_as_a_reference_without_colour():
     page = summary_html([(cells, RunContext(colour_diffs=False), {})])
     assert "background: rgba" not in page and "<td>+1.00</td>" in page
     assert "CUB's paper (reference)" in page and "<td>85.07</td>" in page
+
+
+def texts_inside(fig) -> list[str]:
+    """The title(s), axis labels and legend entries of `fig` whose drawn box leaves the figure
+    (empty: nothing would be clipped even without bbox_inches='tight')."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+    texts += [t for legend in fig.legends for t in legend.get_texts()]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle)
+    box = fig.bbox
+    return [t.get_text() for t in texts if t.get_text() and not (
+        box.x0 - 0.5 <= t.get_window_extent(renderer).x0
+        and t.get_window_extent(renderer).x1 <= box.x1 + 0.5
+        and box.y0 - 0.5 <= t.get_window_extent(renderer).y0
+        and t.get_window_extent(renderer).y1 <= box.y1 + 0.5)]
+
+
+def line_looks(fig) -> list[tuple]:
+    """(dash pattern, marker, filled) of every labelled line."""
+    return [(str(line._unscaled_dash_pattern), line.get_marker(),
+             line.get_markerfacecolor() != "none")
+            for ax in fig.axes for line in ax.get_lines()
+            if not line.get_label().startswith("_")]
+
+
+def test_plot_titles_and_legends_fit_and_no_two_lines_look_alike():
+    """Issue 25: "... (class_balanced selectio" was cut off, and the paper's dashed captions
+    line hid under its LLM line."""
+    from pipeline.report.few_shot import few_shot_figure, few_shot_table
+    from pipeline.report.tables import table1_figure
+
+    results = fake_results(seeds=(0, 1)).assign(text_mapping="qformer")
+    text = results[results["text_source"] != "none"]  # and the ablation's, without Q-Former
+    cells = table1(pd.concat([results, text.assign(text_mapping="none")], ignore_index=True))
+    context = RunContext(dataset="demo world (20 made-up bird species, drawn)",
+                         backbone="ViT-L-14-336-quickgelu", text_label="attribute sentences")
+    fig = table1_figure(cells, "class_balanced", context)
+    assert texts_inside(fig) == []
+    title = fig.axes[0].get_title()
+    assert "\n" in title and title.replace("\n", " ").endswith("(class_balanced selection)")
+    lines = [line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert len(lines) == 8  # 5 of ours (3 + the ablation's 2), 3 of the paper's
+    dashes = [str(line._unscaled_dash_pattern) for line in lines]
+    markers = [(line.get_marker(), line.get_markerfacecolor() != "none") for line in lines]
+    assert len(set(zip(dashes, markers))) == 8
+    ours = [i for i, line in enumerate(lines) if "(ours)" in line.get_label()]
+    paper = [i for i in range(len(lines)) if i not in ours]
+    # the paper's lines differ from each other in dashes and in marker, and from all of ours
+    assert len({dashes[i] for i in paper}) == len({markers[i] for i in paper}) == 3
+    assert not {dashes[i] for i in paper} & {dashes[i] for i in ours}
+    png = table1_png(cells, "class_balanced", context)
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    # cropped to what it draws (+ 0.1 in of padding a side), never widened by a long title
+    assert 700 < width <= 8.2 * 110 and 400 < height <= 5.7 * 110
+
+    linear = fake_results(selections=("class_balanced",)).assign(method="linear",
+                                                                  text_mapping="qformer")
+    table = few_shot_table(pd.concat([linear, few_shot_rows()], ignore_index=True))
+    fig = few_shot_figure(table, "demo world (20 made-up bird species, drawn), backbone "
+                          "ViT-L-14-336-quickgelu: few-shot methods x image budget, a title "
+                          "longer than the figure is wide")
+    assert texts_inside(fig) == []
+    assert fig._suptitle.get_text().count("\n") >= 1
+    looks = {look for look in line_looks(fig)}
+    assert len(looks) == table.groupby(["method", "prior"]).ngroups == 4
+
+
+def test_an_llm_set_meets_its_published_row_by_its_provenance_too():
+    """The report passes Describe.provenance entries, whose prompt is in words ('prompt
+    cbd'): a CBD-prompted LLM set still meets CBD's published row."""
+    from pipeline.describe.settings import Describe
+    from pipeline.report.zeroshot import published_as
+
+    describe = Describe(sets={"c": {"backend": "openai", "prompt": "cbd"},
+                              "d": {"backend": "openai", "prompt": "cbd_domain"}}, controls={})
+    assert describe.provenance("c")["prompt"] == "prompt cbd"
+    assert published_as("cbd", "c", describe.provenance("c")) == "cbd"
+    assert published_as("cbd", "d", describe.provenance("d")) == "domain"
+    assert published_as("cbd", "c", {"backend": "openai", "prompt": "cbd"}) == "cbd"
+
+
+def test_one_vocabulary_names_the_text_sources_in_every_output():
+    from pipeline.report.compare import text_kind_of
+    from pipeline.report.few_shot import label
+    from pipeline.report.labels import source_label, source_text
+
+    kind = "attribute sentences"
+    assert RunContext(text_label=kind).labels() == {
+        "none": "image only", "captions": "image + captions",
+        "descriptions": "image + attribute sentences",
+        "captions_unmapped": "image + captions, no Q-Former",
+        "descriptions_unmapped": "image + attribute sentences, no Q-Former"}
+    assert label("linear:descriptions", texts=kind) == (
+        "paper's adapter, image + attribute sentences (Q-Former)")
+    assert label("linear:none") == "paper's adapter, image only"
+    assert source_text("backend attributes") == kind
+    assert source_text("backend openai") == "LLM descriptions"
+    assert source_text("control of descriptors") == "control texts of descriptors"
+    params = {"train_adapter": {"descriptions": "attributes"},
+              "describe": {"sets": {"attributes": {"backend": "attributes"}}}}
+    assert text_kind_of(params) == kind and text_kind_of({}) == "descriptions"
+    cells = compare_table1(table1(fake_results(selections=("class_balanced",))),
+                           table1(fake_results(selections=("class_balanced",))))
+    same = compare_markdown(cells, params_diff(params, params), "a", "b", None, (kind, kind))
+    assert "| (90, 10) | image + attribute sentences |" in same
+    other = compare_markdown(cells, params_diff(params, {}), "a", "b", None,
+                             (kind, "LLM descriptions"))
+    assert ("| image + descriptions (A: attribute sentences; B: LLM descriptions) |"
+            in other)
+    assert source_label("descriptions") == "image + descriptions"
+
+
+def test_provenance_reads_each_tables_made_by_and_refuses_a_broken_one(tmp_path):
+    from pipeline.common import InputError
+    from pipeline.report.provenance import made_by_of, provenance_table
+
+    good, broken, old = (tmp_path / f"{n}.parquet" for n in ("good", "broken", "old"))
+    table = pd.DataFrame({"class_id": [1], "text": ["a bird"]})
+    write_parquet(good, table, {"fgvc.made_by": json.dumps(
+        {"backend": "openai", "prompt": "prompt cbd", "model": "m", "server": "h:1",
+         "temperature": 0.25, "samples_per_class": 3})})
+    write_parquet(broken, table, {"fgvc.made_by": "{not json"})
+    write_parquet(old, table)
+    rows = provenance_table({"good": made_by_of(good, "good"), "old": made_by_of(old, "old")})
+    assert rows.values.tolist() == [
+        ["good", "LLM descriptions", "m", "h:1", "prompt cbd", "0.25", "3"],
+        ["old"] + ["not recorded"] * 6]
+    with pytest.raises(InputError, match=r"broken.parquet: schema metadata fgvc.made_by of set "
+                                         r"'broken' is not JSON"):
+        made_by_of(broken, "broken")

@@ -189,6 +189,43 @@ def test_explanation_picture_writes_a_png(tmp_path, wrong):
         explanation_picture(image, rows, title="all")
 
 
+def test_explanation_bars_start_at_0_and_show_each_descriptor_whole(tmp_path):
+    """Issue 25: cosines of 0.616 / 0.614 / 0.613 drawn on an axis zoomed to their band looked
+    very different, and descriptors were cut at two lines, hiding the trait that separates
+    sibling species (here its last words)."""
+    import pandas as pd
+
+    from pipeline.zeroshot.pictures import explanation_figure
+
+    long = ("Least Flycatcher, which has a small olive-grey body with a white eye-ring, two "
+            "pale wing bars, a short broad bill with an orange lower mandible, and a short "
+            "primary projection that separates it from the Acadian Flycatcher")
+    rows = pd.DataFrame({
+        "image_id": 7, "role": ["predicted"] * 3 + ["true"] * 2, "correct": False,
+        "rank": [1, 2, 3, 1, 2], "class_score": [0.614, 0.614, 0.614, 0.601, 0.601],
+        "class_name": ["Least Flycatcher"] * 3 + ["Acadian Flycatcher"] * 2,
+        "descriptor": [long, "Least Flycatcher, which has a white eye-ring",
+                       "Least Flycatcher, which has two wing bars",
+                       "Acadian Flycatcher, which has a long primary projection",
+                       "Acadian Flycatcher, which has a greenish back"],
+        "similarity": [0.616, 0.614, 0.613, 0.605, 0.597]})
+    image = tmp_path / "bird.png"
+    Image.new("RGB", (64, 48), (120, 140, 90)).save(image)
+    fig = explanation_figure(image, rows, title="image 7")
+    bars = fig.axes[1:]
+    assert [ax.get_xlim()[0] for ax in bars] == [0.0, 0.0]
+    assert bars[0].get_xlim() == bars[1].get_xlim()  # one axis for both blocks
+    labels = [t.get_text() for t in bars[0].get_yticklabels()]
+    assert labels[0].replace("\n", " ") == long.removeprefix("Least Flycatcher, ")
+    assert labels[0].count("\n") >= 2 and "..." not in labels[0]  # whole, over 3+ lines
+    assert all(len(line) <= 60 for line in labels[0].splitlines())
+    fig.canvas.draw()  # every label inside the picture, the longest included
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    for text in bars[0].get_yticklabels():
+        extent = text.get_window_extent(renderer)
+        assert extent.y0 >= box.y0 - 0.5 and extent.y1 <= box.y1 + 0.5 and extent.x0 >= 0
+
+
 def test_a_template_file_with_an_unknown_key_is_refused(tmp_path):
     (tmp_path / "mine.yaml").write_text("templates: ['a {}']\ntemplate: ['a photo of {}']\n")
     with pytest.raises(InputError, match="unknown key"):

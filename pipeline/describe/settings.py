@@ -48,11 +48,20 @@ class LLMSettings(Section):
 
     @property
     def host(self) -> str:
-        return urlparse(self.url).netloc
+        """host:port of the server, never its `user:password@` (the host is written into the
+        answer cache, the descriptions tables' metadata and the report)."""
+        return server_address(self.url)
 
     @property
     def is_openai(self) -> bool:
         return urlparse(self.url).hostname == OPENAI_HOST
+
+
+def server_address(url: str) -> str:
+    """'host:port' of a URL (or of a netloc already shortened to one), without the credentials
+    a base URL may carry: 'http://me:secret@llm.lan:8000/v1' -> 'llm.lan:8000'."""
+    netloc = urlparse(url if "//" in url else f"//{url}").netloc
+    return netloc.rpartition("@")[2]
 
 
 FILE_BACKENDS = ("cbd_json", "file")  # read a file: describe.files, whose stage depends on it

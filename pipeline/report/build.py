@@ -8,7 +8,9 @@ comparison, one row per backbone and baseline), summary.html (one self-contained
 tables with coloured differences, the plots and the CBD explanation pictures inlined),
 figures/table1_<backbone>_<selection>.png (accuracy vs image ratio, the paper's curves dashed),
 figures/fewshot_<backbone>.png (top-1 vs budget per method) and plot/<source>.csv (the first
-adapter backbone's lines at `report.plot_selection`, as DVC plot data).
+adapter backbone's lines at `report.plot_selection`, as DVC plot data). Each Markdown file ends
+with, and the page shows after Table 1, what wrote the description sets they use (`provenance`:
+model, server, prompt, temperature, samples, from each table's fgvc.made_by).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import pandas as pd
 
 from pipeline.common import write_bytes, write_text
 from pipeline.data.reference_names import DATASET_NAMES
-from pipeline.report.few_shot import (best_text_prior, few_shot_html, few_shot_markdown,
-                                      few_shot_png, few_shot_table)
+from pipeline.report.few_shot import (NO_PRIOR, best_text_prior, few_shot_html,
+                                      few_shot_markdown, few_shot_png, few_shot_table)
+from pipeline.report.labels import text_kind
+from pipeline.report.provenance import provenance_html, provenance_markdown, provenance_table
 from pipeline.report.settings import Report
 from pipeline.report.summary import diff_style, png_data_uri, summary_html
 from pipeline.report.tables import (NO_QFORMER, RunContext, plot_series, selections, table1,
@@ -31,8 +35,6 @@ from pipeline.report.zeroshot import (METHOD_LABELS, zero_shot_html, zero_shot_m
                                       zero_shot_table)
 
 PAPER_METHOD = "linear"  # Table 1 is the paper's linear adapter
-TEXT_LABELS = {"openai": "LLM", "attributes": "attribute sentences",
-               "cbd_json": "CBD descriptors", "file": "own descriptions"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +58,14 @@ class ReportFiles:
 
 
 def describe_set(name: str, entry: dict) -> str:
-    """'attributes (backend attributes)', 'cbd (backend openai, prompt cbd)'."""
-    details = [f"backend {entry['backend']}"]
-    if entry.get("prompt"):
-        details.append(f"prompt {entry['prompt']}")
-    if entry.get("path"):
+    """'attributes (attribute sentences, 4 attribute(s) per sentence)', 'cbd (LLM descriptions,
+    prompt cbd)'. entry: its `Describe.provenance` (`prompt` already in words), or a bare
+    describe entry."""
+    details = [text_kind(entry.get("backend"))]
+    prompt = entry.get("prompt")
+    if prompt:
+        details.append(prompt if " " in prompt else f"prompt {prompt}")
+    elif entry.get("path"):
         details.append(f"file {Path(entry['path']).name}")
     return f"{name} ({', '.join(details)})"
 
@@ -68,21 +73,24 @@ def describe_set(name: str, entry: dict) -> str:
 def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun],
                  described: dict[str, dict], adapter_descriptions: str, paper: bool,
                  settings: Report, reference_only: bool = False,
-                 qformer: bool = True) -> ReportFiles:
+                 qformer: bool = True, made_by: dict[str, dict] | None = None) -> ReportFiles:
     """The report of `adapters` (adapter backbone -> its evaluate results) and `zeroshot`
     (every backbone -> its run), given how each description set was made (`described`: set ->
     its describe entry), the adapters' description set, and whether the published numbers are
     about this dataset (`paper`: CUB; `reference_only`: shown, but only as a reference, their
     differences not coloured: the demo's made-up world in CUB's layout); `qformer` False: no
-    Q-Former was trained (no COCO), and every Table 1 says so (`NO_QFORMER`)."""
+    Q-Former was trained (no COCO), and every Table 1 says so (`NO_QFORMER`). made_by: set ->
+    its descriptions table's `fgvc.made_by` ({} where the table has none): each output that uses
+    description sets says what wrote them (model, server, prompt, temperature, samples)."""
     files, blocks, tables, lines = {}, [], [], []
+    made_by = made_by or {}
     entry = described[adapter_descriptions]
     for number, (backbone, results) in enumerate(adapters.items()):
         run = zeroshot[backbone].run
         context = RunContext(
             dataset=run["dataset"], test_images=run["test_images"], backbone=backbone,
             clip=f"{run['model']} ({run['pretrained'] or 'trained here'})",
-            text_label=TEXT_LABELS[entry["backend"]],
+            text_label=text_kind(entry["backend"]),
             descriptions=describe_set(adapter_descriptions, entry),
             references=tuple((f"{METHOD_LABELS.get(row.method, row.method)}: {row.variant}",
                               float(row.top1), float(row.top5))
@@ -110,8 +118,12 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
     cells = cells[["backbone", "method"] + [c for c in cells if c not in ("backbone", "method")]]
     # 4 decimals: `--compare` computes B - A from these (2 made one change -1.66 here, -1.67 there)
     files["table1.csv"] = cells.to_csv(index=False, float_format="%.4f")
+    priors = [p for results in adapters.values() if "prior" in results
+              for p in results["prior"].dropna().unique() if p != NO_PRIOR]
+    adapter_sets = list(dict.fromkeys([adapter_descriptions, *priors]))
     files["table1.md"] = "\n".join(table1_markdown(block_cells, context)
-                                   for block_cells, context, _ in blocks)
+                                   for block_cells, context, _ in blocks) + _made_by_md(
+                                       made_by, adapter_sets)
     baselines = pd.concat([run.results for run in zeroshot.values()], ignore_index=True)
     baseline_table = zero_shot_table(baselines, described, published=paper)
     first = next(iter(zeroshot.values())).run
@@ -122,16 +134,22 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
                                                    in first["templates"].items())
                 + f". Class names: {first.get('class_names', DATASET_NAMES)}.")
     files["zeroshot.csv"] = baseline_table.to_csv(index=False, float_format="%.2f")
-    files["zeroshot.md"] = zero_shot_markdown(baseline_table, what_ran)
+    files["zeroshot.md"] = zero_shot_markdown(baseline_table, what_ran) + _made_by_md(
+        made_by, list(first["descriptions"]))
     sections = [("Zero-shot baselines per backbone, ours vs the published numbers",
                  f"<p>{html.escape(what_ran)}</p>" + zero_shot_html(baseline_table, diff_style))]
     for backbone in adapters:
         pictures = _pictures_html(zeroshot[backbone])
         if pictures:
             sections.append((f"Why CBD decided: test images of {backbone}", pictures))
-    few_shot = _few_shot(adapters, zeroshot, files)
+    few_shot = _few_shot(adapters, zeroshot, files, text_kind(entry["backend"]))
     if few_shot:
         sections.insert(0, few_shot)
+        files["fewshot.md"] += _made_by_md(made_by, adapter_sets)
+    every = list(dict.fromkeys([*adapter_sets, *first["descriptions"]]))
+    if every:
+        sections.insert(0, ("Description sets: what wrote them", provenance_html(provenance_table(
+            {name: made_by.get(name, {}) for name in every}))))
     files["summary.html"] = summary_html(blocks, sections)
     if not qformer:
         lines.append(NO_QFORMER)
@@ -140,8 +158,13 @@ def build_report(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShot
     return ReportFiles(files, lines)
 
 
+def _made_by_md(made_by: dict[str, dict], names: list[str]) -> str:
+    """The provenance of the description sets `names`, a Markdown block to end a file."""
+    return "\n" + provenance_markdown(provenance_table({n: made_by.get(n, {}) for n in names}))
+
+
 def _few_shot(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun],
-              files: dict) -> tuple[str, str] | None:
+              files: dict, kind: str) -> tuple[str, str] | None:
     """fewshot.csv, fewshot.md and a plot per backbone into `files` (the two tables say so where
     no few-shot method was trained: DVC expects them); the HTML section, or None."""
     tables, markdown, body = [], [], []
@@ -151,11 +174,11 @@ def _few_shot(adapters: dict[str, pd.DataFrame], zeroshot: dict[str, ZeroShotRun
             continue
         run = zeroshot[backbone].run
         heading = f"{run['dataset']}, backbone {backbone}: few-shot methods x image budget"
-        png = few_shot_png(table, heading)
+        png = few_shot_png(table, heading, kind)
         files[f"figures/fewshot_{backbone}.png"] = png
         tables.append(table.assign(backbone=backbone))
-        markdown.append(few_shot_markdown(table, heading))
-        body += [f"<h3>{html.escape(heading)}</h3>", few_shot_html(table),
+        markdown.append(few_shot_markdown(table, heading, kind))
+        body += [f"<h3>{html.escape(heading)}</h3>", few_shot_html(table, kind),
                  f'<p><img alt="few-shot plot, {html.escape(backbone)}" '
                  f'src="{png_data_uri(png)}"></p>']
     if not tables:

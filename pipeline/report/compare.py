@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report.tables import SOURCE_LABELS, format_number, sort_cells
+from pipeline.report.labels import DESCRIPTIONS, SOURCES, source_label, text_kind
+from pipeline.report.tables import format_number, sort_cells
 
 CELL_KEYS = ["selection", "text_source", "image_ratio"]
 ABSENT = "(absent)"
@@ -80,6 +81,30 @@ def dataset_of(params: dict[str, Any]) -> str:
     return f"{target.get('format')} {data.get('root')}/{target.get('path')}"
 
 
+def text_kind_of(params: dict[str, Any]) -> str:
+    """What an experiment's description columns hold, from its params (the adapters' set's
+    backend, in the report's words); "descriptions" where its params do not say."""
+    name = (params.get("train_adapter") or {}).get("descriptions")
+    describe = params.get("describe") or {}
+    for section in ("sets", "files", "controls"):
+        entry = (describe.get(section) or {}).get(name)
+        if isinstance(entry, dict):
+            return text_kind("control" if section == "controls" else entry.get("backend"))
+    return DESCRIPTIONS
+
+
+def source_names(kinds: tuple[str, str] | None) -> dict[str, str]:
+    """Table 1's column names for the comparison: each side's kind of descriptions where both
+    agree, else both named ('image + descriptions (A: LLM descriptions; B: ...)')."""
+    if kinds and kinds[0] == kinds[1]:
+        return {s: source_label(s, kinds[0]) for s in SOURCES}
+    names = {s: source_label(s) for s in SOURCES}
+    if kinds:
+        for s in ("descriptions", "descriptions_unmapped"):
+            names[s] += f" (A: {kinds[0]}; B: {kinds[1]})"
+    return names
+
+
 def mismatches(cells: pd.DataFrame, datasets: tuple[str, str] | None) -> list[str]:
     """What makes B − A compare unlike things: another dataset, other backbones."""
     found = []
@@ -94,10 +119,13 @@ def mismatches(cells: pd.DataFrame, datasets: tuple[str, str] | None) -> list[st
 
 
 def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, name_b: str,
-                     datasets: tuple[str, str] | None = None) -> str:
+                     datasets: tuple[str, str] | None = None,
+                     kinds: tuple[str, str] | None = None) -> str:
     """The comparison as Markdown: what each side ran on, a loud warning where the two are not
     comparable, per selection a row per cell, then the differing params. B − A is computed from
-    the tables' unrounded values (table1.csv keeps 4 decimals)."""
+    the tables' unrounded values (table1.csv keeps 4 decimals). kinds: what each side's
+    description columns hold (`text_kind_of` its params)."""
+    names = source_names(kinds)
     a, b = _value(name_a), _value(name_b)
     lines = [f"# Table 1: {a} (A) vs {b} (B)", ""]
     if datasets:
@@ -115,7 +143,7 @@ def compare_markdown(cells: pd.DataFrame, params: pd.DataFrame, name_a: str, nam
                   f"| (image, text) % | source | A: {a} | B: {b} | B − A |", "|---|---|---|---|---|"]
         for row in group.itertuples():
             lines.append(f"| ({row.image_ratio}, {row.text_ratio}) | "
-                         f"{SOURCE_LABELS.get(row.text_source, row.text_source)} | "
+                         f"{names.get(row.text_source, row.text_source)} | "
                          f"{format_number(row.top1_a)} | {format_number(row.top1_b)} | {format_number(row.diff, '{:+.2f}')} |")
     lines += ["", "## params that differ", ""]
     if params.empty:

@@ -6,14 +6,19 @@ same ratios beside them (image only, and with the description set through the Q-
 from __future__ import annotations
 
 import html
-import io
 
 import numpy as np
 import pandas as pd
 
+from pipeline.report.labels import DESCRIPTIONS, source_label
+from pipeline.report.plots import (DASHED, DOTTED, MARKERS, SOLID, TITLE_SIZE, figure_png,
+                                   legend_under, line_style, new_figure, wrap_title)
+from pipeline.report.summary import scroll_box
+
 METHOD_LABELS = {
-    "linear:none": "paper's adapter, image only",
-    "linear:descriptions": "paper's adapter + descriptions (Q-Former)",
+    "linear:none": f"paper's adapter, {source_label('none')}",
+    # its description set's kind filled in by `label` (pipeline.report.labels)
+    "linear:descriptions": "paper's adapter, {descriptions} (Q-Former)",
     "probe": "linear probe (CLIP's protocol)",
     "ensemble": "probe + alpha x zero-shot (output ensemble)",
     "text_prior": "probe pulled to text prototypes",
@@ -92,8 +97,10 @@ def budgets_in_order(table: pd.DataFrame) -> list[str]:
     return [b for _, b in sorted(zip(key, first["budget"]))]
 
 
-def label(method: str, prior: str = NO_PRIOR) -> str:
-    name = METHOD_LABELS.get(method, method)
+def label(method: str, prior: str = NO_PRIOR, texts: str = DESCRIPTIONS) -> str:
+    """A row's name; texts: what the adapters' description set holds ('attribute sentences')."""
+    name = METHOD_LABELS.get(method, method).replace("{descriptions}",
+                                                     source_label("descriptions", texts))
     return name if prior == NO_PRIOR else f"{name}, {prior} prior"
 
 
@@ -102,7 +109,7 @@ def cell_text(row) -> str:
     return f"{row.top1:.1f}{std}"
 
 
-def few_shot_markdown(table: pd.DataFrame, heading: str) -> str:
+def few_shot_markdown(table: pd.DataFrame, heading: str, texts: str = DESCRIPTIONS) -> str:
     """Methods as rows, budgets as columns, 'mean ± std' cells; the best of a column in bold."""
     budgets = budgets_in_order(table)
     best = table.groupby("budget")["top1"].max()
@@ -113,12 +120,12 @@ def few_shot_markdown(table: pd.DataFrame, heading: str) -> str:
     for (method, prior), group in table.groupby(["method", "prior"], sort=False):
         cells = {row.budget: (f"**{cell_text(row)}**" if row.top1 == best[row.budget]
                               else cell_text(row)) for row in group.itertuples()}
-        lines.append(f"| {label(method, prior)} | "
+        lines.append(f"| {label(method, prior, texts)} | "
                      + " | ".join(cells.get(b, "-") for b in budgets) + " |")
     return "\n".join(lines) + "\n"
 
 
-def few_shot_html(table: pd.DataFrame) -> str:
+def few_shot_html(table: pd.DataFrame, texts: str = DESCRIPTIONS) -> str:
     budgets = budgets_in_order(table)
     best = table.groupby("budget")["top1"].max()
     head = "".join(f"<th>{html.escape(b)}</th>" for b in budgets)
@@ -129,32 +136,35 @@ def few_shot_html(table: pd.DataFrame) -> str:
             '<td class="missing">-</td>' if b not in cells else
             f"<td>{'<b>' if cells[b].top1 == best[b] else ''}{html.escape(cell_text(cells[b]))}"
             f"{'</b>' if cells[b].top1 == best[b] else ''}</td>" for b in budgets)
-        rows.append(f'<tr><td class="ratio">{html.escape(label(method, prior))}</td>{tds}</tr>')
-    return (f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}"
-            "</tbody></table>")
+        rows.append(f'<tr><td class="ratio">{html.escape(label(method, prior, texts))}</td>{tds}</tr>')
+    return scroll_box(f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>"
+                      f"{''.join(rows)}</tbody></table>")
 
 
-def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
-    """Top-1 against budget per method: k shots (log scale) left, ratios right, ± std bands."""
+def few_shot_figure(table: pd.DataFrame, title: str, texts: str = DESCRIPTIONS):
+    """Top-1 against budget per method: k shots (log scale) left, ratios right, ± std bands;
+    one colour and marker per method, the text-free ones dashed, a later prior's dotted; title
+    and legend inside the figure."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    fig, axes = new_figure(11, 5.5, ncols=2, sharey=True)
     priors = [p for p in table["prior"].unique() if p != NO_PRIOR]
     first_prior = priors[0] if priors else NO_PRIOR  # a later prior's lines are dotted
     methods = list(dict.fromkeys(table["method"]))  # one colour per method, whatever its prior
-    colours = plt.get_cmap("tab10").colors
+    colours = matplotlib.colormaps["tab10"].colors
     for (method, prior), group in table.groupby(["method", "prior"], sort=False):
-        style = "--" if method in TEXT_FREE else ":" if prior != first_prior else "-"
-        colour = colours[methods.index(method) % len(colours)]
+        dashes = DASHED if method in TEXT_FREE else DOTTED if prior != first_prior else SOLID
+        index = methods.index(method)
+        colour = colours[index % len(colours)]
+        style = line_style(dashes, MARKERS[index % len(MARKERS)], filled=prior == first_prior
+                           or method in TEXT_FREE)
         for ax, column in zip(axes, ("shots", "image_ratio")):
             points = group[group["shots"].notna() == (column == "shots")]
             if points.empty:
                 continue
             points = points.sort_values(column)
-            ax.plot(points[column], points["top1"], "o" + style, ms=4, color=colour,
-                    label=label(method, prior))
+            ax.plot(points[column], points["top1"], color=colour,
+                    label=label(method, prior, texts), **style)
             if points["top1_std"].notna().any():
                 ax.fill_between(points[column], points["top1"] - points["top1_std"],
                                 points["top1"] + points["top1_std"], color=colour,
@@ -170,10 +180,11 @@ def few_shot_png(table: pd.DataFrame, title: str) -> bytes:
     handles, labels = axes[1].get_legend_handles_labels()
     more = {l: h for h, l in zip(*axes[0].get_legend_handles_labels())}
     merged = dict(zip(labels, handles), **more)
-    fig.legend(merged.values(), merged.keys(), fontsize=8, loc="lower center", ncol=4)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    legend_under(fig, list(merged.values()), list(merged.keys()), columns=3)
+    fig.suptitle(wrap_title(title, fig), fontsize=TITLE_SIZE)
+    return fig
+
+
+def few_shot_png(table: pd.DataFrame, title: str, texts: str = DESCRIPTIONS) -> bytes:
+    """`few_shot_figure` as PNG bytes."""
+    return figure_png(few_shot_figure(table, title, texts))

@@ -1,6 +1,12 @@
 """The report as one self-contained HTML page: Table 1 per selection with the differences to
 the paper coloured, and the plots inlined as data URIs, so the single file can be mailed,
-attached to a pull request or opened from a DVC remote without anything beside it."""
+attached to a pull request or opened from a DVC remote without anything beside it.
+
+Laid out for a 1,280-1,600 px screen: the page is at most 100em (1,600 px) wide, every table
+sits in a box of its own that scrolls sideways (`scroll_box`) rather than pushing the page
+wider, long text cells wrap (`td.text`), and figures shrink to the page (max-width: 100%).
+tests/test_browser.py checks that in headless Chromium at 1,400 px.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,19 @@ from pipeline.report.tables import RunContext, format_number, selections
 FULL_COLOUR_AT = 10.0
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; padding: 0 1em;
+       max-width: 100em; color: #222; }
+div.scroll { overflow-x: auto; max-width: 100%; margin: 1em 0; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+td { white-space: nowrap; }
 th { background: #f3f3f3; }
 td.ratio { text-align: left; white-space: nowrap; }
+td.text { text-align: left; white-space: normal; min-width: 6em; max-width: 22em;
+          overflow-wrap: anywhere; }
 td.missing { color: #aaa; text-align: center; }
 .note { color: #555; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; }
 """
 
 
@@ -33,6 +44,12 @@ def diff_style(diff: float | None) -> str:
     alpha = 0.12 + 0.6 * min(abs(diff) / FULL_COLOUR_AT, 1.0)
     rgb = "46, 160, 67" if diff >= 0 else "215, 58, 73"
     return f' style="background: rgba({rgb}, {alpha:.2f})"'
+
+
+def scroll_box(table: str) -> str:
+    """A table in a box of its own that scrolls sideways where the table is wider than the
+    page, so a wide table never pushes the page (and the columns after it) off the screen."""
+    return f'<div class="scroll">{table}</div>'
 
 
 def png_data_uri(png: bytes) -> str:
@@ -70,7 +87,8 @@ def table1_html(cells: pd.DataFrame, selection: str, context: RunContext = RunCo
             row.append(f"<td>{cell['top1']:.2f}{std}</td><td>{format_number(cell['paper_top1'])}</td>"
                        f"<td{style}>{format_number(cell['diff_top1'], '{:+.2f}')}</td>")
         rows.append("<tr>" + "".join(row) + "</tr>")
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    return scroll_box(f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows)
+                      + "\n</tbody>\n</table>")
 
 
 def references_html(context: RunContext) -> str:
@@ -79,8 +97,9 @@ def references_html(context: RunContext) -> str:
         return ""
     rows = "".join(f'<tr><td class="ratio">{html.escape(name)}</td><td>{top1:.2f}</td>'
                    f"<td>{top5:.2f}</td></tr>" for name, top1, top5 in context.references)
-    return ("<p>Reference rows on the same test images:</p>\n<table><thead><tr><th>baseline</th>"
-            f"<th>top-1</th><th>top-5</th></tr></thead><tbody>{rows}</tbody></table>")
+    return ("<p>Reference rows on the same test images:</p>\n" + scroll_box(
+        "<table><thead><tr><th>baseline</th><th>top-1</th><th>top-5</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"))
 
 
 def summary_html(blocks: list[tuple[pd.DataFrame, RunContext, dict[str, bytes]]],

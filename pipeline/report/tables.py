@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import pandas as pd
 
+from pipeline.report.labels import PAPER_TEXT_KIND, SOURCES, source_label
 from pipeline.report.paper import TABLE1
+from pipeline.report.plots import (DASH_DOT, DASH_DOT_DOT, DASHED, DOTTED, SOLID, TITLE_SIZE,
+                                   figure_png, legend_under, line_style, new_figure, wrap_title)
 
 TABLE1_COLUMNS = ["image_ratio", "text_ratio", "text_source", "selection", "top1", "top5"]
-SOURCE_LABELS = {"none": "image only", "captions": "image + captions",
-                 "descriptions": "image + descriptions",
-                 "captions_unmapped": "image + captions, no Q-Former",
-                 "descriptions_unmapped": "image + descriptions, no Q-Former"}
+# the columns in the shared vocabulary, the description set's kind unknown ("descriptions")
+SOURCE_LABELS = {source: source_label(source) for source in SOURCES}
 PAPER_SOURCES = ("none", "captions", "descriptions")  # the paper's columns; the others if trained
 
 
@@ -32,7 +32,9 @@ class RunContext:
     test_images: int | None = None
     clip: str = ""  # e.g. "ViT-B-32 (openai)"
     backbone: str = ""  # its name in clip.backbones
-    text_label: str = "LLM"  # the description column's name: "LLM", "attribute sentences"
+    # what the description column holds (pipeline.report.labels.text_kind): "LLM descriptions",
+    # "attribute sentences", ...
+    text_label: str = PAPER_TEXT_KIND
     descriptions: str = ""  # where the adapter's descriptions came from (set, backend, prompt)
     references: tuple[tuple[str, float, float], ...] = ()  # (row, top-1, top-5) on the same test
     paper: bool = True  # False: a dataset the paper's numbers (CUB's) are not about
@@ -49,9 +51,7 @@ class RunContext:
         """Table 1's column names, the description columns named for what they hold: the
         paper's three, and the ablation's where `cells` has them."""
         shown = sources(cells) if cells is not None else list(SOURCE_LABELS)
-        named = dict(SOURCE_LABELS, descriptions=f"image + {self.text_label}",
-                     descriptions_unmapped=f"image + {self.text_label}, no Q-Former")
-        return {source: named[source] for source in shown}
+        return {source: source_label(source, self.text_label) for source in shown}
 
     def heading(self) -> str:
         versus = ", ours vs the paper" if self.paper else " (the paper's numbers are CUB's: not shown)"
@@ -168,44 +168,49 @@ def plot_series(cells: pd.DataFrame, selection: str) -> dict[str, pd.DataFrame]:
             .sort_values("image_ratio", ignore_index=True) for source in PAPER_SOURCES}
 
 
-def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> bytes:
+# (dashes, marker) of each text source's line: ours solid and filled (the ablation's dotted),
+# the paper's (CUB) dash-dotted, dashed or dash-dot-dotted and open: no two lines share a dash
+# pattern and a marker (the paper's captions and LLM lines nearly coincide)
+OUR_LINES = {"none": (SOLID, "o"), "captions": (SOLID, "s"), "descriptions": (SOLID, "^"),
+             "captions_unmapped": (DOTTED, "v"), "descriptions_unmapped": (DOTTED, "D")}
+PAPER_LINES = {"none": (DASH_DOT, "o"), "captions": (DASHED, "s"),
+               "descriptions": (DASH_DOT_DOT, "^")}
+COLOURS = {"none": "tab:blue", "captions": "tab:orange", "descriptions": "tab:green",
+           "captions_unmapped": "tab:orange", "descriptions_unmapped": "tab:green"}
+
+
+def table1_figure(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()):
     """Accuracy vs image ratio, one solid line per text source (a ± std band over seeds), the
-    paper's dashed beside it.
-
-    PNG bytes rather than a file: the report writes them and inlines the same bytes in its HTML.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    paper's beside it in another dash pattern and marker; title and legend inside the figure."""
     chosen = cells[cells["selection"] == selection]
     labels = context.labels(cells)
-    colours = {"none": "tab:blue", "captions": "tab:orange", "descriptions": "tab:green",
-               "captions_unmapped": "tab:orange", "descriptions_unmapped": "tab:green"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure(8, 5.5)
     for source in labels:
-        colour = colours[source]
+        colour = COLOURS[source]
         points = chosen[chosen["text_source"] == source].sort_values("image_ratio")
-        ax.plot(points["image_ratio"], points["top1"], "x:" if "unmapped" in source else "o-",
-                color=colour, label=f"{labels[source]} (ours)")
+        ax.plot(points["image_ratio"], points["top1"], color=colour,
+                label=f"{labels[source]} (ours)", **line_style(*OUR_LINES[source]))
         if points["top1_std"].notna().any():  # several seeds: a ± std band
             ax.fill_between(points["image_ratio"], points["top1"] - points["top1_std"],
                             points["top1"] + points["top1_std"], color=colour, alpha=0.15, lw=0)
         paper = sorted((r, v) for (r, s), v in TABLE1.get(selection, {}).items()
                        if s == source and context.paper)
         if paper:
-            ax.plot(*zip(*paper), "--", color=colour, alpha=0.6,
-                    label=f"{SOURCE_LABELS[source]} (paper, CUB)")
+            ax.plot(*zip(*paper), color=colour, alpha=0.8, lw=1.3,
+                    label=f"{source_label(source, PAPER_TEXT_KIND)} (paper, CUB)",
+                    **line_style(*PAPER_LINES[source], filled=False))
     ax.set_xlabel("image ratio (%)")
     ax.set_ylabel("top-1 accuracy (%)")
     on = f", {context.backbone}" if context.backbone else ""
-    ax.set_title(f"{context.dataset}{on}: accuracy vs image ratio ({selection} selection)",
-                 fontsize=10)
+    ax.set_title(wrap_title(f"{context.dataset}{on}: accuracy vs image ratio ({selection} "
+                            "selection)", fig), fontsize=TITLE_SIZE)
     ax.invert_xaxis()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    legend_under(fig, *ax.get_legend_handles_labels())
+    return fig
+
+
+def table1_png(cells: pd.DataFrame, selection: str, context: RunContext = RunContext()) -> bytes:
+    """`table1_figure` as PNG bytes: the report writes them and inlines the same bytes in its
+    HTML."""
+    return figure_png(table1_figure(cells, selection, context))

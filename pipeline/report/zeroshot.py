@@ -14,7 +14,9 @@ import html
 
 import pandas as pd
 
+from pipeline.report.labels import source_text
 from pipeline.report.paper import ZERO_SHOT, ZERO_SHOT_LABELS, ZERO_SHOT_PRETRAINED
+from pipeline.report.summary import scroll_box
 from pipeline.report.tables import format_number
 
 ZERO_SHOT_COLUMNS = ["backbone", "model", "pretrained", "method", "variant", "source", "prompt",
@@ -49,8 +51,10 @@ def published_as(method: str, variant: str, description_set: dict | None,
     if description_set.get("backend") == "cbd_json":
         return "cbd"
     if description_set.get("backend") == "openai":
+        # a bare entry's prompt ('cbd') or its provenance's, in words ('prompt cbd')
+        prompt = str(description_set.get("prompt") or "").removeprefix("prompt ")
         return {"cbd": "cbd", "cbd_domain": "domain",
-                "cbd_domain_background": "improved"}.get(description_set.get("prompt"))
+                "cbd_domain_background": "improved"}.get(prompt)
     return None
 
 
@@ -75,6 +79,7 @@ def zero_shot_table(results: pd.DataFrame, description_sets: dict[str, dict],
                                                  table["published_as"])]
         table[f"paper_{k}"] = table[f"paper_{k}"].astype(float)
         table[f"diff_{k}"] = table[k] - table[f"paper_{k}"]
+    table["source"] = table["source"].map(source_text)  # the report's words for text sources
     orders = {"method": {m: i for i, m in enumerate(METHOD_LABELS)},
               "backbone": {b: i for i, b in enumerate(dict.fromkeys(table["backbone"]))}}
     table = table.sort_values(["backbone", "method"], key=lambda c: c.map(orders[c.name]),
@@ -118,13 +123,15 @@ def zero_shot_html(table: pd.DataFrame, diff_style) -> str:
             "</tr>")
     rows = []
     for _, row in table.iterrows():
-        cells = [f'<td class="ratio">{html.escape(str(row["backbone"]))} '
+        cells = [f'<td class="text">{html.escape(str(row["backbone"]))} '
                  f'({html.escape(str(row["model"]))}, {html.escape(str(row["pretrained"]))})</td>',
-                 f'<td class="ratio">{html.escape(_row_label(row))}</td>',
-                 f'<td class="ratio">{html.escape(f"{row.source}: {row.prompt}")}</td>']
+                 f'<td class="text">{html.escape(_row_label(row))}</td>',
+                 f'<td class="text">{html.escape(f"{row.source}: {row.prompt}")}</td>']
         for k in ("top1", "top5"):
             cells.append(f"<td>{_ours(row, k)}</td><td>{format_number(row[f'paper_{k}'])}</td>"
                          f"<td{diff_style(row[f'diff_{k}'])}>"
                          f"{format_number(row[f'diff_{k}'], '{:+.2f}')}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    # in a box that scrolls sideways: top-1 and top-5 never leave the screen with the page
+    return scroll_box(f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows)
+                      + "\n</tbody>\n</table>")
