@@ -589,19 +589,48 @@ def test_lp_pp_with_one_step_count_runs_it_without_cross_validation(monkeypatch)
     inputs = random_inputs(120, 4, 8, 3, seed=3, device=torch.device("cpu"))
     protocol = TrainAdapter(methods={"linear": {}},
                             budgets={"ratios": [100], "shots": [4], "shot_seeds": [1]})
-    heads = []
+    paths = []  # (heads, rows) of each path trained
     path = lp_pp.lp_pp_path
-    monkeypatch.setattr(lp_pp, "lp_pp_path", lambda x, y, mask, *a: heads.append(len(mask))
+    monkeypatch.setattr(lp_pp, "lp_pp_path", lambda x, y, mask, *a: paths.append(mask.shape)
                         or path(x, y, mask, *a))
     runs = lp_pp.train_lp_pp(inputs, protocol,
                              lp_pp.LinearProbePlusPlus(steps=30, eval_every=30)).runs
-    assert heads == [1, 1]  # each budget's one path on all its kept images
+    assert paths == [(1, 120), (1, 16)]  # each budget's one path on all its kept images
     assert runs["steps"].tolist() == [30, 30]
     assert (runs["selected_by"] == "none to choose").all()
-    heads.clear()
+    paths.clear()
     runs = lp_pp.train_lp_pp(inputs, protocol,
                              lp_pp.LinearProbePlusPlus(steps=30, eval_every=10)).runs
-    assert heads == [3, 1, 3, 1] and runs["selected_by"].str.contains("CV").all()
+    # under CV, each fold's path on the other folds' rows alone (4 shots over 3 folds: 2, 1, 1
+    # a class), then one on all of them
+    assert paths == [(1, 80)] * 3 + [(1, 120)] + [(1, 8), (1, 12), (1, 12), (1, 16)]
+    assert runs["selected_by"].str.contains("CV").all()
+
+
+def test_lp_pp_held_out_heads_are_the_masked_heads_on_every_row(blobs):
+    """held_out_correct trains each fold's path on the other folds' rows alone: its verdict on
+    each held-out image after each candidate step count is the one of lp_pp_path's heads that
+    train on all rows with the fold masked out (as the cross-validation first did)."""
+    from pipeline.adapter.methods.lp_pp import LinearProbePlusPlus, held_out_correct, lp_pp_path
+
+    x, y = blobs
+    zero_shot = F.normalize(torch.randn(3, 6, dtype=torch.float64), dim=-1)
+    fold = torch.arange(30) // 3 % 3  # 3 folds (of 12, 9, 9 images), each with every class
+    settings = LinearProbePlusPlus(steps=40, eval_every=10)
+    correct = held_out_correct(x, y, fold, zero_shot, settings)
+    assert correct.shape == (4, 30)
+    masked = lp_pp_path(x, y, fold[None, :] != torch.arange(3)[:, None], zero_shot, 40, 10, 10)
+    alone = [lp_pp_path(x[fold != f], y[fold != f],
+                        torch.ones(1, int((fold != f).sum()), dtype=x.dtype), zero_shot, 40, 10,
+                        10) for f in range(3)]
+    for k, (weight, bias) in enumerate(masked):
+        logits = torch.einsum("nd,fcd->fnc", x, weight) + bias[:, None, :]  # (folds, n, C)
+        own = logits[fold, torch.arange(30)]  # each image under its own fold's head
+        assert torch.equal(correct[k], own.argmax(dim=1) == y), k
+        for f in range(3):  # the same heads: a fold's path alone is its masked head
+            assert torch.allclose(alone[f][k][0][0], weight[f], atol=1e-10)
+            assert torch.allclose(alone[f][k][1][0], bias[f], atol=1e-10)
+    assert 0 < correct.float().mean() < 1  # neither all right nor all wrong: the check can fail
 
 
 def test_adapters_train_with_subnormals_flushed_and_torch_is_left_as_it_was():
