@@ -530,34 +530,61 @@ def test_lp_pp_trains_by_its_reference_rule_and_its_heads_as_if_alone(blobs):
     assert not torch.allclose(weight[0], weight[1], atol=1e-3)
 
 
-def test_tip_adapter_f_fine_tunes_its_keys_as_the_reference_does(blobs):
-    """fine_tune_keys against run_tip_adapter_F's loop (gaopengcuhk/Tip-Adapter main.py): the
-    keys an nn.Linear started at the kept features, AdamW (eps 1e-4), a cosine schedule over
-    every step, CE of Tip's logits at the initial alpha and beta, on the same batch order."""
-    from pipeline.adapter.methods.tip_f import TipAdapterF, fine_tune_keys
-
-    x, y = blobs
-    x, zero_shot = x.float(), F.normalize(torch.randn(3, 6), dim=-1)
-    settings = TipAdapterF(epochs=4, batch_size=8, lr=0.01, fixed_alpha=2.0, fixed_beta=3.0)
-    tuned = fine_tune_keys(x, y, zero_shot, settings, seed=5)
-
-    adapter = torch.nn.Linear(6, 30, bias=False)
+def tip_f_reference(x, y, zero_shot, epochs, batch_size, lr, alpha, beta, seed):
+    """Tip-Adapter-F's key fine-tuning as run_tip_adapter_F runs it (gaopengcuhk/Tip-Adapter
+    main.py), transcribed with autograd: the keys an nn.Linear started at the kept features,
+    AdamW (eps 1e-4), a cosine schedule over every step, CE of Tip's logits at the initial
+    alpha and beta, on our batch order."""
+    n, classes = len(x), len(zero_shot)
+    adapter = torch.nn.Linear(x.shape[1], n, bias=False)
     adapter.weight = torch.nn.Parameter(x.clone())
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=0.01, eps=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4 * 4)
-    values = F.one_hot(y, 3).float()
-    generator = torch.Generator().manual_seed(5)
-    for _ in range(4):
-        for batch in torch.randperm(30, generator=generator).split(8):
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=lr, eps=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                           epochs * -(-n // batch_size))
+    values = F.one_hot(y, classes).float()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(n, generator=generator).split(batch_size):
             affinity = adapter(x[batch])
-            cache_logits = ((-1) * (3.0 - 3.0 * affinity)).exp() @ values
-            loss = F.cross_entropy(100. * x[batch] @ zero_shot.T + cache_logits * 2.0, y[batch])
+            cache_logits = ((-1) * (beta - beta * affinity)).exp() @ values
+            loss = F.cross_entropy(100. * x[batch] @ zero_shot.T + cache_logits * alpha,
+                                   y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-    assert torch.allclose(tuned, adapter.weight.detach(), atol=1e-5)
+    return adapter.weight.detach()
+
+
+@pytest.mark.parametrize("sizes", [(10, 10, 10), (10, 9, 8), (20, 5, 5)],
+                         ids=["equal classes", "unequal", "one large class"])
+def test_tip_adapter_f_fine_tunes_its_keys_as_the_reference_does(blobs, sizes):
+    """fine_tune_keys against the reference loop, on classes of equal and unequal sizes: the
+    cache summed over class rows of slots (some empty where classes differ in size), and where
+    one class is much larger than the others (empty slots would cost more than they save) by
+    the one-hot matmul."""
+    from pipeline.adapter.methods.tip_f import TipAdapterF, fine_tune_keys
+
+    x, y = blobs
+    rows = torch.argsort(y, stable=True)[:sum(sizes)]  # blob 0's rows, then 1's, then 2's
+    x, y = x[rows].float(), torch.arange(3).repeat_interleave(torch.tensor(sizes))
+    zero_shot = F.normalize(torch.randn(3, 6), dim=-1)
+    settings = TipAdapterF(epochs=4, batch_size=8, lr=0.01, fixed_alpha=2.0, fixed_beta=3.0)
+    tuned = fine_tune_keys(x, y, zero_shot, settings, seed=5)
+    expected = tip_f_reference(x, y, zero_shot, 4, 8, 0.01, 2.0, 3.0, seed=5)
+    assert torch.allclose(tuned, expected, atol=1e-5)
     assert (tuned - x).abs().max() > 1e-2  # the keys did move
+
+
+def test_cache_slots_hold_each_class_keys_in_its_own_row():
+    from pipeline.adapter.methods.tip_f import class_slots
+
+    labels = torch.tensor([2, 0, 2, 1, 0, 2])
+    slot_key, key_slot = class_slots(labels, 3)
+    # m = 3 (class 2's count); class c's keys in slots 3c.., in their order; 6 marks empty
+    assert slot_key.tolist() == [1, 4, 6, 3, 6, 6, 0, 2, 5]
+    assert torch.equal(slot_key[key_slot], torch.arange(6))
+    assert torch.equal(key_slot // 3, labels)
 
 
 def test_tip_adapter_f_with_keys_that_cannot_move_chooses_as_tip_adapter():
