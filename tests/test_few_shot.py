@@ -530,34 +530,61 @@ def test_lp_pp_trains_by_its_reference_rule_and_its_heads_as_if_alone(blobs):
     assert not torch.allclose(weight[0], weight[1], atol=1e-3)
 
 
-def test_tip_adapter_f_fine_tunes_its_keys_as_the_reference_does(blobs):
-    """fine_tune_keys against run_tip_adapter_F's loop (gaopengcuhk/Tip-Adapter main.py): the
-    keys an nn.Linear started at the kept features, AdamW (eps 1e-4), a cosine schedule over
-    every step, CE of Tip's logits at the initial alpha and beta, on the same batch order."""
-    from pipeline.adapter.methods.tip_f import TipAdapterF, fine_tune_keys
-
-    x, y = blobs
-    x, zero_shot = x.float(), F.normalize(torch.randn(3, 6), dim=-1)
-    settings = TipAdapterF(epochs=4, batch_size=8, lr=0.01, fixed_alpha=2.0, fixed_beta=3.0)
-    tuned = fine_tune_keys(x, y, zero_shot, settings, seed=5)
-
-    adapter = torch.nn.Linear(6, 30, bias=False)
+def tip_f_reference(x, y, zero_shot, epochs, batch_size, lr, alpha, beta, seed):
+    """Tip-Adapter-F's key fine-tuning as run_tip_adapter_F runs it (gaopengcuhk/Tip-Adapter
+    main.py), transcribed with autograd: the keys an nn.Linear started at the kept features,
+    AdamW (eps 1e-4), a cosine schedule over every step, CE of Tip's logits at the initial
+    alpha and beta, on our batch order."""
+    n, classes = len(x), len(zero_shot)
+    adapter = torch.nn.Linear(x.shape[1], n, bias=False)
     adapter.weight = torch.nn.Parameter(x.clone())
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=0.01, eps=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4 * 4)
-    values = F.one_hot(y, 3).float()
-    generator = torch.Generator().manual_seed(5)
-    for _ in range(4):
-        for batch in torch.randperm(30, generator=generator).split(8):
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=lr, eps=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                           epochs * -(-n // batch_size))
+    values = F.one_hot(y, classes).float()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(n, generator=generator).split(batch_size):
             affinity = adapter(x[batch])
-            cache_logits = ((-1) * (3.0 - 3.0 * affinity)).exp() @ values
-            loss = F.cross_entropy(100. * x[batch] @ zero_shot.T + cache_logits * 2.0, y[batch])
+            cache_logits = ((-1) * (beta - beta * affinity)).exp() @ values
+            loss = F.cross_entropy(100. * x[batch] @ zero_shot.T + cache_logits * alpha,
+                                   y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-    assert torch.allclose(tuned, adapter.weight.detach(), atol=1e-5)
+    return adapter.weight.detach()
+
+
+@pytest.mark.parametrize("sizes", [(10, 10, 10), (10, 9, 8), (20, 5, 5)],
+                         ids=["equal classes", "unequal", "one large class"])
+def test_tip_adapter_f_fine_tunes_its_keys_as_the_reference_does(blobs, sizes):
+    """fine_tune_keys against the reference loop, on classes of equal and unequal sizes: the
+    cache summed over class rows of slots (some empty where classes differ in size), and where
+    one class is much larger than the others (empty slots would cost more than they save) by
+    the one-hot matmul."""
+    from pipeline.adapter.methods.tip_f import TipAdapterF, fine_tune_keys
+
+    x, y = blobs
+    rows = torch.argsort(y, stable=True)[:sum(sizes)]  # blob 0's rows, then 1's, then 2's
+    x, y = x[rows].float(), torch.arange(3).repeat_interleave(torch.tensor(sizes))
+    zero_shot = F.normalize(torch.randn(3, 6), dim=-1)
+    settings = TipAdapterF(epochs=4, batch_size=8, lr=0.01, fixed_alpha=2.0, fixed_beta=3.0)
+    tuned = fine_tune_keys(x, y, zero_shot, settings, seed=5)
+    expected = tip_f_reference(x, y, zero_shot, 4, 8, 0.01, 2.0, 3.0, seed=5)
+    assert torch.allclose(tuned, expected, atol=1e-5)
     assert (tuned - x).abs().max() > 1e-2  # the keys did move
+
+
+def test_cache_slots_hold_each_class_keys_in_its_own_row():
+    from pipeline.adapter.methods.tip_f import class_slots
+
+    labels = torch.tensor([2, 0, 2, 1, 0, 2])
+    slot_key, key_slot = class_slots(labels, 3)
+    # m = 3 (class 2's count); class c's keys in slots 3c.., in their order; 6 marks empty
+    assert slot_key.tolist() == [1, 4, 6, 3, 6, 6, 0, 2, 5]
+    assert torch.equal(slot_key[key_slot], torch.arange(6))
+    assert torch.equal(key_slot // 3, labels)
 
 
 def test_tip_adapter_f_with_keys_that_cannot_move_chooses_as_tip_adapter():
@@ -589,19 +616,48 @@ def test_lp_pp_with_one_step_count_runs_it_without_cross_validation(monkeypatch)
     inputs = random_inputs(120, 4, 8, 3, seed=3, device=torch.device("cpu"))
     protocol = TrainAdapter(methods={"linear": {}},
                             budgets={"ratios": [100], "shots": [4], "seeds": [1]})
-    heads = []
+    paths = []  # (heads, rows) of each path trained
     path = lp_pp.lp_pp_path
-    monkeypatch.setattr(lp_pp, "lp_pp_path", lambda x, y, mask, *a: heads.append(len(mask))
+    monkeypatch.setattr(lp_pp, "lp_pp_path", lambda x, y, mask, *a: paths.append(mask.shape)
                         or path(x, y, mask, *a))
     runs = lp_pp.train_lp_pp(inputs, protocol,
                              lp_pp.LinearProbePlusPlus(steps=30, eval_every=30)).runs
-    assert heads == [1, 1]  # each budget's one path on all its kept images
+    assert paths == [(1, 120), (1, 16)]  # each budget's one path on all its kept images
     assert runs["steps"].tolist() == [30, 30]
     assert (runs["selected_by"] == "none to choose").all()
-    heads.clear()
+    paths.clear()
     runs = lp_pp.train_lp_pp(inputs, protocol,
                              lp_pp.LinearProbePlusPlus(steps=30, eval_every=10)).runs
-    assert heads == [3, 1, 3, 1] and runs["selected_by"].str.contains("CV").all()
+    # under CV, each fold's path on the other folds' rows alone (4 shots over 3 folds: 2, 1, 1
+    # a class), then one on all of them
+    assert paths == [(1, 80)] * 3 + [(1, 120)] + [(1, 8), (1, 12), (1, 12), (1, 16)]
+    assert runs["selected_by"].str.contains("CV").all()
+
+
+def test_lp_pp_held_out_heads_are_the_masked_heads_on_every_row(blobs):
+    """held_out_correct trains each fold's path on the other folds' rows alone: its verdict on
+    each held-out image after each candidate step count is the one of lp_pp_path's heads that
+    train on all rows with the fold masked out (as the cross-validation first did)."""
+    from pipeline.adapter.methods.lp_pp import LinearProbePlusPlus, held_out_correct, lp_pp_path
+
+    x, y = blobs
+    zero_shot = F.normalize(torch.randn(3, 6, dtype=torch.float64), dim=-1)
+    fold = torch.arange(30) // 3 % 3  # 3 folds (of 12, 9, 9 images), each with every class
+    settings = LinearProbePlusPlus(steps=40, eval_every=10)
+    correct = held_out_correct(x, y, fold, zero_shot, settings)
+    assert correct.shape == (4, 30)
+    masked = lp_pp_path(x, y, fold[None, :] != torch.arange(3)[:, None], zero_shot, 40, 10, 10)
+    alone = [lp_pp_path(x[fold != f], y[fold != f],
+                        torch.ones(1, int((fold != f).sum()), dtype=x.dtype), zero_shot, 40, 10,
+                        10) for f in range(3)]
+    for k, (weight, bias) in enumerate(masked):
+        logits = torch.einsum("nd,fcd->fnc", x, weight) + bias[:, None, :]  # (folds, n, C)
+        own = logits[fold, torch.arange(30)]  # each image under its own fold's head
+        assert torch.equal(correct[k], own.argmax(dim=1) == y), k
+        for f in range(3):  # the same heads: a fold's path alone is its masked head
+            assert torch.allclose(alone[f][k][0][0], weight[f], atol=1e-10)
+            assert torch.allclose(alone[f][k][1][0], bias[f], atol=1e-10)
+    assert 0 < correct.float().mean() < 1  # neither all right nor all wrong: the check can fail
 
 
 def test_adapters_train_with_subnormals_flushed_and_torch_is_left_as_it_was():

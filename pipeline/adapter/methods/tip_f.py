@@ -54,19 +54,53 @@ class TipAdapterF(TipAdapter):
     lr: float = Field(0.001, gt=0, description="AdamW's learning rate, cosine-annealed to 0")
 
 
+def class_slots(labels, classes: int):
+    """The cache's keys laid out class by class for `fine_tune_keys`: (slot_key (C*m,), the
+    key in each slot, len(labels) for an empty one; key_slot (n,), the slot of each key), m
+    the largest class's count. A class's cache term is then the sum of its row of m slots."""
+    import torch
+
+    n = len(labels)
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=classes)
+    width = int(counts.max())
+    starts = torch.cumsum(counts, dim=0) - counts
+    sorted_labels = labels[order]
+    slot = sorted_labels * width + torch.arange(n, device=labels.device) - starts[sorted_labels]
+    key_slot = torch.empty_like(slot).scatter_(0, order, slot)
+    slot_key = torch.full((classes * width,), n, dtype=slot.dtype, device=labels.device)
+    slot_key.scatter_(0, slot, order)
+    return slot_key, key_slot
+
+
 def fine_tune_keys(x, y, zero_shot, settings: TipAdapterF, seed: int):
     """(n, D) cache keys fine-tuned on the images they are the keys of (x (n, D) unit, their
-    classes y (n,)), as the reference fine-tunes them."""
+    classes y (n,)), as the reference fine-tunes them: its forward and autograd's chain rule,
+    written out so that nothing (b, K) is copied more than once a step."""
     import torch
     import torch.nn.functional as F
 
     from pipeline.adapter.few_shot import CLIP_LOGIT_SCALE
 
-    values = F.one_hot(y.long(), len(zero_shot)).to(x.dtype)
-    keys = x.clone().requires_grad_(True)
+    classes = len(zero_shot)
+    labels = y.long()
+    slot_key, key_slot = class_slots(labels, classes)
+    width = len(slot_key) // classes
+    # the cache term L^T-summed as a (b, C, m) sum over class rows of slots, not a matmul
+    # with the one-hot values (a fifth of a step's matmul time), where the empty slots
+    # cost less than that matmul (classes of about the same size)
+    slotted = len(slot_key) * 2 * x.shape[1] <= len(x) * (2 * x.shape[1] + classes)
+    if slotted:
+        filled = (slot_key < len(x)).to(x.dtype)  # (C*m,) 0 at an empty slot
+        keys = torch.cat([x, x.new_zeros(1, x.shape[1])]).index_select(0, slot_key)
+        key_labels = torch.arange(classes, device=x.device).repeat_interleave(width)
+    else:
+        keys, key_labels = x.clone(), labels
+        values = F.one_hot(labels, classes).to(x.dtype)  # (n, C) the cache's values L
     batches = -(-len(x) // settings.batch_size)
     # fused: one pass over the keys a step, not one per moment (the same update: a quarter of
-    # the time fine-tuning took at CUB's size went to unfused AdamW steps)
+    # the time fine-tuning took at CUB's size went to unfused AdamW steps); an empty slot's
+    # key is 0 with gradient 0, and so stays 0
     optimizer = torch.optim.AdamW([keys], lr=settings.lr, eps=ADAMW_EPS,
                                   fused=keys.device.type in ("cpu", "cuda"))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * batches)
@@ -76,13 +110,25 @@ def fine_tune_keys(x, y, zero_shot, settings: TipAdapterF, seed: int):
     for _ in range(settings.epochs):
         order = torch.randperm(len(x), generator=generator).to(x.device)
         for batch in order.split(settings.batch_size):
-            cache = torch.exp(-beta * (1 - x[batch] @ keys.T)) @ values  # (b, C)
+            x_batch = x[batch]
+            # exp(-beta (1 - x . K^T)) in place on the (b, K) affinities
+            cache_weight = (x_batch @ keys.T).sub_(1).mul_(beta).exp_()
+            if slotted:
+                cache = cache_weight.mul_(filled).view(len(batch), classes, width).sum(dim=2)
+            else:
+                cache = cache_weight @ values  # (b, C)
+            cache.requires_grad_(True)
             loss = F.cross_entropy(base[batch] + alpha * cache, y[batch])
-            optimizer.zero_grad()
-            loss.backward()
+            grad, = torch.autograd.grad(loss, cache)  # (b, C) d loss / d cache
+            # the rest of the chain by hand: d/dK = (beta exp(...) * (grad . L^T))^T x, and
+            # grad . L^T (L one-hot) is a gather; an empty slot's exp(...) is 0 (masked)
+            grad = grad.index_select(1, key_labels).mul_(cache_weight).mul_(beta)  # (b, K)
+            # (K, D) in the keys' layout, as autograd computes it (fused AdamW reads a
+            # transposed gradient's memory as if it were laid out as the keys: wrong keys)
+            keys.grad = grad.T @ x_batch
             optimizer.step()
             schedule.step()
-    return keys.detach()
+    return keys.index_select(0, key_slot) if slotted else keys
 
 
 class HeldOutFold:
