@@ -291,12 +291,16 @@ def test_zeroshot_and_the_report_say_which_class_names_were_used(features):
     (features / "evaluate" / BACKBONE).mkdir(parents=True)
     pd.concat([fake_results().assign(method="linear", text_mapping="qformer"), few_shot_rows()],
               ignore_index=True).to_parquet(features / "evaluate" / BACKBONE / "results.parquet")
+    for name in [*params["describe"]["sets"], *params["describe"]["controls"]]:
+        write_parquet(features / "describe" / f"{name}.parquet",
+                      pd.DataFrame({"class_id": [1], "text": ["a bird"]}))
     for folder, said in (("zs", "Class names: CBD's (reference)."),
                          ("zs-own", "Class names: the dataset's own, as its reader names them "
                                     "(CUB's: its folder names).")):
         run_by_hand(features, "report", "--params", str(features / "params.yaml"),
                     "--evaluate", str(features / "evaluate"), "--zeroshot",
-                    str(features / folder), "--out", str(features / f"report-{folder}"))
+                    str(features / folder), "--describe", str(features / "describe"),
+                    "--out", str(features / f"report-{folder}"))
         markdown = (features / f"report-{folder}" / "zeroshot.md").read_text()
         assert said in markdown.splitlines()[2]
         assert html.escape(said) in (features / f"report-{folder}" / "summary.html").read_text()
