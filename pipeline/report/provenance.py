@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pipeline.common import InputError
 from pipeline.describe.settings import server_address
 from pipeline.report.labels import text_kind
+from pipeline.report.summary import scroll_box
 
 METADATA_KEY = "fgvc.made_by"
 COLUMNS = ["set", "texts", "model", "server", "prompt", "temperature", "samples"]
@@ -81,9 +82,8 @@ def provenance_markdown(table: pd.DataFrame) -> str:
 
 
 def provenance_html(table: pd.DataFrame) -> str:
-    """The table as HTML, in a box that scrolls sideways (summary.scroll_box's class)."""
+    """The table as HTML, in a box that scrolls sideways (`summary.scroll_box`)."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     rows = "".join("<tr>" + "".join(f'<td class="text">{html.escape(str(v))}</td>' for v in row)
                    + "</tr>" for row in table.itertuples(index=False))
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
-            "</table></div>")
+    return scroll_box(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")

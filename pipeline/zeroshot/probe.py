@@ -98,18 +98,27 @@ def fit_linear_probe(features: np.ndarray | torch.Tensor, labels: np.ndarray | t
     x = _with_bias(x).to(device)  # (N, D + 1): the bias column
     y = torch.as_tensor(y_np, device=device)
     held = torch.as_tensor(held, device=device)
-    x_train, y_train, x_val, y_val = x[~held], y[~held], x[held], y[held]
-    path = sorted({float(s) for s in strengths}, reverse=True)  # strong to weak: warm starts
+    fits, validation, best = _strength_path(x[~held], y[~held], x[held], y[held], num_classes,
+                                            strengths, max_iter)
+    theta = _fit(x, y, num_classes, best, max_iter, fits[best]).cpu()
+    return LinearProbe(weight=theta[:, :-1].contiguous(), bias=theta[:, -1].contiguous(),
+                       strength=best, validation=validation)
+
+
+def _strength_path(x_fit: torch.Tensor, y_fit: torch.Tensor, x_val: torch.Tensor,
+                   y_val: torch.Tensor, num_classes: int, strengths: list[float],
+                   max_iter: int) -> tuple[dict[float, torch.Tensor], pd.DataFrame, float]:
+    """Each strength fitted on (x_fit, y_fit), strong to weak (each fit warm-starts the next),
+    and scored on (x_val, y_val): the fits by strength, the validation table (strength,
+    val_top1) and the best strength (ties: the stronger)."""
     start, fits, rows = None, {}, []
-    for strength in path:
-        start = fits[strength] = _fit(x_train, y_train, num_classes, strength, max_iter, start)
+    for strength in sorted({float(s) for s in strengths}, reverse=True):
+        start = fits[strength] = _fit(x_fit, y_fit, num_classes, strength, max_iter, start)
         top1 = 100.0 * ((x_val @ start.T).argmax(dim=1) == y_val).float().mean().item()
         rows.append((strength, top1))
     validation = pd.DataFrame(rows, columns=["strength", "val_top1"])
     best = float(validation["strength"][validation["val_top1"].idxmax()])  # first = strongest
-    theta = _fit(x, y, num_classes, best, max_iter, fits[best]).cpu()
-    return LinearProbe(weight=theta[:, :-1].contiguous(), bias=theta[:, -1].contiguous(),
-                       strength=best, validation=validation)
+    return fits, validation, best
 
 
 def _with_bias(x: torch.Tensor) -> torch.Tensor:
@@ -128,13 +137,7 @@ def _probe_on(x: torch.Tensor, y_np: np.ndarray, val: tuple[np.ndarray, np.ndarr
                          f" got features {tuple(x_val.shape)} and {len(y_val)} labels")
     x, x_val = _with_bias(x).to(device), _with_bias(x_val).to(device)
     y, y_val = torch.as_tensor(y_np, device=device), torch.as_tensor(y_val, device=device)
-    start, fits, rows = None, {}, []
-    for strength in sorted({float(s) for s in strengths}, reverse=True):
-        start = fits[strength] = _fit(x, y, num_classes, strength, max_iter, start)
-        rows.append((strength, 100.0 * ((x_val @ start.T).argmax(dim=1) == y_val)
-                     .float().mean().item()))
-    validation = pd.DataFrame(rows, columns=["strength", "val_top1"])
-    best = float(validation["strength"][validation["val_top1"].idxmax()])  # first = strongest
+    fits, validation, best = _strength_path(x, y, x_val, y_val, num_classes, strengths, max_iter)
     theta = fits[best].cpu()
     return LinearProbe(weight=theta[:, :-1].contiguous(), bias=theta[:, -1].contiguous(),
                        strength=best, validation=validation)
