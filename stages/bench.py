@@ -14,7 +14,7 @@ from pipeline.bench import COCO_CAPTIONS, CUB_SIZE
 from pipeline.common import InputError
 from stages.common import PARAMS_OPTION, chosen_backbone, one_line_errors, resolve_device
 from stages.layout import (backbone_option, backbone_path, require, require_data_root,
-                           require_features)
+                           require_features, target_path)
 from stages.params import load_params
 
 app = typer.Typer(help="Speed measurements: ratios against baselines measured in the same run.",
@@ -29,7 +29,8 @@ def extract(
                                 "datasets)."),
     backbone: str = typer.Option(None, help="The backbone whose CLIP runs. Default: the first "
                                  "of clip.adapter_backbones."),
-    clip_dir: Path = backbone_option("clip", help="The resolved CLIP.", flag="--clip"),
+    clip_dir: Path = backbone_option("clip", help="The resolved CLIP.", flag="--clip",
+                                    target=False),
     model: str = typer.Option(None, help="An open_clip model name instead of --clip, e.g. "
                               "ViT-B-32 (with --pretrained; downloads weights)."),
     pretrained: str = typer.Option(None, help="open_clip pretrained tag for --model, e.g. openai."),
@@ -108,11 +109,12 @@ def adapter(
     """The Table-1 grid of the linear adapter trained as stacked heads in one job vs one head
     after another: the same heads, timed in one run (train_adapter params, early stopping aside:
     every head trains all `steps`; the demo's artifacts by default)."""
-    settings = load_params(params)
-    backbone = chosen_backbone(settings.clip, backbone)
+    settings = load_params(params).for_target(None)
+    target, backbone = settings.target, chosen_backbone(settings.clip, backbone)
     clip_dir = require(backbone_path("clip", backbone), made_by=f"clip@{backbone}")
-    features = backbone_path("extract", backbone)
-    require_features(features, backbone, "target_images", "target_captions", "descriptions")
+    features = target_path("extract", target, backbone)
+    require_features(features, backbone, "target_images", "target_captions", "descriptions",
+                     target=target)
     qformer = require(backbone_path("train_qformer", backbone, "checkpoint"),
                       made_by=f"train_qformer@{backbone}")
     config = settings.train_adapter

@@ -12,7 +12,7 @@ import typer
 
 from pipeline.common import InputError
 from stages import (bench, clip, data, demo, describe, download, evaluate, extract, preset,
-                    report, train_adapter, train_qformer, zeroshot)
+                    report, suite, train_adapter, train_qformer, zeroshot)
 from stages.common import error_line, one_line_errors
 from stages.params import ParamsError
 
@@ -26,6 +26,7 @@ for name, module in [("demo", demo), ("data", data), ("clip", clip), ("describe"
                      ("extract", extract), ("train_qformer", train_qformer),
                      ("train_adapter", train_adapter),
                      ("evaluate", evaluate), ("zeroshot", zeroshot), ("report", report),
+                     ("suite", suite),
                      ("download", download), ("preset", preset)]:
     app.command(name)(one_line_errors(module.main))
 app.add_typer(bench.app, name="bench")

@@ -21,7 +21,7 @@ from stages.params import load_params
 
 
 def main(name: Optional[str] = BACKBONE_ARGUMENT,
-         index: Path = artifact_option("data", "index", help="Index tables of `data`."),
+         index: Path = artifact_option("data", "index", help="COCO's index tables (`data_coco`)."),
          out: Path = artifact_option("clip", help="Folder of the backbones: writes <out>/<name>/."),
          params: Path = PARAMS_OPTION) -> None:
     """Resolve one frozen CLIP (download pretrained weights, or train a demo CLIP)."""
@@ -33,9 +33,9 @@ def main(name: Optional[str] = BACKBONE_ARGUMENT,
         from pipeline.clip import CocoPairs
 
         images, meta = read_parquet_with_metadata(
-            require(index / "coco_images.parquet", made_by="data"))
+            require(index / "coco_images.parquet", made_by="data_coco"))
         captions, _ = read_parquet_with_metadata(
-            require(index / "coco_captions.parquet", made_by="data"))
+            require(index / "coco_captions.parquet", made_by="data_coco"))
         coco = CocoPairs(images, captions, Path(meta["fgvc.root"]))
     else:
         print(f"clip: {backbone.model} with the {backbone.pretrained!r} weights "

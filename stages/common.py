@@ -18,6 +18,10 @@ BACKBONE_ARGUMENT = typer.Argument(None, help="The backbone, a key of clip.backb
                                    "the first of clip.adapter_backbones.")
 
 
+TARGET_OPTION = typer.Option(None, "--target", help="The target, a key of data.targets. Default: "
+                             "the only one (name it where there are several).")
+
+
 def say(stage: str):
     """`say(line)`: print `<stage>: line` (warnings to stderr)."""
     def print_line(line: str) -> None:

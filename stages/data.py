@@ -6,8 +6,12 @@ captions (`data.captions`, optional), COCO 2014 (`data.coco`; null: none, and so
 and Karpathy's split file. dvc.yaml makes `data.root` a dependency of this stage, and the
 target's image folder one of the stages that encode it, so a changed file reruns what reads it.
 
-Outputs (in <out>): target_images, target_classes, target_attributes, target_captions,
-coco_images, coco_captions (.parquet; COCO's two empty without COCO). Image tables carry their
+One target of `data.targets` at a time (`--target`; dvc.yaml runs `data@<target>` per target,
+and `data_coco` for COCO's, which no target reads). Outputs (in <out>): target_images,
+target_classes, target_attributes, target_captions (.parquet) and images.sha256 (every indexed
+image's checksum, `sha256sum` format: the stages that encode the images depend on it, so a
+changed image reruns them), coco_images, coco_captions (.parquet; empty without COCO);
+`--only target` or `--only coco` writes one part. Image tables carry their
 folder in the schema metadata (`fgvc.root`: `data.root/<dataset>` as params.yaml gives it, so the same on every machine that
 keeps data.root at the same relative path); paths in the table are relative to it.
 """
@@ -15,24 +19,33 @@ keeps data.root at the same relative path); paths in the table are relative to i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pipeline.common import write_parquet
-from stages.common import PARAMS_OPTION
+import typer
+
+from pipeline.common import write_parquet, write_text
+from stages.common import PARAMS_OPTION, TARGET_OPTION
 from stages.layout import artifact_option, require_data_root
 from stages.params import load_params
 
 
 def main(out: Path = artifact_option("data", "index", help="Folder for the index tables."),
+         target: str = TARGET_OPTION,
+         only: Literal["all", "target", "coco"] = typer.Option(
+             "all", help="Write the target's tables alone, or COCO's (dvc.yaml's data@<target> "
+             "and data_coco), or both."),
          params: Path = PARAMS_OPTION) -> None:
-    """Index the datasets under data.root (the demo world, or your CUB / ImageFolder / COCO
-    folders) as Parquet tables, after checking that every listed image exists."""
+    """Index one target under data.root (the demo world, or your CUB / ImageFolder / suite
+    folders) and COCO as Parquet tables, after checking that every listed image exists."""
     from pipeline.data import index_datasets
 
-    settings = load_params(params).data
+    settings = load_params(params).for_target(target).data
     root = require_data_root(settings)
-    index = index_datasets(settings)
+    index = index_datasets(settings, target=only != "coco", coco=only != "target")
     for name, table in index.tables.items():
         write_parquet(out / f"{name}.parquet", table, index.metadata(name))
+    if only != "coco":
+        write_text(out / "images.sha256", index.checksums())
     print(f"data: {index.summary(settings)}")
     if root.is_absolute():
         print(f"data: warning: data.root {root} is an absolute path; it is recorded in dvc.lock "

@@ -1,9 +1,11 @@
-"""Stages `describe@<set>`, `describe_file@<set>` and `describe_control@<set>`: one set of class
-descriptions into <out>/<set>.parquet (class_id, class_name, text, source, prompt_id,
-sample_index), from the backend `describe.sets.<set>` (an LLM, class attributes) or
-`describe.files.<set>` (an imported file, the stage's dependency) names, or the control
-`describe.controls.<set>` makes from its real set (<out>/<of>.parquet, the stage's dependency).
-One stage per set, so a new prompt asks the LLM only for that set; `train_adapter.descriptions`
+"""Stages `describe@<target>-<set>`, `describe_file@<set>` and `describe_control@<target>-<set>`:
+one set of one target's class descriptions into <out>/sets/<set>.parquet (a control's:
+<out>/controls/<set>.parquet; <out> is <paths.describe>/<target>; columns class_id, class_name,
+text, source, prompt_id, sample_index), from the backend `describe.sets.<set>` (an LLM, class
+attributes) or `describe.files.<set>` (an imported file of the target it names, the stage's
+dependency) names, or the control `describe.controls.<set>` makes from its real set
+(<out>/sets/<of>.parquet). One stage per target and set, so a new prompt asks the LLM only for
+that set; `train_adapter.descriptions`
 names the set the adapters train on,
 `zeroshot.descriptions` the sets scored the CBD way. Both stages run this one command.
 
@@ -20,8 +22,8 @@ from typing import Optional
 import typer
 
 from pipeline.common import read_parquet_with_metadata, write_parquet
-from stages.common import PARAMS_OPTION, say
-from stages.layout import artifact_option, require
+from stages.common import PARAMS_OPTION, TARGET_OPTION, say
+from stages.layout import describe_stage, require, set_table, target_option, target_path
 from stages.params import ParamsError, load_params
 
 PROMPTS = Path("prompts/describe")  # relative to the project root, like dvc.yaml's paths
@@ -30,9 +32,11 @@ PROMPTS = Path("prompts/describe")  # relative to the project root, like dvc.yam
 def main(name: Optional[str] = typer.Argument(None, help="The set to write, a key of "
                                               "describe.sets, files or controls. Default: "
                                               "train_adapter.descriptions."),
-         index: Path = artifact_option("data", "index", help="Index tables of `data`."),
-         out: Path = artifact_option("describe", help="Folder of the description sets: writes "
-                                     "<out>/<set>.parquet."),
+         target: Optional[str] = TARGET_OPTION,
+         index: Optional[Path] = target_option("data", help="The target's index tables."),
+         out: Optional[Path] = target_option("describe", help="The target's description sets: "
+                                             "writes <out>/sets/<set>.parquet (a control's: "
+                                             "<out>/controls/<set>.parquet)."),
          prompts: Path = typer.Option(PROMPTS, help="Folder of the prompt files (openai)."),
          cache: Path = typer.Option(None, help="The LLM answer cache (append-only JSONL). "
                                     "Default: $FGVC_CACHE_DIR/llm_answers.jsonl, "
@@ -50,18 +54,27 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
     if name not in config.every_set:
         raise ParamsError(f"describe.sets, files and controls have no set {name!r} "
                           f"(sets: {', '.join(config.every_set)})")
-    classes, _ = read_parquet_with_metadata(require(index / "target_classes.parquet",
-                                                    made_by="data"))
-    attributes = real = None
     entry = config.every_set[name]
+    named = getattr(entry, "target", None)  # a file describes the target it names
+    if named and target and named != target:
+        raise ParamsError(f"describe.files.{name}.target: {named!r}, not --target {target!r}")
+    target = named or target
+    settings = settings.for_target(target)
+    target = settings.target
+    if name not in config.sets_for(target):
+        raise ParamsError(f"describe: set {name!r} is not made for target {target!r} (a file "
+                          "describes the target it names, a control that of its set)")
+    index = index or target_path("data", target)
+    out = out or target_path("describe", target)
+    classes, _ = read_parquet_with_metadata(require(index / "target_classes.parquet",
+                                                    made_by=f"data@{target}"))
+    attributes = real = None
     if entry.backend == "control" and not dry_run:  # made from a real set, by its own stage
-        from stages.layout import describe_stage
-
-        real, _ = read_parquet_with_metadata(require(out / f"{entry.of}.parquet",
-                                                     made_by=describe_stage(entry.of, config)))
+        real, _ = read_parquet_with_metadata(require(
+            set_table(out, entry.of, config), made_by=describe_stage(entry.of, config, target)))
     if entry.backend == "attributes":
         attributes, _ = read_parquet_with_metadata(require(index / "target_attributes.parquet",
-                                                           made_by="data"))
+                                                           made_by=f"data@{target}"))
 
     from pipeline.describe import describe_set
 
@@ -70,7 +83,7 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
     if table is None:  # a dry run
         return
     # what wrote it travels with the table: model and server of an LLM set (issue 25)
-    write_parquet(out / f"{name}.parquet", table,
+    write_parquet(set_table(out, name, config), table,
                   {"fgvc.made_by": json.dumps(config.made_by(name), sort_keys=True)})
     print(f"describe: set {name!r}: {len(table)} descriptions for {table['class_id'].nunique()} "
           f"classes (backend {config.every_set[name].backend}); e.g. {table['text'].iloc[0]!r}")

@@ -68,16 +68,41 @@ def artifact_option(stage: str, name: str | None = None, *, help: str,
 
 
 def backbone_path(stage: str, backbone: str, *parts: str) -> Path:
-    """<paths.stage>/<backbone>/<parts>: where a per-backbone stage writes (`extract`: one
-    folder per feature set inside)."""
+    """<paths.stage>/<backbone>/<parts>: where a per-backbone stage of no target writes (clip,
+    train_qformer)."""
     return artifact(stage).joinpath(backbone, *parts)
 
 
-def backbone_option(stage: str, *parts: str, help: str, flag: str | None = None):
-    """An option whose default, `<paths.stage>/<backbone>/<parts>`, the command computes from
-    its backbone (`None` here)."""
-    shown = "/".join([shown_path(stage), "<backbone>", *parts])
+def target_path(stage: str, target: str, *parts: str) -> Path:
+    """<paths.stage>/<target>/<parts>: where a stage of one target writes (`extract`:
+    <target>/<backbone>/<feature set>; `data`'s index: <target>)."""
+    return artifact(*STAGE_PATHS.get(stage, (stage,))).joinpath(target, *parts)
+
+
+STAGE_PATHS = {"data": ("data", "index")}  # a stage whose paths entry has several names
+
+
+def backbone_option(stage: str, *parts: str, help: str, flag: str | None = None,
+                    target: bool = True):
+    """An option whose default, `<paths.stage>/<target>/<backbone>/<parts>` (`target`: False,
+    no <target>), the command computes from its target and backbone (`None` here)."""
+    shown = "/".join([shown_path(stage), *(["<target>"] if target else []), "<backbone>", *parts])
     return typer.Option(None, *([flag] if flag else []), show_default=shown, help=help)
+
+
+def target_option(stage: str, *parts: str, help: str, flag: str | None = None):
+    """An option whose default, `<paths.stage>/<target>/<parts>`, the command computes from its
+    target (`None` here)."""
+    name = STAGE_PATHS.get(stage, (stage, None))
+    shown = "/".join([shown_path(*name), "<target>", *parts])
+    return typer.Option(None, *([flag] if flag else []), show_default=shown, help=help)
+
+
+def set_table(folder: Path, name: str, describe) -> Path:
+    """Where description set `name` lies in a target's describe folder (`describe`: the params
+    section): controls/<name>.parquet for a control, sets/<name>.parquet otherwise."""
+    kind = "controls" if describe.section_of(name) == "controls" else "sets"
+    return Path(folder) / kind / f"{name}.parquet"
 
 
 def shown_path(stage: str, name: str | None = None) -> str:
@@ -88,21 +113,24 @@ def shown_path(stage: str, name: str | None = None) -> str:
         return f"paths.{stage}{f'.{name}' if name else ''} of dvc.yaml"
 
 
-def describe_stage(name: str, describe) -> str:
-    """The stage that writes description set `name` (`describe`: the params section):
-    describe_file@<name> for an imported file, describe_control@<name> for a control,
-    describe@<name> otherwise."""
-    stage = {"files": "describe_file", "controls": "describe_control"}.get(
-        describe.section_of(name), "describe")
-    return f"{stage}@{name}"
+def describe_stage(name: str, describe, target: str) -> str:
+    """The stage that writes description set `name` of `target` (`describe`: the params
+    section): describe_file@<name> for an imported file, describe_control@<target>-<name> for
+    a control, describe@<target>-<name> otherwise."""
+    section = describe.section_of(name)
+    if section == "files":
+        return f"describe_file@{name}"
+    return f"{'describe_control' if section == 'controls' else 'describe'}@{target}-{name}"
 
 
 def paths_entry(stage: str) -> str:
     """The `paths` entry a stage (group) writes into: describe_file@ and describe_control@
-    write describe's, extract_<set>@ extract's."""
+    write describe's, data_coco data's, extract_<set>@ extract's."""
     group = stage.split("@")[0]
     if group in ("describe_file", "describe_control"):
         return "describe"
+    if group == "data_coco":
+        return "data"
     return "extract" if group.startswith("extract_") else group
 
 
@@ -130,11 +158,13 @@ def require(path: Path, made_by: str) -> Path:
                        f"the `{made_by.split('@')[0]}` stage makes)")
 
 
-def require_features(features: Path, backbone: str, *sets: str) -> None:
-    """Each of the feature `sets` in the folder `features` (one backbone's), made by its
-    `extract_<set>@<backbone>` stage."""
+def require_features(features: Path, backbone: str, *sets: str, target: str | None = None
+                     ) -> None:
+    """Each of the feature `sets` in the folder `features` (one target's and backbone's; COCO's
+    with no `target`), made by its `extract_<set>@<target>-<backbone>` stage."""
     for name in sets:
-        require(Path(features) / name, made_by=f"extract_{name}@{backbone}")
+        stage = f"extract_{name}@{f'{target}-' if target else ''}{backbone}"
+        require(Path(features) / name, made_by=stage)
 
 
 def require_data_root(data) -> Path:

@@ -66,6 +66,29 @@ class Params(Section):
         weak = [name for name, entry in self.describe.sets.items() if entry.wrong_traits]
         return list(dict.fromkeys([self.train_adapter.descriptions, *weak]))
 
+    def for_target(self, name: str | None) -> Params:
+        """These params for target `name` of data.targets (None: the only one): data.target and
+        data.captions are that target's (`Data.target_named`)."""
+        targets = self.data.targets
+        if name is None:
+            if len(targets) > 1:
+                raise ParamsError(f"data.targets has {len(targets)} targets: name one "
+                                  f"(--target {' | '.join(targets)})")
+            name = next(iter(targets))
+        if name not in targets:
+            raise ParamsError(f"data.targets has no target {name!r} (targets: "
+                              f"{', '.join(targets)})")
+        made = self.describe.sets_for(name)  # the sets scored zero-shot: those of the target
+        scored = [n for n in self.zeroshot.descriptions if n in made]
+        return self.model_copy(update={
+            "data": self.data.target_named(name),
+            "zeroshot": self.zeroshot.model_copy(update={"descriptions": scored})})
+
+    @property
+    def target(self) -> str:
+        """The target these params are for (the first of data.targets, or `for_target`'s)."""
+        return next(iter(self.data.targets))
+
     @property
     def has_qformer(self) -> bool:
         """Is a Q-Former trained (data.coco set: COCO is what it trains on)?"""
@@ -131,6 +154,29 @@ class Params(Section):
             raise ValueError(f"train_adapter.priors: {', '.join(map(repr, unknown))} not in "
                              f"describe.sets or describe.files ({', '.join(real)}; controls "
                              "are scored zero-shot only)")
+        return self._sets_meet_their_targets()
+
+    def _sets_meet_their_targets(self) -> Params:
+        targets = self.data.targets
+        for name, entry in self.describe.files.items():
+            if entry.target not in targets:
+                raise ValueError(f"describe.files.{name}.target: {entry.target!r} is not a key "
+                                 f"of data.targets ({', '.join(targets)})")
+        if len(targets) > 1:  # a control stage runs for every target
+            for name, control in self.describe.controls.items():
+                if control.of in self.describe.files:
+                    raise ValueError(f"describe.controls.{name}.of: {control.of!r} is a file "
+                                     f"of target {self.describe.files[control.of].target!r}, "
+                                     "and a control runs on every target of data.targets: "
+                                     "make it of a set of describe.sets")
+        for key, names in (("train_adapter.descriptions", [self.train_adapter.descriptions]),
+                           ("train_adapter.priors", self.prior_sets())):
+            for target in targets:
+                lacking = [n for n in names if n not in self.describe.sets_for(target)]
+                if lacking:
+                    raise ValueError(f"{key}: {', '.join(map(repr, lacking))} is made for "
+                                     f"another target, not for {target!r} (the adapters of "
+                                     "every target train on it): name a set of describe.sets")
         return self
 
     @model_validator(mode="after")

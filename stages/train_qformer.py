@@ -14,26 +14,32 @@ import math
 from pathlib import Path
 from typing import Optional
 
+import typer
+
 from pipeline.common import write_json
 from stages.common import BACKBONE_ARGUMENT, PARAMS_OPTION, chosen_backbone, resolve_device, say
-from stages.layout import backbone_option, backbone_path, require, require_features
+from stages.layout import (backbone_option, backbone_path, require, require_features,
+                           shown_path, target_path)
 from stages.params import load_params
 
 
 def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
-         features: Optional[Path] = backbone_option("extract", help="The backbone's feature sets."),
+         features: Optional[Path] = typer.Option(
+             None, show_default="/".join([shown_path("extract"), "coco", "<backbone>"]),
+             help="The backbone's COCO feature sets."),
          clip_dir: Optional[Path] = backbone_option("clip", help="The resolved CLIP.",
-                                                    flag="--clip"),
+                                                    flag="--clip", target=False),
          out: Optional[Path] = backbone_option("train_qformer", "checkpoint",
-                                               help="Checkpoint folder."),
+                                               help="Checkpoint folder.", target=False),
          live: Optional[Path] = backbone_option("train_qformer", "live", help="DVCLive folder: "
-                                                "per-epoch curves and last figures."),
+                                                "per-epoch curves and last figures.",
+                                                target=False),
          params: Path = PARAMS_OPTION) -> None:
     """Train the Q-Former that maps CLIP text features to pseudo CLIP image features."""
     settings = load_params(params)
     backbone = chosen_backbone(settings.clip, backbone)
     clip_dir = require(clip_dir or backbone_path("clip", backbone), made_by=f"clip@{backbone}")
-    features = features or backbone_path("extract", backbone)
+    features = features or target_path("extract", "coco", backbone)
     require_features(features, backbone, "coco_images", "coco_captions")
     out = out or backbone_path("train_qformer", backbone, "checkpoint")
     live = live or backbone_path("train_qformer", backbone, "live")

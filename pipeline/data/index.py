@@ -13,6 +13,7 @@ used is in target_classes' schema metadata (`fgvc.class_names`; absent: the data
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -44,20 +45,35 @@ class DatasetIndex:
             meta[METADATA_KEY] = self.class_names
         return meta or None
 
+    def checksums(self) -> str:
+        """Every target image's sha256, as `sha256sum` writes them (relative to the target's
+        folder, in the index's order): what the stages that read the images depend on."""
+        folder, lines = self.folders["target_images"], []
+        for path in self.tables["target_images"]["path"]:
+            with open(folder / path, "rb") as file:
+                lines.append(f"{hashlib.file_digest(file, 'sha256').hexdigest()}  {path}\n")
+        return "".join(lines)
+
     def summary(self, settings: Data) -> str:
-        images, captions = self.tables["target_images"], self.tables["target_captions"]
-        counts = images["split"].value_counts()
-        val = int(counts.get("val", 0))  # a CoOp split file's held-out part
-        return (f"{settings.target.path}: {len(images)} images ({int(counts.get('train', 0))} "
+        parts = []
+        if "target_images" in self.tables:
+            images, captions = self.tables["target_images"], self.tables["target_captions"]
+            counts = images["split"].value_counts()
+            val = int(counts.get("val", 0))  # a CoOp split file's held-out part
+            parts.append(
+                f"{settings.target.path}: {len(images)} images ({int(counts.get('train', 0))} "
                 f"train, " + (f"{val} val, " if val else "") + f"{int(counts.get('test', 0))} "
-                f"test) in {images['class_id'].nunique()} classes, all "
-                "present; " + (f"{len(captions)} captions; " if settings.captions else
-                               "no per-image captions (data.captions: null); ")
-                + f"class names: {self.class_names or DATASET_NAMES}; "
-                + (f"COCO: {len(self.tables['coco_images'])} images, all present, "
-                   f"{len(self.tables['coco_captions'])} captions" if settings.has_coco else
-                   "no COCO (data.coco: null): no Q-Former, so its columns are left out")
-                + "".join(f"\nwarning: {line}" for line in self.notes + self.one_split_classes()))
+                f"test) in {images['class_id'].nunique()} classes, all present; "
+                + (f"{len(captions)} captions; " if settings.captions else
+                   "no per-image captions (data.captions: null); ")
+                + f"class names: {self.class_names or DATASET_NAMES}")
+        if "coco_images" in self.tables:
+            parts.append(f"COCO: {len(self.tables['coco_images'])} images, all present, "
+                         f"{len(self.tables['coco_captions'])} captions" if settings.has_coco else
+                         "no COCO (data.coco: null): no Q-Former, so its columns are left out")
+        warnings = self.notes + (self.one_split_classes() if "target_images" in self.tables
+                                 else [])
+        return "; ".join(parts) + "".join(f"\nwarning: {line}" for line in warnings)
 
     def one_split_classes(self) -> list[str]:
         """A warning per split some classes lack: without training images a class can never be
@@ -98,11 +114,29 @@ def _no_coco_images() -> pd.DataFrame:
                          "path": pd.Series([], dtype="str"), "split": pd.Series([], dtype="str")})
 
 
-def index_datasets(settings: Data) -> DatasetIndex:
-    """Index the target (in the layout data.target.format names), its captions and COCO."""
+def index_datasets(settings: Data, target: bool = True, coco: bool = True) -> DatasetIndex:
+    """Index the target (in the layout data.target.format names) and its captions, and COCO
+    (`target`, `coco`: which of the two)."""
     root = Path(settings.root)
+    tables, folders, notes, used = {}, {}, [], None
+    if target:
+        tables, folders, notes, used = _index_target(root, settings)
+    if coco:
+        coco_root = root / settings.coco if settings.has_coco else None
+        if coco_root is not None:
+            coco_images, coco_captions = (
+                _read("karpathy_json", read_karpathy_coco, coco_root / settings.karpathy_json)
+                if settings.karpathy_json else _read("coco", read_coco_annotations, coco_root))
+            _read("coco", require_images, coco_root, coco_images, "the COCO index")
+            folders["coco_images"] = coco_root
+        else:  # data.coco: null: a folder of images is enough (no Q-Former)
+            coco_images, coco_captions = _no_coco_images(), _no_captions()
+        tables.update(coco_images=coco_images, coco_captions=coco_captions)
+    return DatasetIndex(tables, folders, notes, used)
+
+
+def _index_target(root: Path, settings: Data):
     target_root = root / settings.target.path
-    coco_root = root / settings.coco if settings.has_coco else None
     read_target = TARGET_FORMATS.get(settings.target.format)
     target = _read("target.path", read_target, root, settings.target)
     named = choose_class_names(target.classes, settings.target.format,
@@ -114,17 +148,8 @@ def index_datasets(settings: Data) -> DatasetIndex:
     _read("target.path", require_images, target_root, images, "the target's index")
     captions = (_read("captions", read_reed_captions, root / settings.captions, images)
                 if settings.captions else _no_captions())
-    if settings.has_coco:
-        coco_images, coco_captions = (
-            _read("karpathy_json", read_karpathy_coco, coco_root / settings.karpathy_json)
-            if settings.karpathy_json else _read("coco", read_coco_annotations, coco_root))
-        _read("coco", require_images, coco_root, coco_images, "the COCO index")
-    else:  # data.coco: null: a folder of images is enough (no Q-Former)
-        coco_images, coco_captions = _no_coco_images(), _no_captions()
     attributes = (target.attributes if target.attributes is not None
                   else pd.DataFrame({"class_id": classes["class_id"]}))
     tables = {"target_images": images, "target_classes": classes,
-              "target_attributes": attributes, "target_captions": captions,
-              "coco_images": coco_images, "coco_captions": coco_captions}
-    folders = {"target_images": target_root, **({"coco_images": coco_root} if coco_root else {})}
-    return DatasetIndex(tables, folders, list(target.notes) + named.notes, named.used)
+              "target_attributes": attributes, "target_captions": captions}
+    return tables, {"target_images": target_root}, list(target.notes) + named.notes, named.used

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Annotated, ClassVar, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from pipeline.config import NamedOrEmpty, Section, Whole
+from pipeline.config import Named, NamedOrEmpty, Section, Whole
 from pipeline.data.reference_names import ReferenceList
 
 
@@ -20,6 +21,9 @@ def inside(value: str | None, folder: str, key: str | None = None) -> None:
     if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
         raise ValueError(f"{key + ': ' if key else ''}{value!r} must be a path inside {folder} "
                          "(the stages that read it depend on data.root)")
+
+
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
 
 
 class DemoWorldSpec(Section):
@@ -104,6 +108,25 @@ class Data(Section):
     karpathy_json: str | None = Field("dataset_coco.json", description="Karpathy's split, in "
                                       "the coco folder; null: annotations/ (unread without "
                                       "COCO)")
+    targets: Named[dict[str, Any]] = Field(
+        default_factory=lambda: {"cub": {}}, description="the targets the pipeline runs on, "
+        "<target> in every stage name and path that depends on one: {} is data.target with "
+        "data.captions; an entry that names a format is a dataset of its own ({format: "
+        "oxford_pets, path: oxford_pets}, with its own captions: key, default null); one "
+        "without overrides data.target's keys ({path: CUB_copy})")
+
+    def target_named(self, name: str) -> Data:
+        """These settings for target `name` of data.targets: data.target and data.captions are
+        that target's (what every reader and stage of one target reads)."""
+        if name not in self.targets:
+            raise ValueError(f"data.targets has no target {name!r} (targets: "
+                             f"{', '.join(self.targets)})")
+        entry = dict(self.targets[name])
+        own = "format" in entry  # a dataset of its own: nothing of data.target is inherited
+        captions = entry.pop("captions", None if own else self.captions)
+        target = entry if own else {**self.target.model_dump(), **entry}
+        return self.model_copy(update={"target": _target(target), "captions": captions,
+                                       "targets": {name: {}}})
 
     @property
     def has_coco(self) -> bool:
@@ -140,6 +163,27 @@ class Data(Section):
             raise ValueError("captions: per-image captions are read in Reed et al.'s layout, "
                              "which mirrors CUB's images/ folder, and data.target is format "
                              f"{self.target.format!r}: set data.captions: null")
+        return self
+
+    @model_validator(mode="after")
+    def _every_target_reads(self) -> Data:
+        for name, entry in self.targets.items():
+            if not TARGET_NAME.fullmatch(name) or name == "coco":
+                raise ValueError(f"targets: {name!r}: a target's name is a folder and part of "
+                                 "stage names (zeroshot@<target>-<backbone>): letters, digits "
+                                 "and '_', not 'coco' (COCO's features are extract/coco/)")
+            if not isinstance(entry, dict):
+                raise ValueError(f"targets.{name}: must be a mapping ({{}}: data.target)")
+            try:
+                self.target_named(name)._captions_follow_cub()
+            except ValidationError as error:
+                first = error.errors()[0]
+                key = ".".join(map(str, first["loc"]))
+                message = ("unknown key" if first["type"] == "extra_forbidden" else
+                           first["msg"].removeprefix("Value error, "))
+                raise ValueError(f"targets.{name}{'.' + key if key else ''}: {message}") from None
+            except ValueError as error:
+                raise ValueError(f"targets.{name}.{' '.join(str(error).split())}") from None
         return self
 
     @model_validator(mode="after")

@@ -80,14 +80,22 @@ class DescriptionSet(Section):
     # attributes: the share of stated traits swapped for a wrong value of their kind (a weak
     # set, erring as an LLM does); None: none
     wrong_traits: float | None = Field(None, ge=0, le=1)
+    # cbd_json/file: the target (a key of data.targets) whose classes the file describes; a
+    # set of describe.sets is made for every target
+    target: str | None = None
 
     @model_validator(mode="after")
     def _backend_is_configured(self) -> DescriptionSet:
         needs = {"openai": "prompt", "cbd_json": "path", "file": "path"}.get(self.backend)
         if needs and getattr(self, needs) is None:
             raise ValueError(f"backend {self.backend!r} needs {needs}")
+        if self.backend in FILE_BACKENDS and self.target is None:
+            raise ValueError(f"backend {self.backend!r} needs target (the key of data.targets "
+                             "whose classes the file describes, e.g. target: cub)")
         for key in {"prompt", "path", "traits_per_sample", "samples_per_class",
-                    "wrong_traits"} - {needs, None}:
+                    "wrong_traits", "target"} - {needs, None}:
+            if key == "target" and self.backend in FILE_BACKENDS:
+                continue
             if key in ("traits_per_sample", "wrong_traits") and self.backend == "attributes":
                 continue
             if key == "samples_per_class" and self.backend in SET_BACKENDS:
@@ -141,17 +149,19 @@ class Describe(Section):
     """Class descriptions: the text that stands in for images of a class."""
 
     sets: NamedOrEmpty[DescriptionSet] = Field(
-        default_factory=_demo_sets, description="one describe@<name> stage each -> "
-        "artifacts/describe/<name>.parquet; backend attributes (offline sentences of "
+        default_factory=_demo_sets, description="one describe@<target>-<name> stage per target "
+        "-> artifacts/describe/<target>/sets/<name>.parquet; backend attributes (offline sentences of "
         "traits_per_sample traits) or openai ({backend: openai, prompt: cbd}: a file in "
         "prompts/describe/)")
     files: NamedOrEmpty[DescriptionSet] = Field(
         default_factory=dict, description="imported files, one describe_file@<name> stage each "
-        "(the file a dependency): {backend: cbd_json, path: data/cbd/descriptors_cub.json} or "
-        "{backend: file, path: my_descriptions.yaml} ({class name: [texts]})")
+        "(the file a dependency), for the target it names: {backend: cbd_json, path: "
+        "data/cbd/descriptors_cub.json, target: cub} or {backend: file, path: "
+        "my_descriptions.yaml, target: cub} ({class name: [texts]})")
     controls: NamedOrEmpty[ControlSet] = Field(
         default_factory=_demo_controls, description="control sets made from a real set of "
-        "sets or files, one describe_control@<name> stage each (pipeline/describe/controls.py): "
+        "sets or files, one describe_control@<target>-<name> stage per target of its set "
+        "(pipeline/describe/controls.py): "
         "{kind: words | characters | waffle | shuffled, of: <set>, draws: 7, concept: bird}; "
         "WaffleCLIP's random descriptors (waffle: word and character pairs shared by every "
         "class), or the real texts of another class")
@@ -165,6 +175,12 @@ class Describe(Section):
     def every_set(self) -> dict[str, DescriptionSet | ControlSet]:
         """sets, files and controls: every description set by name."""
         return {**self.sets, **self.files, **self.controls}
+
+    def sets_for(self, target: str) -> dict[str, DescriptionSet | ControlSet]:
+        """The sets made for `target`: every set of describe.sets, the files that name it, and
+        the controls of those."""
+        real = {**self.sets, **{n: f for n, f in self.files.items() if f.target == target}}
+        return {**real, **{n: c for n, c in self.controls.items() if c.of in real}}
 
     def section_of(self, name: str) -> str:
         """'sets', 'files' or 'controls': where set `name` is declared."""

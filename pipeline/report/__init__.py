@@ -4,7 +4,8 @@
 (`paper`), and the stage's entry (`build`: `build_report`). `labels`: the one vocabulary for
 text sources every output uses; `plots`: what the plots share (titles and legends that fit,
 lines told apart); `provenance`: what wrote each description set, from its table's metadata.
-`settings`: the `report` params section. Names load on first use.
+`suite`: several targets side by side (the `suite` stage). `settings`: the `report` params
+section. Names load on first use.
 """
 
 from pipeline.config import lazy_exports
@@ -19,7 +20,8 @@ _EXPORTS = {
     "table1_markdown": "tables", "table1_png": "tables", "METHOD_LABELS": "zeroshot",
     "published_as": "zeroshot", "made_by_of": "provenance", "provenance_table": "provenance",
     "source_label": "labels", "text_kind": "labels", "zero_shot_html": "zeroshot", "zero_shot_markdown": "zeroshot",
-    "zero_shot_table": "zeroshot",
+    "zero_shot_table": "zeroshot", "Suite": "suite", "build_suite": "suite",
+    "suite_table": "suite",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
