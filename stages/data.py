@@ -41,7 +41,7 @@ def main(out: Path = artifact_option("data", "index", help="Folder for the index
 
     settings = load_params(params).for_target(target).data
     root = require_data_root(settings)
-    index = index_datasets(settings, target=only != "coco", coco=only != "target")
+    index = index_datasets(settings, ("target", "coco") if only == "all" else (only,))
     for name, table in index.tables.items():
         write_parquet(out / f"{name}.parquet", table, index.metadata(name))
     if only != "coco":

@@ -57,6 +57,24 @@ class Params(Section):
     zeroshot: Zeroshot = Field(default_factory=Zeroshot)
     report: Report = Field(default_factory=Report)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _files_name_their_target(cls, raw):
+        """A description file without `target` describes the first target of data.targets
+        (written out, so params.yaml and dvc.yaml's describe_file@ paths name it)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("describe"), dict):
+            return raw
+        files = raw["describe"].get("files")
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        targets = data.get("targets", Data.model_fields["targets"].get_default(
+            call_default_factory=True))
+        if not isinstance(files, dict) or not isinstance(targets, dict) or not targets:
+            return raw
+        first = next(iter(targets))
+        named = {name: {"target": first, **entry} if isinstance(entry, dict) else entry
+                 for name, entry in files.items()}
+        return {**raw, "describe": {**raw["describe"], "files": named}}
+
     def prior_sets(self) -> list[str]:
         """The description sets the text-prior methods train with: train_adapter.priors, or
         where it is null, train_adapter.descriptions, then every weak set of describe.sets (an

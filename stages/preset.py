@@ -135,6 +135,11 @@ def _entry(lines: list[str], key: str, value, doc: str, indent: int) -> None:
                 _entry(lines, name, entry, " ".join((type(entry).__doc__ or "").split()),
                        indent + 2)
         return
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        _line(lines, f"{pad}{key}:", doc, pad)  # named plain entries (data.targets): one a line
+        for name, entry in value.items():
+            _line(lines, f"{pad}  {name}: {_scalar(entry)}", "", pad + "  ")
+        return
     _line(lines, f"{pad}{key}: {_scalar(value)}", doc, pad)
 
 

@@ -1,8 +1,8 @@
 """Stage `suite`: every target of `data.targets` side by side, from each target's zero-shot
 results (<zeroshot>/<target>/<backbone>/results.parquet) and report (<reports>/<target>/
 fewshot.csv and plot/): suite.csv and suite.md (one top-1 column per target and their mean),
-and plot/<target>-<text source>.csv (each target's Table-1 plot data, drawn by `dvc plots
-show`)."""
+and plot/table1.csv (every target's Table-1 plot data, a line per target and text source,
+drawn by `dvc plots show`)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from PIL import Image
 WIDTH = 1400
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 SCREENSHOTS = REPO / "artifacts" / "ci"
-DEMO_PAGE = REPO / "artifacts" / "report" / "summary.html"
+DEMO_PAGE = REPO / "artifacts" / "report" / "cub" / "summary.html"
 
 
 def find_browser() -> str | None:

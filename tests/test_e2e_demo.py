@@ -51,7 +51,7 @@ def stage_names(repo: Path) -> list[str]:
 
 def the_workspace_ran_the_demo() -> bool:
     """Did `make demo` run this code and these params to the end in the workspace?"""
-    if not (REPO / "artifacts" / "report" / "summary.html").is_file():
+    if not (REPO / "artifacts" / "report" / "cub" / "summary.html").is_file():
         return False
     return json.loads(run(REPO, sys.executable, "-m", "dvc", "status", "--json").stdout) == {}
 
@@ -88,7 +88,7 @@ def metrics_of(demo: Path, stage: str) -> dict:
 
 
 def table1_of(demo: Path) -> pd.DataFrame:
-    table = pd.read_csv(demo / "artifacts" / "report" / "table1.csv")
+    table = pd.read_csv(demo / "artifacts" / "report" / "cub" / "table1.csv")
     assert set(table["backbone"]) == {BACKBONE} and set(table["method"]) == {"linear"}
     return table
 
@@ -108,7 +108,7 @@ def test_table1_has_every_cell(demo):
             assert sorted(chosen[chosen["text_source"] == source]["image_ratio"]) == list(range(0, 91, 10))
     assert (table["image_ratio"] + table["text_ratio"] == 100).all()
     assert (table["top5"] >= table["top1"]).all()
-    markdown = (demo / "artifacts" / "report" / "table1.md").read_text()
+    markdown = (demo / "artifacts" / "report" / "cub" / "table1.md").read_text()
     for selection in SELECTIONS:
         assert f"## selection: {selection}" in markdown
     # the paper's numbers beside ours: class-balanced (85.07, 23.78), global (84.80, 27.67)
@@ -117,12 +117,12 @@ def test_table1_has_every_cell(demo):
 
 
 def test_summary_html_is_self_contained(demo):
-    report = demo / "artifacts" / "report"
+    report = demo / "artifacts" / "report" / "cub"
     page = (report / "summary.html").read_text()
     pngs = [base64.b64decode(data) for data in
             re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
-    run_info = json.loads((demo / "artifacts" / "zeroshot" / BACKBONE / "run.json").read_text())
-    pictures = [demo / "artifacts" / "zeroshot" / BACKBONE / "pictures" / p["file"]
+    run_info = json.loads((demo / "artifacts" / "zeroshot" / "cub" / BACKBONE / "run.json").read_text())
+    pictures = [demo / "artifacts" / "zeroshot" / "cub" / BACKBONE / "pictures" / p["file"]
                 for p in run_info["pictures"]]
     assert len(pictures) == yaml.safe_load((demo / "params.yaml").read_text())[
         "zeroshot"]["baselines"]["cbd"]["pictures"]
@@ -162,7 +162,7 @@ def test_numbers_carry_meaning(demo):
 def few_shot_table(demo, prior: str) -> pd.DataFrame:
     """The report's few-shot rows of the demo's adapter backbone: the image-only probe and the
     text-prior methods with `prior`."""
-    table = pd.read_csv(demo / "artifacts" / "report" / "fewshot.csv")
+    table = pd.read_csv(demo / "artifacts" / "report" / "cub" / "fewshot.csv")
     return table[(table["backbone"] == BACKBONE) & table["prior"].isin(["none", prior])]
 
 
@@ -220,10 +220,11 @@ def test_forced_repro_of_the_demo_changes_no_output(demo):
     mapped rows, as the stage loads them)."""
     before = output_hashes(demo)
     stages = stage_names(demo)
-    forced_stages = [s for s in stages if s.split("@")[0] in ("data", "describe",
-                                                               "describe_control", "report")
-                     or s in (f"train_adapter@{BACKBONE}-linear", f"evaluate@{BACKBONE}",
-                              f"zeroshot@{BACKBONE}")]  # zeroshot@demo-micro: the same code
+    forced_stages = [s for s in stages if s.split("@")[0] in ("data", "data_coco", "describe",
+                                                               "describe_control", "report",
+                                                               "suite")
+                     or s in (f"train_adapter@cub-{BACKBONE}-linear", f"evaluate@cub-{BACKBONE}",
+                              f"zeroshot@cub-{BACKBONE}")]  # zeroshot@cub-demo-micro: the same code
     forced = run(demo, sys.executable, "-m", "dvc", "repro", "-f", "-s", *forced_stages)
     assert ran_stages(forced.stdout) == set(forced_stages)
     assert set(before) == set(output_hashes(demo)) and output_hashes(demo) == before
@@ -240,7 +241,9 @@ def test_metrics_and_plots_show(demo):
     # the Table-1 plot once (not once more per data file against its row number), the figures
     charts = [name for name, plot in drawn.items() if plot and plot[0]["type"] == "vega"]
     assert "table1_top1_vs_image_ratio" in charts
-    assert not [name for name in charts if "artifacts/report/plot" in name]
+    assert not [name for name in charts if "/plot/" in name and "train_qformer" not in name]
+    lines = {row["line"] for row in drawn["table1_top1_vs_image_ratio"][0]["content"]["data"]["values"]}
+    assert lines == {"cub: none", "cub: captions", "cub: descriptions"}
     spec = drawn["table1_top1_vs_image_ratio"][0]["content"]
     assert spec["encoding"]["x"]["field"] == "image_ratio"
     assert spec["encoding"]["x"]["scale"]["reverse"] is True  # 100 % images first, as the PNG
@@ -248,7 +251,7 @@ def test_metrics_and_plots_show(demo):
 
 
 def test_evaluate_writes_per_class_accuracy_and_confusion(demo):
-    folder = demo / "artifacts" / "evaluate" / BACKBONE
+    folder = demo / "artifacts" / "evaluate" / "cub" / BACKBONE
     results = pd.read_parquet(folder / "results.parquet").set_index("run")
     per_class = pd.read_parquet(folder / "per_class.parquet")
     confusion = pd.read_parquet(folder / "confusion.parquet")
@@ -282,7 +285,7 @@ def test_a_killed_dvc_repro_resumes_where_it_stopped(demo, tmp_path):
     a feature set it re-encodes. The next `dvc repro` reruns only that stage, which keeps the
     shard the killed run finished and computes the rest; the set is byte-identical to before,
     so nothing downstream reruns."""
-    features = demo / "artifacts" / "extract" / BACKBONE / "coco_images"
+    features = demo / "artifacts" / "extract" / "coco" / BACKBONE / "coco_images"
     before = {p.name: p.read_bytes() for p in features.iterdir()}
     for name in before:
         (features / name).unlink()
@@ -324,17 +327,17 @@ def test_adapter_param_change_reruns_only_downstream(demo):
     params["train_adapter"]["methods"]["linear"]["lr"] *= 2
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
-    assert set(status) == {f"train_adapter@{BACKBONE}-linear", f"evaluate@{BACKBONE}"}
+    assert set(status) == {f"train_adapter@cub-{BACKBONE}-linear", f"evaluate@cub-{BACKBONE}"}
     params["train_adapter"]["methods"]["tip"]["fixed_beta"] = 2.0
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
-    assert set(status) == {f"train_adapter@{BACKBONE}-linear", f"train_adapter@{BACKBONE}-tip",
-                           f"evaluate@{BACKBONE}"}
+    assert set(status) == {f"train_adapter@cub-{BACKBONE}-linear", f"train_adapter@cub-{BACKBONE}-tip",
+                           f"evaluate@cub-{BACKBONE}"}
     params["zeroshot"]["baselines"]["linear_probe"]["val_fraction"] = 0.3
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
-    assert set(status) == {f"train_adapter@{BACKBONE}-linear", f"train_adapter@{BACKBONE}-tip",
-                           f"evaluate@{BACKBONE}", "zeroshot@demo-tiny", "zeroshot@demo-micro"}
+    assert set(status) == {f"train_adapter@cub-{BACKBONE}-linear", f"train_adapter@cub-{BACKBONE}-tip",
+                           f"evaluate@cub-{BACKBONE}", "zeroshot@cub-demo-tiny", "zeroshot@cub-demo-micro"}
     params_file.write_text(shipped)
     assert json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout) == {}
 
@@ -350,8 +353,8 @@ def test_report_compares_a_commit_with_a_dvc_experiment(demo):
     key = "train_adapter.methods.linear.lr"
     lr = yaml.safe_load((demo / "params.yaml").read_text())["train_adapter"]["methods"]["linear"]["lr"]
     exp = run(demo, sys.executable, "-m", "dvc", "exp", "run", "-n", "lr-x3", "-S", f"{key}={lr * 3}")
-    assert ran_stages(exp.stdout) == {f"train_adapter@{BACKBONE}-linear", f"evaluate@{BACKBONE}",
-                                      "report"}
+    assert ran_stages(exp.stdout) == {f"train_adapter@cub-{BACKBONE}-linear", f"evaluate@cub-{BACKBONE}",
+                                      "report@cub", "suite"}
     table_b = table1_of(demo)
     try:
         compare = run(demo, "fgvc", "report", "--compare", "HEAD", "lr-x3",
@@ -404,7 +407,7 @@ def test_token_input_trains_the_qformer_and_the_adapters(demo, tmp_path):
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     features = tmp_path / "extract"
     for images in ("coco_images", "target_images"):
-        shutil.copytree(demo / "artifacts" / "extract" / BACKBONE / images, features / images)
+        shutil.copytree(demo / "artifacts" / "extract" / "cub" / BACKBONE / images, features / images)
     for texts in ("coco_captions", "target_captions", "descriptions"):
         out = run_by_hand(demo, "extract", texts, "--params", str(params_file), "--out",
                           str(features / texts))
@@ -426,7 +429,7 @@ def test_token_input_trains_the_qformer_and_the_adapters(demo, tmp_path):
 
 
 def test_zeroshot_baselines_score_every_backbone_above_chance(demo):
-    results = pd.concat(pd.read_parquet(demo / "artifacts" / "zeroshot" / b / "results.parquet")
+    results = pd.concat(pd.read_parquet(demo / "artifacts" / "zeroshot" / "cub" / b / "results.parquet")
                         for b in ("demo-tiny", "demo-micro"))
     assert set(results["method"]) == {"clip", "cbd", "cupl", "linear_probe"}
     assert (results["top1"] > 1.5 * CHANCE).all(), results[["backbone", "variant", "top1"]]
@@ -443,12 +446,50 @@ def test_zeroshot_baselines_score_every_backbone_above_chance(demo):
     assert (cbd.loc[controls, "draws"] == 7).all() and (cbd.loc[controls, "top1_std"] > 0).all()
     assert (cbd.loc["descriptors", "top1"] > cbd.loc[controls, "top1"] + 10).all(), cbd
     assert cbd.loc[["attributes", "descriptors"], "top1_std"].isna().all()
-    details = demo / "artifacts" / "zeroshot" / "demo-tiny" / "details"
+    details = demo / "artifacts" / "zeroshot" / "cub" / "demo-tiny" / "details"
     explanations = pd.read_parquet(details / "explanations.parquet")
     assert set(explanations["descriptions"]) == {"attributes", "descriptors", *controls}
     assert len(pd.read_parquet(details / "linear_probe.parquet")) == 5  # a row per strength
-    table = pd.read_csv(demo / "artifacts" / "report" / "zeroshot.csv")
+    table = pd.read_csv(demo / "artifacts" / "report" / "cub" / "zeroshot.csv")
     assert len(table) == len(results)
+
+
+def test_a_new_target_runs_only_its_own_stages_and_the_suite(demo):
+    """Issue 22: a second entry of data.targets (here the demo's birds again, as `{}` reads
+    data.target) adds only its own stages, one per (target, backbone) where a backbone is
+    involved, and the suite; nothing of the first target reruns. Its zero-shot baselines,
+    run, score what the first target's scored. The params are put back afterwards."""
+    params_file = demo / "params.yaml"
+    shipped = params_file.read_text()
+    params = yaml.safe_load(shipped)
+    params["data"]["targets"]["birds"] = {}
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
+        backbones, chain = list(params["clip"]["backbones"]), params["clip"]["adapter_backbones"]
+        describe = params["describe"]
+        expected = ({"data@birds", "report@birds", "suite"}
+                    | {f"describe@birds-{s}" for s in describe["sets"]}
+                    | {f"describe_control@birds-{c}" for c in describe["controls"]}
+                    | {f"{stage}@birds-{b}" for b in backbones for stage in (
+                        "extract_target_images", "extract_templates", "extract_descriptions",
+                        "zeroshot")}
+                    | {f"{stage}@birds-{b}" for b in chain
+                       for stage in ("extract_target_captions", "evaluate")}
+                    | {f"train_adapter@birds-{b}-{m}" for b in chain
+                       for m in params["train_adapter"]["methods"]})
+        assert set(status) == expected
+        rerun = run(demo, sys.executable, "-m", "dvc", "repro", "zeroshot@birds-demo-micro")
+        assert {s for s in ran_stages(rerun.stdout) if "birds" not in s} == set()
+        assert "data: CUB_200_2011: 1200 images (600 train, 600 test)" in rerun.stdout
+        scored = [pd.read_parquet(demo / "artifacts" / "zeroshot" / target / "demo-micro" /
+                                  "results.parquet").set_index("variant")["top1"]
+                  for target in ("cub", "birds")]
+        pd.testing.assert_series_equal(*scored)
+    finally:
+        params_file.write_text(shipped)
+        run(demo, "git", "checkout", "HEAD", "--", "dvc.lock")
+    assert json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout) == {}
 
 
 def test_new_prompts_encode_only_texts_and_a_new_backbone_runs_only_itself(demo):
@@ -461,25 +502,26 @@ def test_new_prompts_encode_only_texts_and_a_new_backbone_runs_only_itself(demo)
     params["zeroshot"]["templates"].append("open_clip:OPENAI_IMAGENET_TEMPLATES")
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = run(demo, sys.executable, "-m", "dvc", "repro")
-    assert ran_stages(rerun.stdout) == {"extract_templates@demo-tiny", "extract_templates@demo-micro",
-                                        "zeroshot@demo-tiny", "zeroshot@demo-micro", "report"}
+    assert ran_stages(rerun.stdout) == {"extract_templates@cub-demo-tiny", "extract_templates@cub-demo-micro",
+                                        "zeroshot@cub-demo-tiny", "zeroshot@cub-demo-micro", "report@cub",
+                                        "suite"}
     kept = re.findall(r"extract: 20 paper features .*: 0 computed, 1 kept", rerun.stdout)
     new = re.findall(r"extract: 1600 open_clip:OPENAI_IMAGENET_TEMPLATES features .*: "
                      r"2 computed, 0 kept", rerun.stdout)
     assert len(kept) == len(new) == 2  # per backbone: the known sets kept, the new one encoded
-    ensemble = pd.read_parquet(demo / "artifacts" / "zeroshot" / "demo-tiny" / "results.parquet")
+    ensemble = pd.read_parquet(demo / "artifacts" / "zeroshot" / "cub" / "demo-tiny" / "results.parquet")
     assert (ensemble["variant"] == "open_clip:OPENAI_IMAGENET_TEMPLATES").sum() == 1
     params["clip"]["backbones"]["demo-tiny-2"] = {"model": "fgvc-demo-tiny", "pretrained": None}
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
-    scored = {f"{stage}@demo-tiny-2" for stage in (
-        "clip", "extract_target_images", "extract_templates", "extract_descriptions", "zeroshot")}
-    assert set(status) == scored | {"report"}
+    scored = {"clip@demo-tiny-2"} | {f"{stage}@cub-demo-tiny-2" for stage in (
+        "extract_target_images", "extract_templates", "extract_descriptions", "zeroshot")}
+    assert set(status) == scored | {"report@cub", "suite"}
     params["clip"]["adapter_backbones"].append("demo-tiny-2")
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(demo, sys.executable, "-m", "dvc", "status", "--json").stdout)
     chain = {f"{stage}@demo-tiny-2" for stage in (
-        "extract_coco_images", "extract_coco_captions", "extract_target_captions",
-        "train_qformer", "evaluate")}
-    chain |= {f"train_adapter@demo-tiny-2-{method}" for method in params["train_adapter"]["methods"]}
-    assert set(status) == scored | chain | {"report"}
+        "extract_coco_images", "extract_coco_captions", "train_qformer")}
+    chain |= {f"{stage}@cub-demo-tiny-2" for stage in ("extract_target_captions", "evaluate")}
+    chain |= {f"train_adapter@cub-demo-tiny-2-{method}" for method in params["train_adapter"]["methods"]}
+    assert set(status) == scored | chain | {"report@cub", "suite"}

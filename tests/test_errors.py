@@ -33,14 +33,14 @@ COMMANDS = {
 # In an empty project: the first input each command misses, and the stage that makes it.
 MISSING = {
     "data": ("artifacts/data/world", "demo@world"),
-    "clip": ("artifacts/data/index/coco_images.parquet", "data"),
-    "describe": ("artifacts/data/index/target_classes.parquet", "data"),
-    "extract": ("artifacts/data/index/target_images.parquet", "data"),
+    "clip": ("artifacts/data/index/coco_images.parquet", "data_coco"),
+    "describe": ("artifacts/data/index/cub/target_classes.parquet", "data@cub"),
+    "extract": ("artifacts/data/index/cub/target_images.parquet", "data@cub"),
     "train_qformer": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "train_adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "evaluate": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
     "zeroshot": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
-    "report": ("artifacts/evaluate/demo-tiny/results.parquet", "evaluate@demo-tiny"),
+    "report": ("artifacts/evaluate/cub/demo-tiny/results.parquet", "evaluate@cub-demo-tiny"),
     "bench extract": ("artifacts/data/world", "demo@world"),
     "bench adapter": ("artifacts/clip/demo-tiny", "clip@demo-tiny"),
 }
@@ -234,24 +234,24 @@ def by_hand(tmp_path_factory) -> Path:
 def test_stages_run_by_hand_in_dvc_yaml_order(by_hand):
     paths = yaml.safe_load((by_hand / "dvc.yaml").read_text())["vars"][0]["paths"]
     assert (by_hand / paths["train_qformer"] / "demo-tiny" / "checkpoint" / "qformer.json").is_file()
-    assert (by_hand / paths["train_adapter"] / "demo-tiny" / "linear" / "heads.json").is_file()
+    assert (by_hand / paths["train_adapter"] / "cub" / "demo-tiny" / "linear" / "heads.json").is_file()
     params = yaml.safe_load((by_hand / "params.yaml").read_text())
-    table = pd.read_csv(by_hand / paths["report"] / "table1.csv")
+    table = pd.read_csv(by_hand / paths["report"] / "cub" / "table1.csv")
     adapters = params["train_adapter"]
     mappings = adapters["methods"]["linear"]["text_mapping"]
     assert len(table) == (10 + 20 * len(mappings)) * len(adapters["selection"])
-    baselines = pd.read_csv(by_hand / paths["report"] / "zeroshot.csv")
+    baselines = pd.read_csv(by_hand / paths["report"] / "cub" / "zeroshot.csv")
     assert set(baselines["backbone"]) == set(params["clip"]["backbones"])
 
 
 def test_extracting_into_a_folder_of_other_files_is_refused(by_hand):
-    before = {p: p.read_bytes() for p in (by_hand / "artifacts" / "report").rglob("*") if p.is_file()}
-    result = fgvc(by_hand, "extract", "target_images", "--out", "artifacts/report")
+    before = {p: p.read_bytes() for p in (by_hand / "artifacts" / "report" / "cub").rglob("*") if p.is_file()}
+    result = fgvc(by_hand, "extract", "target_images", "--out", "artifacts/report/cub")
     assert result.returncode == 1
-    names = sorted(p.name for p in (by_hand / "artifacts" / "report").iterdir())
+    names = sorted(p.name for p in (by_hand / "artifacts" / "report" / "cub").iterdir())
     assert len(names) > 5  # the first five named, the others counted
     assert one_error_line(result).startswith(
-        f"error: artifacts/report holds files that are not part of a feature set "
+        f"error: artifacts/report/cub holds files that are not part of a feature set "
         f"({', '.join(names[:5])} and {len(names) - 5} more): refusing to write features there")
     assert {p: p.read_bytes() for p in before} == before  # nothing deleted or rewritten
 
@@ -275,7 +275,7 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
 
     # this CLIP's features, the other CLIP in use
     line = refused("train_qformer", "--clip", "other/demo-tiny", "--out", "x", "--live", "y")
-    assert line == (f"error: the feature set artifacts/extract/demo-tiny/coco_images: made with CLIP "
+    assert line == (f"error: the feature set artifacts/extract/coco/demo-tiny/coco_images: made with CLIP "
                     f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use is "
                     f"fgvc-demo-tiny (trained here, weights {theirs}) (differs in: "
                     "weights_sha256); extract it again with this CLIP (the `extract` stage)")
@@ -287,12 +287,12 @@ def test_artifacts_of_another_clip_are_refused_wherever_they_meet(by_hand):
                            f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
     # the other CLIP's features, but this CLIP's adapters
     line = refused("evaluate", "--clip", "other/demo-tiny", "--features", "other/extract", "--out", "x")
-    assert line.startswith(f"error: the linear adapters in artifacts/train_adapter/demo-tiny/linear: made with CLIP "
+    assert line.startswith(f"error: the linear adapters in artifacts/train_adapter/cub/demo-tiny/linear: made with CLIP "
                            f"fgvc-demo-tiny (trained here, weights {ours}), but the CLIP in use "
                            f"is fgvc-demo-tiny (trained here, weights {theirs})")
     # this CLIP's features scored zero-shot with the other CLIP's text side
     line = refused("zeroshot", "--clip", "other/demo-tiny", "--out", "x")
-    assert line.startswith(f"error: the feature set artifacts/extract/demo-tiny/target_images: made "
+    assert line.startswith(f"error: the feature set artifacts/extract/cub/demo-tiny/target_images: made "
                            f"with CLIP fgvc-demo-tiny (trained here, weights {ours}), but the "
                            f"CLIP in use is fgvc-demo-tiny (trained here, weights {theirs})")
     assert not (by_hand / "x").exists()  # nothing written by a refused stage
@@ -302,7 +302,7 @@ def test_a_damaged_feature_set_stops_a_stage_that_reads_it_in_one_line(by_hand):
     """Issue 23: a byte flipped in a finished shard, then a manifest cut short: the stage
     reading the set (zeroshot: target_images first) stops in one line naming the file, the set
     and how to rebuild it, and writes nothing. The files are put back."""
-    folder = "artifacts/extract/demo-tiny/target_images"
+    folder = "artifacts/extract/cub/demo-tiny/target_images"
     shard, manifest = by_hand / folder / "shard-00000.parquet", by_hand / folder / "manifest.json"
     before = {path: path.read_bytes() for path in (shard, manifest)}
     rebuild = "re-run `extract` for it (or `dvc checkout` it from the cache)"

@@ -100,7 +100,7 @@ def test_resume_logs_are_not_part_of_a_folder_dvc_hashes():
     from pipeline.features.store import resume_log_path
 
     ignore = Repo(str(REPO)).dvcignore
-    features = REPO / "artifacts" / "extract" / "demo-tiny"
+    features = REPO / "artifacts" / "extract" / "cub" / "demo-tiny"
     for folder in (features / "target_images", features / "descriptions" / "attributes"):
         assert ignore.is_ignored_file(str(resume_log_path(folder)))
         assert not ignore.is_ignored_file(str(folder / "manifest.json"))
@@ -133,9 +133,11 @@ def test_stages_use_only_the_public_names_of_each_package():
 
 def module_of(stage: str) -> str:
     """The stages/ module a dvc.yaml stage (group) runs: describe_file@ and describe_control@
-    run describe's, extract_<set>@ extract's."""
+    run describe's, data_coco data's, extract_<set>@ extract's."""
     if stage in ("describe_file", "describe_control"):
         return "describe"
+    if stage == "data_coco":
+        return "data"
     return "extract" if stage.startswith("extract_") else stage
 
 

@@ -224,20 +224,20 @@ def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
     checkpoint = project / "artifacts" / "train_qformer" / "own" / "checkpoint"
     assert [p.name for p in checkpoint.iterdir()] == ["no_qformer.json"]
 
-    results = pd.read_parquet(project / "artifacts" / "evaluate" / "own" / "results.parquet")
+    results = pd.read_parquet(project / "artifacts" / "evaluate" / "cub" / "own" / "results.parquet")
     assert set(results["method"]) == {"linear", "probe", "text_prior", "tip"}
     linear = results[results["method"] == "linear"]
     texts = linear[linear["text_source"] != "none"]
     assert len(texts) and set(texts["text_mapping"]) == {"none"}  # no mapped-text column
-    zeroshot = pd.read_parquet(project / "artifacts" / "zeroshot" / "own" / "results.parquet")
+    zeroshot = pd.read_parquet(project / "artifacts" / "zeroshot" / "cub" / "own" / "results.parquet")
     assert {"clip", "cbd", "linear_probe"} <= set(zeroshot["method"])
 
-    report = project / "artifacts" / "report"
+    report = project / "artifacts" / "report" / "cub"
     table = pd.read_csv(report / "table1.csv")
     assert set(table["text_source"]) == {"none", "descriptions_unmapped"}
     markdown = (report / "table1.md").read_text()
     assert NO_QFORMER in markdown and NO_QFORMER in ran
-    metrics = json.loads((project / "artifacts" / "evaluate" / "own" / "metrics.json")
+    metrics = json.loads((project / "artifacts" / "evaluate" / "cub" / "own" / "metrics.json")
                          .read_text())
     assert metrics["adapter_top1"] and all(
         "unmapped" in key or key.startswith("image_") for key in metrics["adapter_top1"])

@@ -115,6 +115,7 @@ def test_every_preset_writes_the_keys_the_demo_has():
 
 
 WHOLE = {"clip.backbones", "describe.sets", "describe.files", "describe.controls", "data.demo",
+         "data.targets",
          "data.target", "zeroshot.baselines", "train_adapter.methods"}  # a preset replaces these whole
 
 
@@ -239,6 +240,38 @@ def linear(p):
     return p["train_adapter"]["methods"]["linear"]
 
 
+def test_each_target_reads_data_target_or_its_own_settings():
+    """data.targets: {} is data.target with data.captions; an entry with a format is a dataset
+    of its own (nothing inherited, no captions unless it says so); one without a format
+    overrides data.target's keys. A file describes the first target unless it names one, and a
+    target scores only the sets made for it."""
+    from stages.params import validate_params
+
+    params = validate_params({"data": {"targets": {
+        "cub": {}, "copy": {"path": "CUB_copy", "names": "dataset"},
+        "pets": {"format": "oxford_pets", "path": "oxford_pets"}}},
+        "describe": {"files": {"cub_file": {"backend": "file", "path": "c.yaml"},
+                               "pets_file": {"backend": "file", "path": "p.yaml", "target": "pets"}}},
+        "zeroshot": {"descriptions": ["attributes", "cub_file", "pets_file", "shuffled"]}},
+        "params.yaml")
+    cub, copy, pets = (params.for_target(name) for name in ("cub", "copy", "pets"))
+    assert (cub.data.target.format, cub.data.target.path, cub.data.captions) == (
+        "cub", "CUB_200_2011", "text_c10")
+    assert (copy.data.target.format, copy.data.target.path, copy.data.target.names,
+            copy.data.captions) == ("cub", "CUB_copy", "dataset", "text_c10")
+    assert (pets.data.target.format, pets.data.target.path, pets.data.target.names,
+            pets.data.captions) == ("oxford_pets", "oxford_pets", "auto", None)
+    assert params.describe.files["cub_file"].target == "cub"  # the first target, written out
+    assert cub.zeroshot.descriptions == ["attributes", "cub_file", "shuffled"]
+    assert pets.zeroshot.descriptions == ["attributes", "pets_file", "shuffled"]
+    assert [t.target for t in (cub, copy, pets)] == ["cub", "copy", "pets"]
+    with pytest.raises(ParamsError, match=r"data.targets has 3 targets: name one "
+                                          r"\(--target cub \| copy \| pets\)"):
+        params.for_target(None)
+    with pytest.raises(ParamsError, match="data.targets has no target 'dogs'"):
+        params.for_target("dogs")
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda p: linear(p).update(lr=-1), f"{LINEAR}.lr: Input should be greater than 0"),
     (lambda p: linear(p).update(lerning_rate=0.1), f"{LINEAR}.lerning_rate: unknown key"),
@@ -289,6 +322,18 @@ def linear(p):
     (lambda p: p["data"]["target"].update(format="imagefolder", path="cars"), "data: captions: per-image captions are read in Reed et al.'s layout, which mirrors CUB's images/ folder, and data.target is format 'imagefolder': set data.captions: null"),
     (lambda p: p["data"]["demo"].update(index=p["data"]["demo"]["world"]), "data: demo: 'index' is the data stage's folder"),
     (lambda p: p["data"].update(karpathy_json="../k.json"), "data: karpathy_json: '../k.json' must be a path inside data.coco"),
+    (lambda p: p["data"].update(targets={}), "data.targets: needs at least one entry"),
+    (lambda p: p["data"]["targets"].update(coco={}), "data: targets: 'coco': a target's name is a folder and part of stage names"),
+    (lambda p: p["data"]["targets"].update({"pet-s": {}}), "data: targets: 'pet-s': a target's name is a folder and part of stage names"),
+    (lambda p: p["data"]["targets"].update(pets={"format": "oxford_pets"}), "data: targets.pets.path: Field required"),
+    (lambda p: p["data"]["targets"].update(pets={"format": "oxford_pets", "path": "p", "split": "x"}), "data: targets.pets.split: unknown key"),
+    (lambda p: p["data"]["targets"].update(pets={"format": "oxford_pets", "path": "p", "captions": "text_c10"}), "data: targets.pets.captions: per-image captions are read in Reed et al.'s layout"),
+    (lambda p: p["data"]["targets"].update(copy={"path": "../CUB"}), "data: targets.copy.path: '../CUB' must be a path inside data.root"),
+    (lambda p: p["data"]["targets"].update(pets="oxford_pets"), "data.targets.pets: Input should be a valid dictionary (got 'oxford_pets')"),
+    (lambda p: p["describe"].update(files={"own": {"backend": "file", "path": "x.yaml", "target": "pets"}}), "describe.files.own.target: 'pets' is not a key of data.targets (cub)"),
+    (lambda p: (p["data"]["targets"].update(pets={"format": "oxford_pets", "path": "p"}), p["describe"].update(files={"own": {"backend": "file", "path": "x.yaml"}}), p["describe"]["controls"].update(own_words={"kind": "words", "of": "own"})), "describe.controls.own_words.of: 'own' is a file of target 'cub', and a control runs on every target"),
+    (lambda p: (p["data"]["targets"].update(pets={"format": "oxford_pets", "path": "p"}), p["describe"].update(files={"own": {"backend": "file", "path": "x.yaml", "target": "cub"}}), p["train_adapter"].update(priors=["attributes", "own"])), "train_adapter.priors: 'own' is made for another target, not for 'pets'"),
+    (lambda p: p["describe"]["sets"].update(llm={"backend": "openai", "prompt": "cbd", "target": "cub"}), "describe.sets.llm: target is not read by backend 'openai'"),
     (lambda p: p["describe"]["sets"].update(llm={"backend": "openai", "prompt": "cbd", "path": "x.json"}), "describe.sets.llm: path is not read by backend 'openai'"),
     (lambda p: p["describe"]["sets"].update({"my set": {"backend": "attributes"}}), "describe.sets: 'my set': names here are DVC stage and file names (clip@<name>)"),
     (lambda p: p["clip"].update(adapter_backbones=["ViT-B-32"]), "clip: adapter_backbones: 'ViT-B-32' not in clip.backbones (demo-"),

@@ -68,8 +68,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
-    first = dvc(project, "repro", "extract_target_images@demo-micro")
-    assert "Running stage 'data'" in first and "Running stage 'extract_target_images@demo-micro'" in first
+    first = dvc(project, "repro", "extract_target_images@cub-demo-micro")
+    assert "Running stage 'data@cub'" in first and "Running stage 'extract_target_images@cub-demo-micro'" in first
     assert "no per-image captions" in first and "72 images (48 train, 24 test)" in first
     lock = (project / "dvc.lock").read_text()
     assert str(project.parent) not in lock  # no machine-specific path: teammates share it
@@ -78,10 +78,10 @@ def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
     image = sorted((project / "data" / "cars" / "test").rglob("*.jpg"))[0]
     shutil.copy(sorted((project / "data" / "cars" / "train").rglob("*.jpg"))[0], image)
     status = dvc(project, "status")
-    assert "data:" in status and "extract_target_images@demo-micro:" in status and "modified:" in status
+    assert "data@cub:" in status and "extract_target_images@cub-demo-micro:" in status and "modified:" in status
     assert "clip@demo-micro" not in status  # it reads COCO only
 
-    second = dvc(project, "repro", "extract_target_images@demo-micro")
+    second = dvc(project, "repro", "extract_target_images@cub-demo-micro")
     assert "Running stage 'clip@demo-micro'" not in second
     assert "5 shard(s): 1 computed, 4 kept from an earlier run" in second
 
@@ -89,7 +89,7 @@ def test_a_changed_image_reruns_only_what_reads_it_and_its_shard(project):
 def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_path):
     """Machine B keeps the same data at another place (its own `data` symlink): it pulls what A
     pushed, and nothing A ran is stale or runs again."""
-    dvc(project, "repro", "extract_target_images@demo-micro")
+    dvc(project, "repro", "extract_target_images@cub-demo-micro")
     dvc(project, "remote", "add", "-d", "team", str(tmp_path / "remote"))
     dvc(project, "push")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -99,11 +99,11 @@ def test_a_teammate_with_the_data_elsewhere_shares_every_output(project, tmp_pat
     subprocess.run(["git", "clone", "-q", str(project), str(teammate)], check=True)
     shutil.copytree(project / "data", tmp_path / "their-disk" / "datasets")
     (teammate / "data").symlink_to(tmp_path / "their-disk" / "datasets")
-    dvc(teammate, "pull", "--with-deps", "extract_target_images@demo-micro")  # what A ran
-    ran = ["data", "clip@demo-micro", "extract_target_images@demo-micro"]
+    dvc(teammate, "pull", "--with-deps", "extract_target_images@cub-demo-micro")  # what A ran
+    ran = ["data@cub", "clip@demo-micro", "extract_target_images@cub-demo-micro"]
     assert dvc(teammate, "status", *ran).strip() == "Data and pipelines are up to date."
-    assert "Running stage" not in dvc(teammate, "repro", "extract_target_images@demo-micro")
-    for output in ("artifacts/data/index/target_images.parquet",
+    assert "Running stage" not in dvc(teammate, "repro", "extract_target_images@cub-demo-micro")
+    for output in ("artifacts/data/index/cub/target_images.parquet",
                    "artifacts/clip/demo-micro/card.json"):
         assert (teammate / output).read_bytes() == (project / output).read_bytes()
 
@@ -114,14 +114,14 @@ def test_an_imagefolder_target_without_captions_has_no_caption_column(project):
         run_by_hand(project, "extract", name)
     for command in ("train_qformer", "train_adapter", "evaluate", "zeroshot", "report"):
         run_by_hand(project, command)
-    report = project / "artifacts" / "report"
+    report = project / "artifacts" / "report" / "cub"
     table = pd.read_csv(report / "table1.csv")
     assert set(table["text_source"]) == {"none", "descriptions"}  # no caption column at all
     assert table["paper_top1"].isna().all()  # the paper's numbers are CUB's
     markdown = (report / "table1.md").read_text()
     assert "captions" not in markdown.split("## selection")[1] and "not shown" in markdown
-    metrics = yaml.safe_load((project / "artifacts" / "evaluate" / "demo-micro" / "metrics.json")
+    metrics = yaml.safe_load((project / "artifacts" / "evaluate" / "cub" / "demo-micro" / "metrics.json")
                              .read_text())
     assert not [key for key in metrics["adapter_top1"] if "captions" in key]
-    run = yaml.safe_load((project / "artifacts" / "zeroshot" / "demo-micro" / "run.json").read_text())
+    run = yaml.safe_load((project / "artifacts" / "zeroshot" / "cub" / "demo-micro" / "run.json").read_text())
     assert run["dataset"] == f"cars ({CLASSES} classes)"  # the target folder: not CUB

@@ -67,7 +67,7 @@ def shrink_params(params: dict) -> dict:
 # (width 64, not 32), so its weights and features really differ; ~40 s in the shrunk world.
 SECOND_BACKBONE = "demo-tiny"
 STEPS = "train_adapter.methods.linear.steps"
-METRICS = "artifacts/evaluate/demo-micro/metrics.json"
+METRICS = "artifacts/evaluate/cub/demo-micro/metrics.json"
 EXPERIMENT = "more-steps"
 BUCKET = "fgvc-team"
 
@@ -221,11 +221,11 @@ def machine_a(tmp_path_factory, s3_endpoint) -> MachineA:
     # An experiment on `features`, then back to it (params, lock and outputs from the cache).
     features_lock = lock_hashes(repo)
     exp = dvc(repo, "exp", "run", "-n", EXPERIMENT, "-S", f"{STEPS}=30")
-    assert ran_stages(exp.stdout) == {"train_adapter@demo-micro-linear", "evaluate@demo-micro",
-                                      "report"}  # not train_adapter@demo-micro-ensemble
+    assert ran_stages(exp.stdout) == {"train_adapter@cub-demo-micro-linear", "evaluate@cub-demo-micro",
+                                      "report@cub", "suite"}  # not train_adapter@cub-demo-micro-ensemble
     experiment_metrics = (repo / METRICS).read_bytes()
     experiment_lock = lock_hashes(repo)
-    adapters = ("train_adapter@demo-micro-linear", "artifacts/train_adapter/demo-micro/linear")
+    adapters = ("train_adapter@cub-demo-micro-linear", "artifacts/train_adapter/cub/demo-micro/linear")
     assert experiment_lock[adapters] != features_lock[adapters]  # other adapters to share
     run(repo, "git", "checkout", "-q", "HEAD", "--", "params.yaml", "dvc.lock")
     dvc(repo, "checkout", "-q")
@@ -236,9 +236,10 @@ def machine_a(tmp_path_factory, s3_endpoint) -> MachineA:
     params["clip"]["backbones"][SECOND_BACKBONE] = {"model": "fgvc-demo-tiny", "pretrained": None}
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     second = dvc(repo, "repro")
-    assert ran_stages(second.stdout) == {f"{stage}@{SECOND_BACKBONE}" for stage in (
-        "clip", "extract_target_images", "extract_templates", "extract_descriptions",
-        "zeroshot")} | {"report"}
+    assert ran_stages(second.stdout) == {f"clip@{SECOND_BACKBONE}"} | {
+        f"{stage}@cub-{SECOND_BACKBONE}" for stage in (
+            "extract_target_images", "extract_templates", "extract_descriptions", "zeroshot")
+    } | {"report@cub", "suite"}
     run(repo, "git", "add", "params.yaml", "dvc.lock")
     run(repo, "git", "commit", "-qm", "a second backbone")
     run(repo, "git", "tag", "two-backbones")

@@ -114,14 +114,14 @@ def _no_coco_images() -> pd.DataFrame:
                          "path": pd.Series([], dtype="str"), "split": pd.Series([], dtype="str")})
 
 
-def index_datasets(settings: Data, target: bool = True, coco: bool = True) -> DatasetIndex:
+def index_datasets(settings: Data, parts: tuple[str, ...] = ("target", "coco")) -> DatasetIndex:
     """Index the target (in the layout data.target.format names) and its captions, and COCO
-    (`target`, `coco`: which of the two)."""
+    (`parts`: which of the two)."""
     root = Path(settings.root)
     tables, folders, notes, used = {}, {}, [], None
-    if target:
+    if "target" in parts:
         tables, folders, notes, used = _index_target(root, settings)
-    if coco:
+    if "coco" in parts:
         coco_root = root / settings.coco if settings.has_coco else None
         if coco_root is not None:
             coco_images, coco_captions = (

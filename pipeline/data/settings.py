@@ -167,13 +167,11 @@ class Data(Section):
 
     @model_validator(mode="after")
     def _every_target_reads(self) -> Data:
-        for name, entry in self.targets.items():
+        for name in self.targets:
             if not TARGET_NAME.fullmatch(name) or name == "coco":
                 raise ValueError(f"targets: {name!r}: a target's name is a folder and part of "
                                  "stage names (zeroshot@<target>-<backbone>): letters, digits "
                                  "and '_', not 'coco' (COCO's features are extract/coco/)")
-            if not isinstance(entry, dict):
-                raise ValueError(f"targets.{name}: must be a mapping ({{}}: data.target)")
             try:
                 self.target_named(name)._captions_follow_cub()
             except ValidationError as error:

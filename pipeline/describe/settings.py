@@ -80,8 +80,9 @@ class DescriptionSet(Section):
     # attributes: the share of stated traits swapped for a wrong value of their kind (a weak
     # set, erring as an LLM does); None: none
     wrong_traits: float | None = Field(None, ge=0, le=1)
-    # cbd_json/file: the target (a key of data.targets) whose classes the file describes; a
-    # set of describe.sets is made for every target
+    # cbd_json/file: the target (a key of data.targets) whose classes the file describes
+    # (params.yaml names it: it is in the stage's paths); a set of describe.sets is made for
+    # every target. None: the first target (filled in when params.yaml is read).
     target: str | None = None
 
     @model_validator(mode="after")
@@ -89,9 +90,6 @@ class DescriptionSet(Section):
         needs = {"openai": "prompt", "cbd_json": "path", "file": "path"}.get(self.backend)
         if needs and getattr(self, needs) is None:
             raise ValueError(f"backend {self.backend!r} needs {needs}")
-        if self.backend in FILE_BACKENDS and self.target is None:
-            raise ValueError(f"backend {self.backend!r} needs target (the key of data.targets "
-                             "whose classes the file describes, e.g. target: cub)")
         for key in {"prompt", "path", "traits_per_sample", "samples_per_class",
                     "wrong_traits", "target"} - {needs, None}:
             if key == "target" and self.backend in FILE_BACKENDS:

@@ -22,15 +22,13 @@ KEYS = ["backbone", "table", "method", "variant", "budget"]
 class Suite:
     table: pd.DataFrame  # KEYS, one top-1 column per target, mean
     targets: list[str]
-    plots: dict[str, pd.DataFrame]  # <target>-<text source> -> image_ratio, top1
+    plot: pd.DataFrame  # every target's Table-1 plot data: line, image_ratio, top1
 
     def save(self, out: Path) -> None:
         write_text(out / "suite.csv", self.table.to_csv(index=False, float_format="%.2f"))
         write_text(out / "suite.md", self.markdown())
-        (out / "plot").mkdir(parents=True, exist_ok=True)  # DVC tracks it, even empty
-        for name, series in self.plots.items():
-            write_text(out / "plot" / f"{name}.csv", series.to_csv(index=False,
-                                                                   float_format="%.2f"))
+        write_text(out / "plot" / "table1.csv", self.plot.to_csv(index=False,
+                                                                float_format="%.2f"))
 
     def markdown(self) -> str:
         lines = [f"# The suite: {len(self.targets)} target(s), top-1 %", "",
@@ -77,7 +75,9 @@ def suite_table(zeroshot: dict[str, pd.DataFrame], fewshot: dict[str, pd.DataFra
 def build_suite(zeroshot: dict[str, pd.DataFrame], fewshot: dict[str, pd.DataFrame],
                 plots: dict[str, dict[str, pd.DataFrame]]) -> Suite:
     """The suite of every target (`plots`: target -> its report's Table-1 plot data, text
-    source -> image_ratio, top1)."""
-    return Suite(suite_table(zeroshot, fewshot), list(dict.fromkeys([*zeroshot, *fewshot])),
-                 {f"{target}-{source}": series for target, sources in plots.items()
-                  for source, series in sources.items()})
+    source -> image_ratio, top1), the plot data in one table, a line per target and source."""
+    lines = [series.assign(line=f"{target}: {source}")[["line", "image_ratio", "top1"]]
+             for target, sources in plots.items() for source, series in sources.items()]
+    plot = (pd.concat(lines, ignore_index=True) if lines else
+            pd.DataFrame(columns=["line", "image_ratio", "top1"]))
+    return Suite(suite_table(zeroshot, fewshot), list(dict.fromkeys([*zeroshot, *fewshot])), plot)
