@@ -1,10 +1,10 @@
 """Stages `describe@<target>-<set>`, `describe_file@<set>` and `describe_control@<target>-<set>`:
-one set of one target's class descriptions into <out>/sets/<set>.parquet (a control's:
-<out>/controls/<set>.parquet; <out> is <paths.describe>/<target>; columns class_id, class_name,
+one set of one target's class descriptions into <out>/<set>.parquet (<out>: the target's
+<paths.describe>/<target>/sets/, or controls/ for a control; columns class_id, class_name,
 text, source, prompt_id, sample_index), from the backend `describe.sets.<set>` (an LLM, class
 attributes) or `describe.files.<set>` (an imported file of the target it names, the stage's
 dependency) names, or the control `describe.controls.<set>` makes from its real set
-(<out>/sets/<of>.parquet). One stage per target and set, so a new prompt asks the LLM only for
+(<sets>/<of>.parquet, the target's sets/). One stage per target and set, so a new prompt asks the LLM only for
 that set; `train_adapter.descriptions`
 names the set the adapters train on,
 `zeroshot.descriptions` the sets scored the CBD way. Both stages run this one command.
@@ -23,7 +23,8 @@ import typer
 
 from pipeline.common import read_parquet_with_metadata, write_parquet
 from stages.common import PARAMS_OPTION, TARGET_OPTION, say
-from stages.layout import describe_stage, require, set_table, target_option, target_path
+from stages.layout import (describe_stage, require, set_kind, set_table, target_option,
+                           target_path)
 from stages.params import ParamsError, load_params
 
 PROMPTS = Path("prompts/describe")  # relative to the project root, like dvc.yaml's paths
@@ -34,9 +35,12 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
                                               "train_adapter.descriptions."),
          target: Optional[str] = TARGET_OPTION,
          index: Optional[Path] = target_option("data", help="The target's index tables."),
-         out: Optional[Path] = target_option("describe", help="The target's description sets: "
-                                             "writes <out>/sets/<set>.parquet (a control's: "
-                                             "<out>/controls/<set>.parquet)."),
+         out: Optional[Path] = target_option("describe", "<sets | controls>", help="Folder to "
+                                             "write <set>.parquet into: the target's sets/ "
+                                             "(a control's: controls/)."),
+         sets: Optional[Path] = typer.Option(None, help="A control's input: the folder of the "
+                                             "real sets. Default: --out where it is given, "
+                                             "else the target's sets/."),
          prompts: Path = typer.Option(PROMPTS, help="Folder of the prompt files (openai)."),
          cache: Path = typer.Option(None, help="The LLM answer cache (append-only JSONL). "
                                     "Default: $FGVC_CACHE_DIR/llm_answers.jsonl, "
@@ -65,13 +69,14 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
         raise ParamsError(f"describe: set {name!r} is not made for target {target!r} (a file "
                           "describes the target it names, a control that of its set)")
     index = index or target_path("data", target)
-    out = out or target_path("describe", target)
+    sets = sets or out or target_path("describe", target, "sets")
+    out = out or target_path("describe", target, set_kind(name, config))
     classes, _ = read_parquet_with_metadata(require(index / "target_classes.parquet",
                                                     made_by=f"data@{target}"))
     attributes = real = None
     if entry.backend == "control" and not dry_run:  # made from a real set, by its own stage
         real, _ = read_parquet_with_metadata(require(
-            set_table(out, entry.of, config), made_by=describe_stage(entry.of, config, target)))
+            sets / f"{entry.of}.parquet", made_by=describe_stage(entry.of, config, target)))
     if entry.backend == "attributes":
         attributes, _ = read_parquet_with_metadata(require(index / "target_attributes.parquet",
                                                            made_by=f"data@{target}"))
@@ -83,7 +88,7 @@ def main(name: Optional[str] = typer.Argument(None, help="The set to write, a ke
     if table is None:  # a dry run
         return
     # what wrote it travels with the table: model and server of an LLM set (issue 25)
-    write_parquet(set_table(out, name, config), table,
+    write_parquet(out / f"{name}.parquet", table,
                   {"fgvc.made_by": json.dumps(config.made_by(name), sort_keys=True)})
     print(f"describe: set {name!r}: {len(table)} descriptions for {table['class_id'].nunique()} "
           f"classes (backend {config.every_set[name].backend}); e.g. {table['text'].iloc[0]!r}")

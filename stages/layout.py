@@ -98,11 +98,19 @@ def target_option(stage: str, *parts: str, help: str, flag: str | None = None):
     return typer.Option(None, *([flag] if flag else []), show_default=shown, help=help)
 
 
+def set_kind(name: str, describe) -> str:
+    """The subfolder of a target's describe folder that holds set `name` (`describe`: the
+    params section): controls/ for a control, sets/ for the real sets (their controls' input)."""
+    return "controls" if describe.section_of(name) == "controls" else "sets"
+
+
 def set_table(folder: Path, name: str, describe) -> Path:
-    """Where description set `name` lies in a target's describe folder (`describe`: the params
-    section): controls/<name>.parquet for a control, sets/<name>.parquet otherwise."""
-    kind = "controls" if describe.section_of(name) == "controls" else "sets"
-    return Path(folder) / kind / f"{name}.parquet"
+    """Where description set `name` lies in a target's describe folder: <kind>/<name>.parquet
+    (`set_kind`), or <name>.parquet in a flat folder of sets (as `fgvc describe --out` writes
+    by hand) where that is what there is."""
+    nested = Path(folder) / set_kind(name, describe) / f"{name}.parquet"
+    flat = Path(folder) / f"{name}.parquet"
+    return flat if flat.is_file() and not nested.exists() else nested
 
 
 def shown_path(stage: str, name: str | None = None) -> str:
