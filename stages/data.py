@@ -19,17 +19,19 @@ keeps data.root at the same relative path); paths in the table are relative to i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import typer
 
 from pipeline.common import write_parquet, write_text
 from stages.common import PARAMS_OPTION, TARGET_OPTION
-from stages.layout import artifact_option, require_data_root
+from stages.layout import artifact, require_data_root, shown_path, target_path
 from stages.params import load_params
 
 
-def main(out: Path = artifact_option("data", "index", help="Folder for the index tables."),
+def main(out: Optional[Path] = typer.Option(
+             None, help="Folder for every index table. Default: the target's tables in "
+             f"{shown_path('data', 'index')}/<target>/, COCO's in {shown_path('data', 'index')}."),
          target: str = TARGET_OPTION,
          only: Literal["all", "target", "coco"] = typer.Option(
              "all", help="Write the target's tables alone, or COCO's (dvc.yaml's data@<target> "
@@ -39,14 +41,19 @@ def main(out: Path = artifact_option("data", "index", help="Folder for the index
     folders) and COCO as Parquet tables, after checking that every listed image exists."""
     from pipeline.data import index_datasets
 
-    settings = load_params(params).for_target(target).data
-    root = require_data_root(settings)
-    index = index_datasets(settings, ("target", "coco") if only == "all" else (only,))
+    settings = load_params(params)
+    settings = settings if only == "coco" else settings.for_target(target)
+    data = settings.data
+    root = require_data_root(data)
+    index = index_datasets(data, ("target", "coco") if only == "all" else (only,))
     for name, table in index.tables.items():
-        write_parquet(out / f"{name}.parquet", table, index.metadata(name))
+        folder = out or (artifact("data", "index") if name.startswith("coco_") else
+                         target_path("data", settings.target))
+        write_parquet(folder / f"{name}.parquet", table, index.metadata(name))
     if only != "coco":
-        write_text(out / "images.sha256", index.checksums())
-    print(f"data: {index.summary(settings)}")
+        write_text((out or target_path("data", settings.target)) / "images.sha256",
+                   index.checksums())
+    print(f"data: {index.summary(data)}")
     if root.is_absolute():
         print(f"data: warning: data.root {root} is an absolute path; it is recorded in dvc.lock "
               "and the index tables, so a teammate shares these outputs only with the same path. "
