@@ -17,7 +17,7 @@ import typer
 
 from stages.common import PARAMS_OPTION, TARGET_OPTION, say
 from stages.compare import compare_revs
-from stages.layout import require, set_table, shown_path, target_path
+from stages.layout import artifact, require, set_table, shown_path, target_path
 from stages.params import ParamsError, load_params
 
 def main(target: Optional[str] = TARGET_OPTION,
@@ -43,11 +43,13 @@ def main(target: Optional[str] = TARGET_OPTION,
          ) -> None:
     """Write Table 1 (CSV, Markdown, HTML summary, plots) with the paper's numbers beside ours."""
     if compare is not None:
-        target = target or next(iter(load_params(params).data.targets))
-        return compare_revs(*compare, table_path=(out or target_path("report", target)) /
-                            "table1.csv", out_file=out_file)
+        if out is None:
+            out = target_path("report", target or next(iter(load_params(params).data.targets)))
+        return compare_revs(*compare, table_path=out / "table1.csv", out_file=out_file)
     if out_file is not None:
         raise ParamsError("--out-file goes with --compare")
+    if None in (evaluate, zeroshot, describe, out):
+        artifact("report")  # a default path: dvc.yaml names it (or says there is none)
     settings = load_params(params).for_target(target)
     target = settings.target
     evaluate = evaluate or target_path("evaluate", target)

@@ -255,7 +255,7 @@ def test_the_demo_world_keeps_its_own_names_and_the_same_bytes(tmp_path):
         outputs[names] = {p.name: p.read_bytes() for p in (tmp_path / names).iterdir()}
         meta = read_parquet_with_metadata(tmp_path / names / "target_classes.parquet")[1]
         assert METADATA_KEY not in meta
-    assert outputs["auto"] == outputs["dataset"] and len(outputs["auto"]) == 6
+    assert outputs["auto"] == outputs["dataset"] and len(outputs["auto"]) == 7  # + images.sha256
     from pipeline.data import Data, index_datasets
 
     settings["data"]["target"]["names"] = "reference"

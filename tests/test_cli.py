@@ -1,5 +1,6 @@
 """CLI smoke tests: every stage answers --help, and the cheap stages run for real."""
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,11 @@ def test_data_and_describe_stages_run_on_a_small_demo(tmp_path):
     assert "CUB_200_2011: 20 images (12 train, 8 test) in 4 classes, all present" in result.output
     images = pd.read_parquet(tmp_path / "index" / "target_images.parquet")
     assert list(images.columns) == ["image_id", "path", "class_id", "class_name", "split"]
+    # every indexed image's checksum, in sha256sum's format: what the encoding stages depend on
+    folder = tmp_path / "worlds" / "world" / "CUB_200_2011"
+    assert (tmp_path / "index" / "images.sha256").read_text().splitlines() == [
+        f"{hashlib.sha256((folder / path).read_bytes()).hexdigest()}  {path}"
+        for path in images["path"]]
     params = yaml.safe_load(Path(p).read_text())
     for name in params["describe"]["sets"]:
         result = runner.invoke(app, ["describe", name, "--params", p, "--index",

@@ -204,7 +204,8 @@ def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
     torch.save(create_clip("fgvc-demo-micro", None).model.state_dict(), project / "w.pt")
     raw = no_coco(
         describe={"sets": {}, "controls": {},
-                  "files": {"own": {"backend": "file", "path": "data/own.yaml"}}},
+                  "files": {"own": {"backend": "file", "path": "data/own.yaml",
+                                                       "target": "cub"}}},
         train_adapter={"descriptions": "own", "priors": ["own"], "selection": ["class_balanced"],
                        "budgets": {"ratios": [50, 100], "shots": [1, 2], "seeds": [1],
                                    "folds": 2},

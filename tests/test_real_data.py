@@ -54,7 +54,8 @@ def project(tmp_path_factory) -> Path:
                           backbones={"demo-micro": params["clip"]["backbones"]["demo-micro"]})
     params["clip"]["demo_train"].update(epochs=1, batch_size=32)
     params["describe"].update(sets={}, controls={},
-                              files={"own": {"backend": "file", "path": "data/own.yaml"}})
+                              files={"own": {"backend": "file", "path": "data/own.yaml",
+                                                       "target": "cub"}})
     params["extract"]["shard_rows"] = 16  # 72 target images: 5 shards
     params["train_qformer"].update(epochs=1, batch_size=64)
     params["train_adapter"].update(descriptions="own", priors=["own"], methods={"linear": {

@@ -323,12 +323,12 @@ def git(cwd: Path, *args: str) -> str:
 def test_compare_reads_two_revs_and_the_workspace_through_dvc(tmp_path, monkeypatch):
     """A tiny git + DVC repo: table1.csv tracked by `dvc add`, params.yaml by git."""
     repo = tmp_path / "repo"
-    (repo / "artifacts" / "report" / "cub").mkdir(parents=True)
+    (repo / "artifacts" / "report").mkdir(parents=True)
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     dvc = [sys.executable, "-m", "dvc"]
     git(repo, "init", "-q")
     subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True, env=env)
-    csv = repo / "artifacts" / "report" / "cub" / "table1.csv"
+    csv = repo / "artifacts" / "report" / "table1.csv"
 
     def commit(lr: float, shift: float, message: str) -> None:
         (repo / "params.yaml").write_text(yaml.safe_dump({"train_adapter": {"lr": lr, "steps": 5}}))
