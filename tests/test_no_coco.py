@@ -9,7 +9,6 @@ folders the test draws (`pipeline.data.bird_drawing`), with a CLIP from a local 
 """
 
 import json
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_repo, dvc, run_by_hand
+from conftest import copy_repo, dvc, run_stages_by_hand
 from stages.params import ParamsError, validate_params
 from stages.preset import preset_tree
 
@@ -219,19 +218,9 @@ def test_a_folder_of_images_runs_every_stage_that_needs_no_coco(tmp_path):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *command],
                        cwd=project, check=True, capture_output=True)
 
-    # What `dvc repro` runs: every stage's command, in dvc.yaml's order (each after what it
-    # reads), here by hand in this process (no torch start-up for each of its 17 stages); `dvc
-    # commit` then finds every output each stage declares, and `dvc status` nothing stale
-    from dvc.repo import Repo
-
-    with Repo(str(project)) as repo:
-        planned = [(stage.name, stage.cmd) for stage in repo.index.stages]
-    assert {"data", "train_qformer@own", "evaluate@own", "report"} <= {n for n, _ in planned}
-    ran = ""
-    for stage, command in planned:
-        program, *args = shlex.split(command)
-        assert program == "fgvc", (stage, command)
-        ran += run_by_hand(project, *args)
+    # What `dvc repro` runs, by hand in this process (no torch start-up for each of its 17
+    # stages); `dvc commit` then finds every output each stage declares, `dvc status` nothing stale
+    ran = run_stages_by_hand(project)
     dvc(project, "commit", "-f")
     assert "no COCO (data.coco: null)" in ran and "42 images (30 train, 12 test)" in ran
     assert "train_qformer@own: no Q-Former: data.coco is null" in ran
