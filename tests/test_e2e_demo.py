@@ -206,7 +206,7 @@ def test_forced_repro_of_the_demo_changes_no_output(demo):
     bytes, so a rerun never makes a teammate's cached features or reports stale. Rerun here:
     the stages whose bytes no other test checks twice (the index, the descriptions, the paper's
     adapters, their evaluation, the zero-shot baselines, the report), on one backbone, each as
-    `dvc repro -f` runs it (its outputs deleted, then dvc.lock's command) but in this process,
+    `dvc repro -f` runs it (its outputs deleted, then its command) but in this process,
     which spares a torch start-up per stage; `dvc status` then finds every output with the hash
     dvc.lock recorded. Each of the others is checked for the same bytes where it is cheaper:
     drawing the demo world (test_data), the demo CLIPs' training (test_cli), the extract sets
@@ -458,8 +458,8 @@ def test_new_prompts_encode_only_texts_and_a_new_backbone_runs_only_itself(demo)
     extraction, the zeroshot stages and the report, and encodes only its texts. Adding a
     backbone would run only that backbone's stages (with its adapter chain if it joins
     clip.adapter_backbones) and the report. What `dvc repro` would rerun is what `dvc status`
-    lists; those stages run by hand here (dvc.lock's commands, in this process: no torch
-    start-up each), and `dvc status` after them lists no stage beyond them, so none reads what
+    lists; those stages run by hand here (their commands from DVC's index, in this process:
+    no torch start-up each), and `dvc status` after them lists no stage beyond them, so none reads what
     they changed."""
     params_file = demo / "params.yaml"
     params = yaml.safe_load(params_file.read_text())

@@ -2,8 +2,8 @@
 COCO and so no Q-Former, and every stage that does not need one runs: the data stage indexes the
 target alone, the zero-shot baselines, the probe and the few-shot methods train and score, the
 linear adapter trains its raw-text columns only, and the report says why the Q-Former columns are
-absent. The end-to-end test is what `dvc repro` runs (the commands of its dry run, in this
-process, then `dvc commit`) in a temp copy whose data folder holds nothing but `<class>/<image>`
+absent. The end-to-end test is what `dvc repro` runs (every stage's command from DVC's index,
+in this process, then `dvc commit`) in a temp copy whose data folder holds nothing but `<class>/<image>`
 folders the test draws (`pipeline.data.bird_drawing`), with a CLIP from a local checkpoint file
 (a pretrained CLIP, as a user's would be, with no hub to reach).
 """
