@@ -111,24 +111,25 @@ def test_too_many_bad_images_fail_the_stage_and_keep_the_work(tmp_path, clip_dir
 
 
 KILL_SEED = 20240611  # the default kill point's seed; FGVC_KILL_SEED overrides it
+SHARDS = 25  # of 8 images each: enough for a kill point well inside the run
 
 
 def test_killed_run_resumes_to_the_same_bytes(tmp_path, clip_dir):
-    make_world(tmp_path / "world", good=400, bad=False)
+    make_world(tmp_path / "world", good=8 * SHARDS, bad=False)
     params = params_file(tmp_path)
-    fgvc = [sys.executable, "-c", "from stages.cli import main; main()"]
-    uninterrupted = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir,
-                                                          tmp_path / "whole", params),
-                                   capture_output=True, text=True, cwd=REPO)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    # Only the killed run needs a process of its own: the others run in this one (no start-up)
+    uninterrupted = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir,
+                                                            tmp_path / "whole", params))
+    assert uninterrupted.exit_code == 0, uninterrupted.output
 
     out = tmp_path / "killed"
     # The kill point is drawn from a fixed seed; FGVC_KILL_SEED=<n> replays (or varies) it. The
     # shards actually left can exceed the drawn point (the run goes on while we poll).
     seed = int(os.environ.get("FGVC_KILL_SEED", KILL_SEED))
-    kill_after = random.Random(seed).randint(3, 30)  # of 50 shards
-    where = f"FGVC_KILL_SEED={seed}: kill after {kill_after} of 50 shards"
+    kill_after = random.Random(seed).randint(3, 15)  # of 25 shards
+    where = f"FGVC_KILL_SEED={seed}: kill after {kill_after} of {SHARDS} shards"
     print(where)
+    fgvc = [sys.executable, "-c", "from stages.cli import main; main()"]
     process = subprocess.Popen(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -141,22 +142,20 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, clip_dir):
     left = len(list(out.glob("shard-*.parquet")))
     where += f", {left} left by the killed run"
     print(where)
-    assert kill_after <= left < 50, where
+    assert kill_after <= left < SHARDS, where
 
-    resumed = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
-                             capture_output=True, text=True, cwd=REPO)
-    assert resumed.returncode == 0, f"{where}\n{resumed.stderr}"
-    assert f"{50 - left} computed, {left} kept from an earlier run" in resumed.stdout, (
-        f"{where}\n{resumed.stdout}")
+    resumed = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir, out, params))
+    assert resumed.exit_code == 0, f"{where}\n{resumed.output}"
+    assert f"{SHARDS - left} computed, {left} kept from an earlier run" in resumed.output, (
+        f"{where}\n{resumed.output}")
     whole, again = read_manifest(tmp_path / "whole"), read_manifest(out)
     assert again == whole, where  # same shard checksums: the same bytes
     for shard in whole["shards"]:
         assert (out / shard["file"]).read_bytes() == (
             tmp_path / "whole" / shard["file"]).read_bytes(), f"{where}: {shard['file']} differs"
 
-    rerun = subprocess.run(fgvc + extract_command(tmp_path / "world", clip_dir, out, params),
-                           capture_output=True, text=True, cwd=REPO)
-    assert "0 computed, 50 kept" in rerun.stdout, f"{where}\n{rerun.stdout}"
+    rerun = CliRunner().invoke(app, extract_command(tmp_path / "world", clip_dir, out, params))
+    assert f"0 computed, {SHARDS} kept" in rerun.output, f"{where}\n{rerun.output}"
 
 
 def test_a_changed_image_is_encoded_again(tmp_path, clip_dir):
