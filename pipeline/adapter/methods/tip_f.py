@@ -170,14 +170,14 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
     import numpy as np
     import torch
 
-    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features, run_row,
-                                           text_prototypes)
+    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features,
+                                           map_budgets, run_row, text_prototypes)
     from pipeline.adapter.methods.tip import TipCaches, val_grid
 
     zero_shot = text_prototypes(inputs, "none")
     grid = [(a, b) for a in settings.alphas for b in settings.betas]
-    keys, labels, starts, rows = [], [], [0], []
-    for part in budget_images(inputs, protocol):
+
+    def one(part):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         seed = part.budget.seed
@@ -201,14 +201,16 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
                               .float().mean().item() for a in settings.alphas}
             accuracy = np.array([by_beta[b][a] for a, b in grid])
             alpha, beta = grid[first_best(accuracy)]
-        keys.append(tuned if tuned is not None else fine_tune_keys(x, y, zero_shot, settings,
-                                                                    seed))
-        labels.append(y)
-        starts.append(starts[-1] + len(x))
-        rows.append(run_row("tip_f", part, "descriptions", "none", {"alpha": alpha, "beta": beta},
-                            accuracy))
+        if tuned is None:
+            tuned = fine_tune_keys(x, y, zero_shot, settings, seed)
+        return tuned, y, run_row("tip_f", part, "descriptions", "none",
+                                 {"alpha": alpha, "beta": beta}, accuracy)
+
+    keys, labels, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                          inputs.features.device))
+    starts = np.cumsum([0] + [len(y) for y in labels]).tolist()
     return TipCaches(zero_shot, torch.cat(keys), torch.cat(labels).to(torch.int64), starts,
-                     pd.DataFrame(rows), inputs.class_ids.tolist(), inputs.fingerprint,
+                     pd.DataFrame(list(rows)), inputs.class_ids.tolist(), inputs.fingerprint,
                      "Tip-Adapter-F caches")
 
 
