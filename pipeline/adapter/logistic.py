@@ -41,10 +41,14 @@ def fit_logistic_heads(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
     b (H, C)."""
     num_heads, width = len(weights), x.shape[1]
     weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    target = torch.nn.functional.one_hot(y.long(), num_classes).to(x.dtype)  # (N, C)
+    labels = y.long()
     rows = own_rows(weights)
-    if rows is not None:  # each head on its own rows: (H, M, D), (H, M, C), (H, M)
-        x, target, weights = x[rows], target[rows], weights.gather(1, rows)
+    if rows is not None:  # each head on its own rows: (H, M, D), (H, M), (H, M)
+        x, labels, weights = x[rows], labels[rows], weights.gather(1, rows)
+    else:
+        labels = labels.expand(num_heads, -1)  # (H, N)
+    true = labels[:, :, None]  # each row's class, where the one-hot target is 1
+    minus_one = torch.full(true.shape, -1.0, dtype=x.dtype, device=x.device)
     pull = torch.zeros(num_heads, num_classes, width, dtype=x.dtype, device=x.device) \
         if prior is None else prior.to(x.dtype)
     strength = strengths.to(x.dtype).view(-1, 1, 1)
@@ -64,9 +68,13 @@ def fit_logistic_heads(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                 logits = torch.baddbmm(bias[:, None, :], x, weight.mT)  # (H, M, C)
             log_norm = logits.logsumexp(dim=2, keepdim=True)
             away = weight - pull
-            loss = (((log_norm - logits) * target).sum(dim=2) * weights).sum() \
+            # the cross-entropy log_norm - logit of the true class, and softmax - one-hot: the
+            # one-hot target read where it is 1 (a gather, a scatter) instead of a full pass
+            # with it (the same numbers: the other classes' terms were exactly 0)
+            loss = ((log_norm - logits.gather(2, true)).squeeze(2) * weights).sum() \
                 + (strength * away.square()).sum()
-            residual = (logits - log_norm).exp_().sub_(target).mul_(weights[:, :, None])
+            residual = (logits - log_norm).exp_().scatter_add_(2, true, minus_one) \
+                .mul_(weights[:, :, None])
             weight.grad = (torch.einsum("hnc,nd->hcd", residual, x) if rows is None
                            else residual.mT @ x) + 2 * strength * away
             bias.grad = residual.sum(dim=1)
