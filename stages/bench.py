@@ -150,6 +150,9 @@ def few_shot(
     width: int = typer.Option(CUB_SIZE["width"], min=1, help="Feature width (768: ViT-B)."),
     descriptions: int = typer.Option(10, min=1, help="Descriptions per class (the prior)."),
     seed: int = typer.Option(0, help="Seed of the random table."),
+    cpu_threads: int = typer.Option(None, "--cpu-threads", min=0, help="Instead of "
+                                    "train_adapter.cpu_threads: budgets trained at once on the "
+                                    "CPU, one torch thread each (0: one per core)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     params: Path = PARAMS_OPTION,
 ) -> None:
@@ -158,6 +161,8 @@ def few_shot(
     each method timed beside a baseline measured in the same run (one L-BFGS probe on every
     train image). train_adapter.cpu_threads and train_adapter.device apply, as in the stage."""
     config = load_params(params).train_adapter
+    if cpu_threads is not None:
+        config = config.model_copy(update={"cpu_threads": cpu_threads})
 
     import torch
 

@@ -89,6 +89,35 @@ def test_batched_heads_reach_each_heads_own_optimum(blobs):
     assert torch.allclose(weight[0], dropped_w[0], atol=1e-3)
 
 
+def test_heads_that_hold_rows_out_fit_on_their_own_rows_alone(blobs):
+    """Fold heads (each weighing some rows 0, of unequal counts) are fitted on their own rows
+    gathered, padded with a 0-weighted row: the same objective as every head over every row,
+    so the same optimum; the layout keeps each head's rows in order."""
+    from pipeline.adapter.logistic import own_rows
+
+    x, y = blobs
+    fold = torch.arange(30) % 4 % 3  # folds of 15 (rows 0, 3, 4, 7, ...), 8 and 7 rows
+    weights = (fold[None, :] != torch.arange(3)[:, None]).double()
+    rows = own_rows(weights)
+    assert rows.shape == (3, 23)  # the largest head's 23 rows; the others padded
+    for h in range(3):
+        mine = (fold != h).nonzero().squeeze(1)
+        assert torch.equal(rows[h, :len(mine)], mine)
+        assert (weights[h, rows[h, len(mine):]] == 0).all()  # padding weighs 0
+    assert own_rows(torch.ones(2, 30)) is None and own_rows(weights[:1].clone().fill_(1)) is None
+    strengths = torch.tensor([1e-1, 1e-3, 1e-2], dtype=torch.float64)
+    weight, bias = fit_logistic_heads(x, y, weights, 3, strengths, tolerance=1e-9)
+    for h in range(3):
+        w, b = weight[h].clone().requires_grad_(), bias[h].clone().requires_grad_()
+        objective(x, y, weights[h], strengths[h], torch.zeros(3, 6, dtype=torch.float64), w,
+                  b).backward()
+        assert w.grad.abs().max() < 1e-5 and b.grad.abs().max() < 1e-5  # its own optimum
+        alone, _ = fit_logistic_heads(x[fold != h], y[fold != h],
+                                      torch.ones(1, int((fold != h).sum()), dtype=torch.float64),
+                                      3, strengths[h:h + 1], tolerance=1e-9)
+        assert torch.allclose(weight[h], alone[0], atol=1e-4)
+
+
 def test_a_strong_pull_keeps_the_prior_and_a_warm_start_changes_nothing(blobs):
     x, y = blobs
     prior = 7 * F.normalize(torch.randn(1, 3, 6, dtype=torch.float64), dim=-1)
@@ -671,3 +700,42 @@ def test_adapters_train_with_subnormals_flushed_and_torch_is_left_as_it_was():
     with denormals_flushed():
         assert ((tiny * 1.5).item() == 0.0) == can  # x86 with SSE3: every CI machine can
     assert (tiny * 1.5).item() > 0
+
+
+def test_budgets_trained_on_two_cpu_workers_are_the_same_bits_as_one_after_another():
+    """train_adapter.cpu_threads: 2 trains two budgets at once, each on one torch thread: every
+    method's weights, keys and chosen values are those of one budget after another on one
+    thread, in the budgets' order, and torch's thread count is left as it was."""
+    from pipeline.adapter.few_shot import denormals_flushed
+    from pipeline.adapter.methods import ADAPTER_METHODS
+    from pipeline.adapter.settings import TrainAdapter
+    from pipeline.bench.few_shot import random_inputs
+
+    inputs = random_inputs(240, 6, 16, 3, seed=4, device=torch.device("cpu"))
+    names = ["probe", "ensemble", "text_prior", "tip", "tip_f", "zs_lp", "clap", "lp_pp"]
+    small = {"tip_f": {"epochs": 2}, "lp_pp": {"steps": 40}}
+    trained = {}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        for workers in (1, 2):
+            protocol = TrainAdapter(methods={name: small.get(name, {}) for name in names},
+                                    cpu_threads=workers,
+                                    budgets={"ratios": [50, 100], "shots": [1, 4], "seeds": [1, 2]})
+            with denormals_flushed():
+                trained[workers] = {name: ADAPTER_METHODS.get(name).train(
+                    inputs, protocol, protocol.methods[name]) for name in names}
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    for name in names:
+        one, two = trained[1][name], trained[2][name]
+        pd.testing.assert_frame_equal(one.runs, two.runs)
+        assert len(one.runs) == 8  # 4 budgets x 2 seeds, in the budgets' order in both
+        if hasattr(one, "keys"):  # Tip-Adapter's caches
+            assert one.starts == two.starts
+            tensors = (one.keys, two.keys), (one.key_labels, two.key_labels)
+        else:
+            tensors = (one.weight, two.weight), (one.bias, two.bias)
+        for a, b in tensors:
+            assert torch.equal(a, b), name

@@ -95,6 +95,32 @@ def budget_images(inputs, protocol) -> list[BudgetImages]:
     return out
 
 
+def map_budgets(train_one, parts: list[BudgetImages], protocol, device) -> list:
+    """[train_one(part) for part in parts]; on the CPU, `train_adapter.cpu_threads` budgets at
+    once (0: one per core of torch's default), each worker on one torch thread with subnormals
+    flushed (`denormals_flushed`), the largest budgets first. A budget's arithmetic is then
+    what one thread computes alone, so every result is the same bits as one budget after
+    another on one thread, in any order: the cores are used without splitting small matmuls
+    between threads (which runs slower on a busy machine)."""
+    workers = protocol.cpu_threads or torch.get_num_threads()
+    if workers <= 1 or len(parts) <= 1 or torch.device(device).type != "cpu":
+        return [train_one(part) for part in parts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_thread() -> None:  # a worker's own state, gone with it
+        torch.set_num_threads(1)
+        torch.set_flush_denormal(True)
+
+    threads = torch.get_num_threads()
+    largest_first = sorted(range(len(parts)), key=lambda i: -len(parts[i].rows))
+    try:
+        with ThreadPoolExecutor(min(workers, len(parts)), initializer=one_thread) as pool:
+            started = {i: pool.submit(train_one, parts[i]) for i in largest_first}
+            return [started[i].result() for i in range(len(parts))]
+    finally:
+        torch.set_num_threads(threads)  # a worker's setting is also torch's global one
+
+
 def coop_val_rows(labels: np.ndarray, val: np.ndarray, budget: Budget) -> np.ndarray:
     """Rows of the val images a budget is validated on: min(k, 4) a class for k shots (CoOp's
     rule, drawn as shots are at the budget's seed), every one for a ratio."""

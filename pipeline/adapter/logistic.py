@@ -13,7 +13,10 @@ L-BFGS reaches each head's own optimum: the folds of a cross-validation candidat
 (Heads of very different strengths are not: their curvatures differ, and one L-BFGS memory
 for all of them converges several times slower than one job per strength, each warm-started
 from the stronger one's solution.) The gradient is written by hand: two matmuls an evaluation,
-no graph.
+no graph. Where heads weigh some rows 0 (a cross-validation fold's held-out rows), each head's
+logits are computed on its own rows alone, padded with 0-weighted rows to the largest head's
+count: the same objective and gradient (a 0-weighted row adds exactly 0), summed in another
+order, in two thirds of the work at 3 folds.
 
 Converged means the largest gradient entry is below `TOLERANCE`, scikit-learn's default `tol`
 for L-BFGS, which CLIP's probe used (scikit-learn >= 1.1 also minimises the mean loss, so the
@@ -38,7 +41,14 @@ def fit_logistic_heads(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
     b (H, C)."""
     num_heads, width = len(weights), x.shape[1]
     weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    target = torch.nn.functional.one_hot(y.long(), num_classes).to(x.dtype)  # (N, C)
+    labels = y.long()
+    rows = own_rows(weights)
+    if rows is not None:  # each head on its own rows: (H, M, D), (H, M), (H, M)
+        x, labels, weights = x[rows], labels[rows], weights.gather(1, rows)
+    else:
+        labels = labels.expand(num_heads, -1)  # (H, N)
+    true = labels[:, :, None]  # each row's class, where the one-hot target is 1
+    minus_one = torch.full(true.shape, -1.0, dtype=x.dtype, device=x.device)
     pull = torch.zeros(num_heads, num_classes, width, dtype=x.dtype, device=x.device) \
         if prior is None else prior.to(x.dtype)
     strength = strengths.to(x.dtype).view(-1, 1, 1)
@@ -52,15 +62,37 @@ def fit_logistic_heads(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
 
     def closure() -> torch.Tensor:
         with torch.no_grad():
-            logits = torch.einsum("nd,hcd->hnc", x, weight) + bias[:, None, :]  # (H, N, C)
+            if rows is None:  # every head on every row
+                logits = torch.einsum("nd,hcd->hnc", x, weight) + bias[:, None, :]  # (H, N, C)
+            else:
+                logits = torch.baddbmm(bias[:, None, :], x, weight.mT)  # (H, M, C)
             log_norm = logits.logsumexp(dim=2, keepdim=True)
             away = weight - pull
-            loss = (((log_norm - logits) * target).sum(dim=2) * weights).sum() \
+            # the cross-entropy log_norm - logit of the true class, and softmax - one-hot: the
+            # one-hot target read where it is 1 (a gather, a scatter) instead of a full pass
+            # with it (the same numbers: the other classes' terms were exactly 0)
+            loss = ((log_norm - logits.gather(2, true)).squeeze(2) * weights).sum() \
                 + (strength * away.square()).sum()
-            residual = (logits - log_norm).exp_().sub_(target).mul_(weights[:, :, None])
-            weight.grad = torch.einsum("hnc,nd->hcd", residual, x) + 2 * strength * away
+            residual = (logits - log_norm).exp_().scatter_add_(2, true, minus_one) \
+                .mul_(weights[:, :, None])
+            weight.grad = (torch.einsum("hnc,nd->hcd", residual, x) if rows is None
+                           else residual.mT @ x) + 2 * strength * away
             bias.grad = residual.sum(dim=1)
         return loss
 
     optimizer.step(closure)
     return weight.detach(), bias.detach()
+
+
+def own_rows(weights: torch.Tensor) -> torch.Tensor | None:
+    """(H, M) the rows each head weighs above 0 (weights (H, N)), in order, a head with fewer
+    than the largest count M padded with rows it weighs 0; None where that saves nothing (some
+    head weighs every row)."""
+    kept = weights > 0
+    count = kept.sum(dim=1)
+    width = int(count.max())
+    if width == weights.shape[1]:
+        return None
+    # a stable sort puts each head's own rows first, in order; the padding is rows it weighs 0
+    order = torch.sort((~kept).to(torch.uint8), dim=1, stable=True).indices
+    return order[:, :width]

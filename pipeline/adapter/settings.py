@@ -69,7 +69,9 @@ class TrainAdapter(Section):
     device: Device = "auto"
     cpu_threads: int = Field(1, ge=0, description="torch's CPU threads (0: torch's default, "
                              "one per core; the adapters' small matmuls run fastest on one, "
-                             "above all on a busy machine)")
+                             "above all on a busy machine); the few-shot methods train that "
+                             "many budgets at once instead, one torch thread each (the same "
+                             "results)")
     methods: Annotated[dict[str, SerializeAsAny[Section]], Whole] = Field(
         default_factory=lambda: _methods({name: {} for name in DEFAULT_METHODS}), min_length=1,
         description="the adapter methods trained, each with its settings "

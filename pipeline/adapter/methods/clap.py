@@ -80,22 +80,26 @@ def _trainer(name: str, constrained: bool):
         import torch.nn.functional as F
 
         from pipeline.adapter.few_shot import (CLIP_LOGIT_SCALE, LinearClassifiers, budget_images,
-                                               kept_features, run_row, text_prototypes)
+                                               kept_features, map_budgets, run_row,
+                                               text_prototypes)
 
         zero_shot = text_prototypes(inputs, "none")
         classes = len(inputs.class_ids)
-        weights, rows = [], []
-        for part in budget_images(inputs, protocol):
+
+        def one(part):
             x = kept_features(inputs, part)
             y = torch.as_tensor(part.labels, device=x.device)
             multipliers = (clap_multipliers(CLIP_LOGIT_SCALE * x @ zero_shot.T, y, classes)
                            if constrained else None)
             weight = fit_prototypes(x, y, zero_shot, multipliers, settings.max_iter)
-            weights.append(CLIP_LOGIT_SCALE * F.normalize(weight, dim=-1))  # logits x . W^T
-            rows.append(run_row(name, part, "descriptions", "none", {}, None))
+            return (CLIP_LOGIT_SCALE * F.normalize(weight, dim=-1),  # logits x . W^T
+                    run_row(name, part, "descriptions", "none", {}, None))
+
+        weights, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                         inputs.features.device))
         weight = torch.stack(weights)
         return LinearClassifiers(weight, torch.zeros(weight.shape[:2], device=weight.device),
-                                 pd.DataFrame(rows), inputs.class_ids.tolist(),
+                                 pd.DataFrame(list(rows)), inputs.class_ids.tolist(),
                                  inputs.fingerprint,
                                  "CLAP probes" if constrained else "zero-shot-initialised probes")
     return train

@@ -45,22 +45,25 @@ def train_ensemble(inputs, protocol, settings: Ensemble):
     import torch
 
     from pipeline.adapter.few_shot import (CLIP_LOGIT_SCALE, LinearClassifiers, budget_images,
-                                           run_row, scored_features, text_prototypes)
+                                           map_budgets, run_row, scored_features,
+                                           text_prototypes)
     from pipeline.adapter.methods.probe import choose_probe
 
     zero_shot = CLIP_LOGIT_SCALE * text_prototypes(inputs, "none")  # (C, D)
-    weights, biases, rows = [], [], []
-    for part in budget_images(inputs, protocol):
+
+    def one(part):
         scores = scored_features(inputs, part) @ zero_shot.T  # (n, C) of the scored images
         weight, bias, (strength, _, term), accuracy = choose_probe(
             inputs, part, settings.strengths, settings.fixed_strength, settings.max_iter,
             extra=[alpha * scores for alpha in settings.alphas])
         alpha = settings.alphas[term] if accuracy is not None else settings.fixed_alpha
-        weights.append(weight + alpha * zero_shot)
-        biases.append(bias)
-        rows.append(run_row("ensemble", part, "descriptions", "none",
-                            {"strength": strength, "alpha": alpha}, accuracy))
-    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(rows),
+        return weight + alpha * zero_shot, bias, run_row(
+            "ensemble", part, "descriptions", "none", {"strength": strength, "alpha": alpha},
+            accuracy)
+
+    weights, biases, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                             inputs.features.device))
+    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(list(rows)),
                              inputs.class_ids.tolist(), inputs.fingerprint,
                              "probe + zero-shot ensembles")
 

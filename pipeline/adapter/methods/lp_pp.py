@@ -149,12 +149,12 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
     import torch
 
     from pipeline.adapter.few_shot import (LinearClassifiers, budget_images, first_best,
-                                           kept_features, run_row, scored_features,
-                                           text_prototypes)
+                                           kept_features, map_budgets, run_row,
+                                           scored_features, text_prototypes)
 
     zero_shot = text_prototypes(inputs, "none")
-    weights, biases, rows = [], [], []
-    for part in budget_images(inputs, protocol):
+
+    def one(part):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         everything = torch.ones(1, len(x), device=x.device)
@@ -179,13 +179,14 @@ def train_lp_pp(inputs, protocol, settings: LinearProbePlusPlus):
         # the chosen count as the last point of a path on every kept image
         weight, bias = lp_pp_path(x, y, everything, zero_shot, chosen, settings.alpha_every,
                                   chosen)[-1]
-        weights.append(weight[0])
-        biases.append(bias[0])
         one_candidate = settings.eval_every == settings.steps  # nothing to choose
-        rows.append({**run_row("lp_pp", part, "descriptions", "none",
-                               {} if one_candidate else {"steps": chosen}, accuracy),
-                     "steps": chosen})
-    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(rows),
+        return weight[0], bias[0], {**run_row("lp_pp", part, "descriptions", "none",
+                                              {} if one_candidate else {"steps": chosen},
+                                              accuracy), "steps": chosen}
+
+    weights, biases, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                             inputs.features.device))
+    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(list(rows)),
                              inputs.class_ids.tolist(), inputs.fingerprint, "LP++ probes")
 
 

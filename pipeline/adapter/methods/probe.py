@@ -77,16 +77,17 @@ def choose_probe(inputs, part, strengths: list[float], fixed: float, max_iter: i
 def train_probe(inputs, protocol, settings: Probe):
     import torch
 
-    from pipeline.adapter.few_shot import LinearClassifiers, budget_images, run_row
+    from pipeline.adapter.few_shot import LinearClassifiers, budget_images, map_budgets, run_row
 
-    weights, biases, rows = [], [], []
-    for part in budget_images(inputs, protocol):
+    def one(part):
         weight, bias, (strength, _, _), accuracy = choose_probe(
             inputs, part, settings.strengths, settings.fixed_strength, settings.max_iter)
-        weights.append(weight)
-        biases.append(bias)
-        rows.append(run_row("probe", part, "none", "none", {"strength": strength}, accuracy))
-    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(rows),
+        return weight, bias, run_row("probe", part, "none", "none", {"strength": strength},
+                                     accuracy)
+
+    weights, biases, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                             inputs.features.device))
+    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(list(rows)),
                              inputs.class_ids.tolist(), inputs.fingerprint, "linear probes")
 
 

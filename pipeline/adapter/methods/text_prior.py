@@ -46,22 +46,24 @@ class TextPrior(Section):
 def train_text_prior(inputs, protocol, settings: TextPrior):
     import torch
 
-    from pipeline.adapter.few_shot import (LinearClassifiers, budget_images, run_row,
-                                           text_prototypes)
+    from pipeline.adapter.few_shot import (LinearClassifiers, budget_images, map_budgets,
+                                           run_row, text_prototypes)
     from pipeline.adapter.methods.probe import choose_probe
 
     prototypes = text_prototypes(inputs, settings.mapping)
     pulls = torch.stack([scale * prototypes for scale in settings.scales])  # (P, C, D)
-    weights, biases, rows = [], [], []
-    for part in budget_images(inputs, protocol):
+
+    def one(part):
         weight, bias, (strength, prior, _), accuracy = choose_probe(
             inputs, part, settings.strengths, settings.fixed_strength, settings.max_iter,
             pulls=pulls)
-        weights.append(weight)
-        biases.append(bias)
-        rows.append(run_row("text_prior", part, "descriptions", settings.mapping,
-                            {"strength": strength, "scale": settings.scales[prior]}, accuracy))
-    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(rows),
+        return weight, bias, run_row("text_prior", part, "descriptions", settings.mapping,
+                                     {"strength": strength, "scale": settings.scales[prior]},
+                                     accuracy)
+
+    weights, biases, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                             inputs.features.device))
+    return LinearClassifiers(torch.stack(weights), torch.stack(biases), pd.DataFrame(list(rows)),
                              inputs.class_ids.tolist(), inputs.fingerprint,
                              "probes pulled to text prototypes")
 

@@ -160,13 +160,13 @@ def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
     import numpy as np
     import torch
 
-    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features, run_row,
-                                           text_prototypes)
+    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features,
+                                           map_budgets, run_row, text_prototypes)
 
     zero_shot = text_prototypes(inputs, "none")
-    keys, labels, starts, rows = [], [], [0], []
     grid = [(a, b) for a in settings.alphas for b in settings.betas]
-    for part in budget_images(inputs, protocol):
+
+    def one(part):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         accuracy = None
@@ -183,13 +183,14 @@ def train_tip(inputs, protocol, settings: TipAdapter) -> TipCaches:
                               .float().mean().item() for a in settings.alphas}
             accuracy = np.array([by_beta[b][a] for a, b in grid])
             alpha, beta = grid[first_best(accuracy)]
-        keys.append(x)
-        labels.append(y)
-        starts.append(starts[-1] + len(x))
-        rows.append(run_row("tip", part, "descriptions", "none", {"alpha": alpha, "beta": beta},
-                            accuracy))
+        return x, y, run_row("tip", part, "descriptions", "none", {"alpha": alpha, "beta": beta},
+                             accuracy)
+
+    keys, labels, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                          inputs.features.device))
+    starts = np.cumsum([0] + [len(y) for y in labels]).tolist()
     return TipCaches(zero_shot, torch.cat(keys), torch.cat(labels).to(torch.int64), starts,
-                     pd.DataFrame(rows), inputs.class_ids.tolist(), inputs.fingerprint)
+                     pd.DataFrame(list(rows)), inputs.class_ids.tolist(), inputs.fingerprint)
 
 
 def load_tip(folder: Path, fingerprint: dict | None, what: str = "Tip-Adapter caches") -> TipCaches:

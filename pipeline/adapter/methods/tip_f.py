@@ -92,8 +92,8 @@ def fine_tune_keys(x, y, zero_shot, settings: TipAdapterF, seed: int):
     slotted = len(slot_key) * 2 * x.shape[1] <= len(x) * (2 * x.shape[1] + classes)
     if slotted:
         filled = (slot_key < len(x)).to(x.dtype)  # (C*m,) 0 at an empty slot
+        filled = None if bool(filled.all()) else filled  # classes of one size: none to mask
         keys = torch.cat([x, x.new_zeros(1, x.shape[1])]).index_select(0, slot_key)
-        key_labels = torch.arange(classes, device=x.device).repeat_interleave(width)
     else:
         keys, key_labels = x.clone(), labels
         values = F.one_hot(labels, classes).to(x.dtype)  # (n, C) the cache's values L
@@ -107,22 +107,31 @@ def fine_tune_keys(x, y, zero_shot, settings: TipAdapterF, seed: int):
     generator = torch.Generator().manual_seed(seed)
     base = CLIP_LOGIT_SCALE * x @ zero_shot.T
     alpha, beta = settings.fixed_alpha, settings.fixed_beta
+    shift = torch.tensor(-beta, dtype=x.dtype, device=x.device)
     for _ in range(settings.epochs):
         order = torch.randperm(len(x), generator=generator).to(x.device)
         for batch in order.split(settings.batch_size):
             x_batch = x[batch]
-            # exp(-beta (1 - x . K^T)) in place on the (b, K) affinities
-            cache_weight = (x_batch @ keys.T).sub_(1).mul_(beta).exp_()
+            # exp(-beta (1 - x . K^T)) = exp(beta x . K^T - beta): one pass after the matmul
+            cache_weight = torch.addmm(shift, x_batch, keys.T, alpha=beta).exp_()  # (b, K)
             if slotted:
-                cache = cache_weight.mul_(filled).view(len(batch), classes, width).sum(dim=2)
+                if filled is not None:
+                    cache_weight.mul_(filled)
+                cache = cache_weight.view(len(batch), classes, width).sum(dim=2)
             else:
                 cache = cache_weight @ values  # (b, C)
             cache.requires_grad_(True)
             loss = F.cross_entropy(base[batch] + alpha * cache, y[batch])
             grad, = torch.autograd.grad(loss, cache)  # (b, C) d loss / d cache
             # the rest of the chain by hand: d/dK = (beta exp(...) * (grad . L^T))^T x, and
-            # grad . L^T (L one-hot) is a gather; an empty slot's exp(...) is 0 (masked)
-            grad = grad.index_select(1, key_labels).mul_(cache_weight).mul_(beta)  # (b, K)
+            # grad . L^T (L one-hot) is each key's class column of grad: in the slots' layout a
+            # broadcast over a class's row of slots, in place on the cache weights (an empty
+            # slot's is 0, masked); else a gather
+            if slotted:
+                grad = cache_weight.view(len(batch), classes, width).mul_(
+                    grad.mul_(beta)[:, :, None]).view(len(batch), -1)  # (b, K)
+            else:
+                grad = grad.index_select(1, key_labels).mul_(cache_weight).mul_(beta)
             # (K, D) in the keys' layout, as autograd computes it (fused AdamW reads a
             # transposed gradient's memory as if it were laid out as the keys: wrong keys)
             keys.grad = grad.T @ x_batch
@@ -161,14 +170,14 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
     import numpy as np
     import torch
 
-    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features, run_row,
-                                           text_prototypes)
+    from pipeline.adapter.few_shot import (budget_images, first_best, kept_features,
+                                           map_budgets, run_row, text_prototypes)
     from pipeline.adapter.methods.tip import TipCaches, val_grid
 
     zero_shot = text_prototypes(inputs, "none")
     grid = [(a, b) for a in settings.alphas for b in settings.betas]
-    keys, labels, starts, rows = [], [], [0], []
-    for part in budget_images(inputs, protocol):
+
+    def one(part):
         x = kept_features(inputs, part)
         y = torch.as_tensor(part.labels, device=x.device)
         seed = part.budget.seed
@@ -192,14 +201,16 @@ def train_tip_f(inputs, protocol, settings: TipAdapterF):
                               .float().mean().item() for a in settings.alphas}
             accuracy = np.array([by_beta[b][a] for a, b in grid])
             alpha, beta = grid[first_best(accuracy)]
-        keys.append(tuned if tuned is not None else fine_tune_keys(x, y, zero_shot, settings,
-                                                                    seed))
-        labels.append(y)
-        starts.append(starts[-1] + len(x))
-        rows.append(run_row("tip_f", part, "descriptions", "none", {"alpha": alpha, "beta": beta},
-                            accuracy))
+        if tuned is None:
+            tuned = fine_tune_keys(x, y, zero_shot, settings, seed)
+        return tuned, y, run_row("tip_f", part, "descriptions", "none",
+                                 {"alpha": alpha, "beta": beta}, accuracy)
+
+    keys, labels, rows = zip(*map_budgets(one, budget_images(inputs, protocol), protocol,
+                                          inputs.features.device))
+    starts = np.cumsum([0] + [len(y) for y in labels]).tolist()
     return TipCaches(zero_shot, torch.cat(keys), torch.cat(labels).to(torch.int64), starts,
-                     pd.DataFrame(rows), inputs.class_ids.tolist(), inputs.fingerprint,
+                     pd.DataFrame(list(rows)), inputs.class_ids.tolist(), inputs.fingerprint,
                      "Tip-Adapter-F caches")
 
 
