@@ -3,16 +3,17 @@
 `data.root` holds every dataset the pipeline reads (a drawn demo world, or the real data: see
 `fgvc download`): the target (`data.target`, in the layout its `format` names), its per-image
 captions (`data.captions`, optional), COCO 2014 (`data.coco`; null: none, and so no Q-Former)
-and Karpathy's split file. dvc.yaml makes `data.root` a dependency of this stage, and the
-target's image folder one of the stages that encode it, so a changed file reruns what reads it.
+and Karpathy's split file. dvc.yaml makes `data.root` a dependency of these stages, and a
+target's images.sha256 one of the stages that encode its images, so a changed image reruns
+what reads it.
 
 One target of `data.targets` at a time (`--target`; dvc.yaml runs `data@<target>` per target,
 and `data_coco` for COCO's, which no target reads). Outputs (in <out>): target_images,
 target_classes, target_attributes, target_captions (.parquet) and images.sha256 (every indexed
 image's checksum, `sha256sum` format: the stages that encode the images depend on it, so a
-changed image reruns them), coco_images, coco_captions (.parquet; empty without COCO);
-`--only target` or `--only coco` writes one part. Image tables carry their
-folder in the schema metadata (`fgvc.root`: `data.root/<dataset>` as params.yaml gives it, so the same on every machine that
+changed image reruns them), coco_images, coco_captions (.parquet; empty without COCO); `--only
+target` or `--only coco` writes one part. Image tables carry their folder in the schema metadata
+(`fgvc.root`: `data.root/<dataset>` as params.yaml gives it, so the same on every machine that
 keeps data.root at the same relative path); paths in the table are relative to it.
 """
 

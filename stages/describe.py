@@ -1,13 +1,12 @@
 """Stages `describe@<target>-<set>`, `describe_file@<set>` and `describe_control@<target>-<set>`:
 one set of one target's class descriptions into <out>/<set>.parquet (<out>: the target's
-<paths.describe>/<target>/sets/, or controls/ for a control; columns class_id, class_name,
-text, source, prompt_id, sample_index), from the backend `describe.sets.<set>` (an LLM, class
+<paths.describe>/<target>/sets/, or controls/ for a control; columns class_id, class_name, text,
+source, prompt_id, sample_index), from the backend `describe.sets.<set>` (an LLM, class
 attributes) or `describe.files.<set>` (an imported file of the target it names, the stage's
 dependency) names, or the control `describe.controls.<set>` makes from its real set
-(<sets>/<of>.parquet, the target's sets/). One stage per target and set, so a new prompt asks the LLM only for
-that set; `train_adapter.descriptions`
-names the set the adapters train on,
-`zeroshot.descriptions` the sets scored the CBD way. Both stages run this one command.
+(<sets>/<of>.parquet, the target's sets/). One stage per target and set, so a new prompt asks
+the LLM only for that set; `train_adapter.descriptions` names the set the adapters train on,
+`zeroshot.descriptions` the sets scored the CBD way. The three stages run this one command.
 
 The LLM's answers are cached outside the workspace, deliberately not a DVC output
 (`pipeline.describe.run` says why); the descriptions table is the DVC output.

@@ -1,8 +1,8 @@
-"""Stage `evaluate@<target>-<backbone>`: top-1 / top-5 on the target's test split for every
-adapter of one backbone, each method of `train_adapter.methods` from its folder (zero-shot figures are the
-`zeroshot` stage's). Outputs in <out>: results.parquet (one row per adapter), per-class accuracy and confusion counts (`per_class.parquet`,
-`confusion.parquet`: every adapter, long format), and metrics.json (the headline figures, a DVC
-metrics file)."""
+"""Stage `evaluate@<target>-<backbone>`: top-1 / top-5 on the target's test split for every adapter
+of one backbone, each method of `train_adapter.methods` from its folder (zero-shot figures are
+the `zeroshot` stage's). Outputs in <out>: results.parquet (one row per adapter), per-class
+accuracy and confusion counts (`per_class.parquet`, `confusion.parquet`: every adapter, long
+format), and metrics.json (the headline figures, a DVC metrics file)."""
 
 from __future__ import annotations
 

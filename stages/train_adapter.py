@@ -1,7 +1,8 @@
-"""Stage `train_adapter@<target>-<backbone>-<method>`: one adapter method of `train_adapter.methods` (the
-paper's linear adapter: the Table-1 grid of image ratio x text source x selection x seed, as
-stacked heads; the few-shot methods: one classifier per budget and seed) trained on one
-target's cached features of one backbone. By hand, with no method named, every method of the params.
+"""Stage `train_adapter@<target>-<backbone>-<method>`: one adapter method of
+`train_adapter.methods` (the paper's linear adapter: the Table-1 grid of image ratio x text
+source x selection x seed, as stacked heads; the few-shot methods: one classifier per budget and
+seed) trained on one target's cached features of one backbone. By hand, with no method named,
+every method of the params.
 
 Outputs in <out> (the backbone's adapters folder): one folder per method, with method.json (the
 method and the CLIP fingerprint) and what the method saves (the linear grid: heads.safetensors,
@@ -35,7 +36,8 @@ def main(backbone: Optional[str] = BACKBONE_ARGUMENT,
                                                    help="The backbone's Q-Former checkpoint.",
                                                    target=False),
          out: Optional[Path] = backbone_option(
-             "train_adapter", help="The backbone's adapters folder: each method in <out>/<method>/."),
+             "train_adapter", help="The target's adapters folder of the backbone: each method "
+             "in <out>/<method>/."),
          params: Path = PARAMS_OPTION) -> None:
     """Train adapter methods on the backbone's features, each method's whole grid in one job."""
     settings = load_params(params).for_target(target)

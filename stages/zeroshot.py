@@ -1,9 +1,10 @@
 """Stage `zeroshot@<target>-<backbone>`: the seed papers' baselines (`zeroshot.baselines`: CLIP per
 template set, CBD per description set, CLIP's linear probe, ...) on one backbone of
-`clip.backbones` and one target, scored on the test images from the feature sets `extract` wrote. Writes into
-<out> (<paths.zeroshot>/<target>/<backbone>/): results.parquet (one row per baseline variant, top-1 / top-5 %),
-details/<table>.parquet (CBD's explanations, the probe's validation accuracies), pictures/ (a
-few CBD decisions drawn beside their images), run.json (what was run) and metrics.json.
+`clip.backbones` and one target, scored on the test images from the feature sets `extract`
+wrote. Writes into <out> (<paths.zeroshot>/<target>/<backbone>/): results.parquet (one row per
+baseline variant, top-1 / top-5 %), details/<table>.parquet (CBD's explanations, the probe's
+validation accuracies), pictures/ (a few CBD decisions drawn beside their images), run.json
+(what was run) and metrics.json.
 """
 
 from __future__ import annotations
